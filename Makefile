@@ -1,0 +1,43 @@
+# issuegraph — `make run` serves the API on demo data; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORKERS ?= 1
+
+.PHONY: run test install assets schema check lint typecheck bench clean
+
+run: install assets
+	$(BIN)/python -m app run --workers $(WORKERS)
+
+test: install
+	$(BIN)/python -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+assets:
+	bash scripts/fetch_graphiql.sh
+
+schema: install
+	$(BIN)/python -m app schema schema.graphql
+
+lint: install
+	$(BIN)/ruff check app loaders resolvers tests bench
+	$(BIN)/ruff format --check app loaders resolvers tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build app/static/graphiql .pgdata .pgdata-test

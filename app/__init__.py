@@ -1,0 +1,1 @@
+"""issuegraph: a headless issue tracker served as one GraphQL API."""

@@ -1,0 +1,108 @@
+"""The only module that talks to asyncpg.
+
+`Database` owns the pool for the life of the process. Each request gets a `Session`: it
+acquires one pooled connection on its first statement and keeps it until the request ends
+(an acquire costs a reset round trip, so once per request rather than once per statement),
+serialises the statements of concurrent loaders on that connection, and counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from app.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+Record = asyncpg.Record
+
+
+class Database:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float) -> None:
+        self._pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        acquire_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+    ) -> Database:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout,
+            command_timeout=command_timeout,
+        )
+        return cls(pool, acquire_timeout=acquire_timeout)
+
+    def session(self) -> Session:
+        return Session(self)
+
+    async def acquire(self) -> asyncpg.Connection:
+        try:
+            return await self._pool.acquire(timeout=self._acquire_timeout)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            raise DatabaseError("could not acquire a database connection") from exc
+
+    async def release(self, connection: asyncpg.Connection) -> None:
+        await self._pool.release(connection)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+class Session:
+    """One request's database access; see the module docstring."""
+
+    def __init__(
+        self, database: Database | None = None, *, connection: asyncpg.Connection | None = None
+    ) -> None:
+        self._database = database
+        self._connection = connection
+        self._owns_connection = connection is None
+        self._lock = asyncio.Lock()
+        self.statements = 0
+
+    @classmethod
+    def on_connection(cls, connection: asyncpg.Connection) -> Session:
+        """A session on a connection the caller owns (tests run inside their transaction)."""
+        return cls(connection=connection)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Record]:
+        async with self._lock:
+            connection = await self._connect()
+            self.statements += 1
+            try:
+                return list(await connection.fetch(sql, *args))
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                raise DatabaseError(str(exc)) from exc
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        async with self._lock:
+            connection = await self._connect()
+            self.statements += 1
+            await connection.executemany(sql, args)
+
+    async def _connect(self) -> asyncpg.Connection:
+        if self._connection is None:
+            assert self._database is not None
+            self._connection = await self._database.acquire()
+        return self._connection
+
+    async def close(self) -> None:
+        if self._owns_connection and self._connection is not None:
+            assert self._database is not None
+            connection, self._connection = self._connection, None
+            await self._database.release(connection)

@@ -1,0 +1,134 @@
+"""Running GraphQL documents: cached parse and validation, execution, error shaping.
+
+Strawberry's own `Schema.execute` parses and validates every request again and logs every
+client error with a traceback; here a bounded LRU keeps each distinct document parsed and
+validated once, and errors are shaped in one place: client errors keep their message and
+code, anything unexpected is logged in full and masked as INTERNAL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    parse,
+    validate,
+)
+from strawberry.execution.is_awaitable import optimized_is_awaitable
+from strawberry.schema._graphql_core import execution_context_class_kwargs
+
+from app.errors import ClientError
+
+log = logging.getLogger(__name__)
+
+MAX_TOKENS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A document parsed and validated once; `errors` are its parse or validation errors."""
+
+    document: DocumentNode | None
+    errors: tuple[GraphQLError, ...] = ()
+    code: str | None = None
+
+    def operation(self, name: str | None) -> OperationDefinitionNode | None:
+        assert self.document is not None
+        found = [d for d in self.document.definitions if isinstance(d, OperationDefinitionNode)]
+        if name is None:
+            return found[0] if len(found) == 1 else None
+        return next((d for d in found if d.name and d.name.value == name), None)
+
+
+class Executor:
+    def __init__(self, schema: strawberry.Schema, cache_size: int = 1024) -> None:
+        self.schema = schema
+        self._graphql_schema = schema._schema
+        self._executor_kwargs = execution_context_class_kwargs(schema.execution_context_class)
+        self._cache: OrderedDict[str, Prepared] = OrderedDict()
+        self._cache_size = cache_size
+
+    def prepare(self, query: str) -> Prepared:
+        prepared = self._cache.get(query)
+        if prepared is not None:
+            self._cache.move_to_end(query)
+            return prepared
+        prepared = self._prepare(query)
+        self._cache[query] = prepared
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return prepared
+
+    def _prepare(self, query: str) -> Prepared:
+        try:
+            document = parse(query, max_tokens=MAX_TOKENS)
+        except GraphQLError as error:
+            return Prepared(None, (error,), "GRAPHQL_PARSE_FAILED")
+        errors = validate(self._graphql_schema, document)
+        if errors:
+            return Prepared(None, tuple(errors), "GRAPHQL_VALIDATION_FAILED")
+        return Prepared(document)
+
+    async def execute(
+        self,
+        prepared: Prepared,
+        context: Any,
+        variables: dict[str, Any] | None = None,
+        operation_name: str | None = None,
+    ) -> ExecutionResult:
+        assert prepared.document is not None
+        result = execute(
+            self._graphql_schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+            is_awaitable=optimized_is_awaitable,
+            **self._executor_kwargs,
+        )
+        if not isinstance(result, ExecutionResult):
+            result = await result
+        return result
+
+
+def format_errors(errors: list[GraphQLError] | tuple[GraphQLError, ...],
+                  code: str = "BAD_USER_INPUT") -> list[dict[str, Any]]:
+    """Errors as the response carries them; see the module docstring."""
+    return [_format(error, code) for error in errors]
+
+
+def _format(error: GraphQLError, default_code: str) -> dict[str, Any]:
+    original = error.original_error
+    formatted = error.formatted
+    if original is None or isinstance(original, GraphQLError):
+        extensions = dict(formatted.get("extensions") or {})
+        extensions.setdefault("code", default_code)
+        formatted["extensions"] = extensions
+        return dict(formatted)
+    if isinstance(original, ClientError):
+        formatted["message"] = original.message
+        formatted["extensions"] = original.extensions
+        return dict(formatted)
+    log.error("unexpected error at %s", error.path, exc_info=original)
+    masked: dict[str, Any] = {"message": "Internal server error."}
+    if error.locations is not None:
+        masked["locations"] = formatted.get("locations")
+    if error.path is not None:
+        masked["path"] = error.path
+    masked["extensions"] = {"code": "INTERNAL"}
+    return masked
+
+
+def operation_type(prepared: Prepared, name: str | None) -> OperationType | None:
+    operation = prepared.operation(name)
+    return operation.operation if operation is not None else None

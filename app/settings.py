@@ -1,0 +1,46 @@
+"""Settings, read once from the environment (and an optional `.env` file).
+
+Every knob an operator may turn lives here, with its default; README.md lists them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL; unset starts an embedded PostgreSQL in .pgdata/.",
+    )
+    embedded_pgdata: str = ".pgdata"
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    db_connect_timeout: float = 5.0
+    db_acquire_timeout: float = 5.0
+    db_command_timeout: float = 10.0
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+    graphiql: bool = True
+    introspection: bool = True
+    server_timing: bool = Field(
+        default=True, description="Send a Server-Timing header with SQL statement counts."
+    )
+    seed_scale: float = Field(default=0.2, description="Size of the demo data set.")
+    bcrypt_rounds: int = 12
+    document_cache_size: int = 1024
+    max_body_bytes: int = 1_000_000
+    log_level: str = "info"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

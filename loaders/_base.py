@@ -1,0 +1,75 @@
+"""The three shapes of DataLoader every entity uses: rows by key, pages by parent, counts.
+
+Each loader batches the keys of one event-loop tick into one statement (pages and counts:
+one per distinct request) and answers in key order; a missing key answers None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Generic, TypeVar
+
+from aiodataloader import DataLoader
+
+from app.db import Session
+from loaders._keyset import Page, PageRequest, PageSpec, Scope, load_counts, load_pages
+
+K = TypeVar("K", bound=Hashable)
+R = TypeVar("R")
+
+
+class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataloader is untyped
+    """Rows by a key; `arguments` turns the batch of keys into the statement's parameters."""
+
+    def __init__(
+        self,
+        session: Session,
+        sql: str,
+        make_row: Callable[[Sequence[Any]], R],
+        key_of: Callable[[R], K],
+        arguments: Callable[[Sequence[K]], Sequence[Any]] = lambda keys: (list(keys),),
+        scope: Scope | None = None,
+    ) -> None:
+        super().__init__()
+        self._session = session
+        self._sql = sql
+        self._make_row = make_row
+        self._key_of = key_of
+        self._arguments = arguments
+        self._scope = scope
+
+    async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
+        args = list(self._arguments(keys))
+        if self._scope is not None:
+            args += [self._scope.all_projects, list(self._scope.organization_ids)]
+        found: dict[K, R] = {}
+        for record in await self._session.fetch(self._sql, *args):
+            row = self._make_row(tuple(record))
+            found[self._key_of(row)] = row
+        return [found.get(key) for key in keys]
+
+
+class PageLoader(DataLoader, Generic[R]):  # type: ignore[misc]
+    """Pages of children keyed by (parent id, page request)."""
+
+    def __init__(self, session: Session, spec: PageSpec[R], scope: Scope) -> None:
+        super().__init__()
+        self._session = session
+        self._spec = spec
+        self._scope = scope
+
+    async def batch_load_fn(self, keys: Sequence[tuple[int, PageRequest]]) -> list[Page[R]]:
+        return await load_pages(self._session, self._spec, self._scope, keys)
+
+
+class CountLoader(DataLoader):  # type: ignore[misc]
+    """Total children keyed by (parent id, filters)."""
+
+    def __init__(self, session: Session, spec: PageSpec[Any], scope: Scope) -> None:
+        super().__init__()
+        self._session = session
+        self._spec = spec
+        self._scope = scope
+
+    async def batch_load_fn(self, keys: Sequence[tuple[int, Hashable]]) -> list[int]:
+        return await load_counts(self._session, self._spec, self._scope, keys)

@@ -1,0 +1,232 @@
+"""Keyset pagination of many parents' children in one statement.
+
+A page request is hashable so that it can be part of a DataLoader key: the loader groups
+the keys of one batch by request and runs one LATERAL query per distinct request (in
+practice one per level, since siblings ask for the same page). Each parent's page reads an
+index on (parent, sort value, id) from the cursor onwards and stops after `limit + 1` rows;
+the extra row says whether there is a next page. Never OFFSET.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from app.db import Record, Session
+
+R = TypeVar("R")
+SortKey = tuple[Any, int]
+
+PAGE_TEMPLATE = """
+SELECT page.* FROM unnest($1::bigint[]) AS parent(id)
+CROSS JOIN LATERAL (
+    SELECT {parent_column} AS parent_id, {columns}
+    FROM {source}
+    WHERE {parent_column} = parent.id{conditions}
+    ORDER BY {order}
+    LIMIT $2
+) AS page
+"""
+
+COUNT_TEMPLATE = """
+SELECT {parent_column} AS parent_id, count(*) AS total
+FROM {source}
+WHERE {parent_column} = ANY($1::bigint[]){conditions}
+GROUP BY 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A sort order: a SQL column and the row attribute holding it (None: the id alone)."""
+
+    name: str = "ID"
+    column: str | None = None
+    attribute: str | None = None
+    descending: bool = False
+
+    def key(self, row: Any) -> SortKey:
+        return (getattr(row, self.attribute) if self.attribute else row.id, row.id)
+
+
+BY_ID = Order()
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int
+    order: Order
+    backward: bool = False
+    cursor: SortKey | None = None
+    filters: Hashable = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[R]):
+    rows: Sequence[R]
+    keys: Sequence[SortKey]
+    has_next_page: bool
+    has_previous_page: bool
+
+
+class Params:
+    """Collects positional parameters while a statement is being written."""
+
+    def __init__(self, *initial: Any) -> None:
+        self.values: list[Any] = list(initial)
+
+    def add(self, value: Any, cast: str) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}::{cast}"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which projects a request may see: public ones, its organizations', or all."""
+
+    all_projects: bool = False
+    organization_ids: tuple[int, ...] = ()
+
+    def visible(self, params: Params, project: str = "p") -> str:
+        """A condition on the projects aliased `project`; the one visibility rule in SQL."""
+        if self.all_projects:
+            return "TRUE"
+        if not self.organization_ids:
+            return f"{project}.visibility = 'PUBLIC'"
+        orgs = params.add(list(self.organization_ids), "bigint[]")
+        return f"({project}.visibility = 'PUBLIC' OR {project}.organization_id = ANY({orgs}))"
+
+
+PUBLIC = Scope()
+
+Conditions = Callable[[Hashable, Scope, Params], list[str]]
+
+
+def no_conditions(filters: Hashable, scope: Scope, params: Params) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class PageSpec(Generic[R]):
+    """How one kind of child is paged under its parent."""
+
+    source: str
+    parent_column: str
+    id_column: str
+    columns: str
+    make_row: Callable[[Sequence[Any]], R]
+    conditions: Conditions = no_conditions
+
+
+def _keyset(spec: PageSpec[Any], request: PageRequest, params: Params) -> tuple[str, str]:
+    descending = request.order.descending != request.backward
+    direction = " DESC" if descending else ""
+    sort = request.order.column
+    if sort is None:
+        order = f"{spec.id_column}{direction}"
+    else:
+        order = f"{sort}{direction}, {spec.id_column}{direction}"
+    if request.cursor is None:
+        return "", order
+    op = "<" if descending else ">"
+    value, last_id = request.cursor
+    if sort is None:
+        return f"{spec.id_column} {op} {params.add(last_id, 'bigint')}", order
+    row_cmp = f"({sort}, {spec.id_column}) {op} ({params.add(value, _cast(value))}, "
+    return row_cmp + f"{params.add(last_id, 'bigint')})", order
+
+
+def _cast(value: Any) -> str:
+    if isinstance(value, datetime):
+        return "timestamptz"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    return "text"
+
+
+def page_statement(
+    spec: PageSpec[Any], request: PageRequest, scope: Scope, parent_ids: Sequence[int]
+) -> tuple[str, list[Any]]:
+    params = Params(list(parent_ids), request.limit + 1)
+    keyset, order = _keyset(spec, request, params)
+    conditions = spec.conditions(request.filters, scope, params)
+    if keyset:
+        conditions.append(keyset)
+    sql = PAGE_TEMPLATE.format(
+        parent_column=spec.parent_column,
+        columns=spec.columns,
+        source=spec.source,
+        conditions="".join(f"\n      AND {c}" for c in conditions),
+        order=order,
+    )
+    return sql, params.values
+
+
+def count_statement(
+    spec: PageSpec[Any], filters: Hashable, scope: Scope, parent_ids: Sequence[int]
+) -> tuple[str, list[Any]]:
+    params = Params(list(parent_ids))
+    conditions = spec.conditions(filters, scope, params)
+    sql = COUNT_TEMPLATE.format(
+        parent_column=spec.parent_column,
+        source=spec.source,
+        conditions="".join(f"\n  AND {c}" for c in conditions),
+    )
+    return sql, params.values
+
+
+def split_pages(
+    spec: PageSpec[R], request: PageRequest, records: Sequence[Record]
+) -> dict[int, Page[R]]:
+    grouped: dict[int, list[R]] = defaultdict(list)
+    for record in records:
+        values = tuple(record)
+        grouped[values[0]].append(spec.make_row(values[1:]))
+    return {parent: _page(request, rows) for parent, rows in grouped.items()}
+
+
+def _page(request: PageRequest, rows: list[R]) -> Page[R]:
+    more = len(rows) > request.limit
+    rows = rows[: request.limit]
+    if request.backward:
+        rows.reverse()
+    keys = [request.order.key(r) for r in rows]
+    after_cursor = request.cursor is not None
+    if request.backward:
+        return Page(rows, keys, has_next_page=after_cursor, has_previous_page=more)
+    return Page(rows, keys, has_next_page=more, has_previous_page=after_cursor)
+
+
+async def load_pages(
+    session: Session, spec: PageSpec[R], scope: Scope, keys: Sequence[tuple[int, PageRequest]]
+) -> list[Page[R]]:
+    """One statement per distinct page request among `keys`; results in key order."""
+    by_request: dict[PageRequest, list[int]] = defaultdict(list)
+    for parent, request in keys:
+        by_request[request].append(parent)
+    found: dict[tuple[int, PageRequest], Page[R]] = {}
+    for request, parents in by_request.items():
+        sql, args = page_statement(spec, request, scope, parents)
+        pages = split_pages(spec, request, await session.fetch(sql, *args))
+        for parent, page in pages.items():
+            found[parent, request] = page
+    return [found.get(key) or _page(key[1], []) for key in keys]
+
+
+async def load_counts(
+    session: Session, spec: PageSpec[Any], scope: Scope, keys: Sequence[tuple[int, Hashable]]
+) -> list[int]:
+    by_filters: dict[Hashable, list[int]] = defaultdict(list)
+    for parent, filters in keys:
+        by_filters[filters].append(parent)
+    found: dict[tuple[int, Hashable], int] = {}
+    for filters, parents in by_filters.items():
+        sql, args = count_statement(spec, filters, scope, parents)
+        for record in await session.fetch(sql, *args):
+            found[record[0], filters] = record[1]
+    return [found.get(key, 0) for key in keys]

@@ -1,0 +1,45 @@
+"""Projects: by id, by (organization, key), and an organization's, all within the scope."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from loaders._keyset import Params, PageSpec, Scope
+from loaders.rows import PROJECT_COLUMNS, ProjectRow
+
+# $2 and $3 are the scope: every project (site admins) or the organizations the viewer is in.
+VISIBLE = "(p.visibility = 'PUBLIC' OR $2::boolean OR p.organization_id = ANY($3::bigint[]))"
+SELECT_PROJECTS_BY_ID = (
+    f"SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = ANY($1::bigint[]) AND {VISIBLE}"
+)
+SELECT_PROJECTS_BY_KEY = f"""
+SELECT {PROJECT_COLUMNS}
+FROM unnest($1::text[]) AS k(ref)
+JOIN projects p ON p.organization_id = split_part(k.ref, '/', 1)::bigint
+               AND p.key = split_part(k.ref, '/', 2)
+WHERE {VISIBLE}
+"""
+
+
+def project_row(values: Sequence[Any]) -> ProjectRow:
+    return ProjectRow(*values)
+
+
+def project_ref(organization_id: int, key: str) -> str:
+    """The loader key of a project by key: 'organization id/KEY'."""
+    return f"{organization_id}/{key}"
+
+
+def _visible(filters: Hashable, scope: Scope, params: Params) -> list[str]:
+    return [scope.visible(params)]
+
+
+PROJECTS_BY_ORGANIZATION = PageSpec(
+    source="projects p",
+    parent_column="p.organization_id",
+    id_column="p.id",
+    columns=PROJECT_COLUMNS,
+    make_row=project_row,
+    conditions=_visible,
+)

@@ -1,0 +1,32 @@
+"""Opaque global ids: url-safe base64 of 'Type:primary key', padding stripped."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from app.errors import BadUserInput
+
+NODE_TYPES = ("User", "Organization", "Project", "Issue", "Label", "Comment")
+MAX_PK = 2**63 - 1
+
+
+def encode_id(type_name: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).rstrip(b"=").decode()
+
+
+def decode_id(global_id: str, expected: str | None = None) -> tuple[str, int]:
+    """Return (type name, primary key); a malformed id or one of another type is an error."""
+    try:
+        padded = global_id + "=" * (-len(global_id) % 4)
+        type_name, _, pk_text = base64.urlsafe_b64decode(padded).decode().partition(":")
+        pk = int(pk_text) if pk_text.isascii() and pk_text.isdigit() else -1
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadUserInput(f"Malformed id: {global_id[:64]!r}.", argument="id") from None
+    if type_name not in NODE_TYPES or not 0 < pk <= MAX_PK:
+        raise BadUserInput(f"Malformed id: {global_id[:64]!r}.", argument="id")
+    if expected is not None and type_name != expected:
+        raise BadUserInput(
+            f"Expected the id of a {expected}, got the id of a {type_name}.", argument="id"
+        )
+    return type_name, pk

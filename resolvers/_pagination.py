@@ -1,0 +1,106 @@
+"""Connection arguments to page requests, and opaque keyset cursors.
+
+A cursor is url-safe base64 of a JSON array [version, order name, sort value, id]: it
+carries the position, not an offset, so it stays valid as rows are inserted. A cursor of
+another order, another version, or any malformed one is a BAD_USER_INPUT error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Hashable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from app.errors import BadUserInput
+from loaders import Order, PageRequest
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+CURSOR_VERSION = 1
+PAGE_ARGUMENTS_DOC = (
+    f"Returns the first or last n items (at most {MAX_PAGE_SIZE}; {DEFAULT_PAGE_SIZE} "
+    "when neither is given), after or before an opaque cursor."
+)
+
+
+def encode_cursor(order: Order, key: tuple[Any, int]) -> str:
+    value, pk = key
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = orjson.dumps([CURSOR_VERSION, order.name, value, pk])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, order: Order, argument: str) -> tuple[Any, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, name, value, pk = orjson.loads(raw)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise _bad(argument, "is not a valid cursor") from None
+    if version != CURSOR_VERSION or name != order.name:
+        raise _bad(argument, "belongs to another ordering or version")
+    if type(pk) is not int or not 0 < pk < 2**63:
+        raise _bad(argument, "is not a valid cursor")
+    return _sort_value(value, order, argument), pk
+
+
+def _sort_value(value: Any, order: Order, argument: str) -> Any:
+    if order.attribute is None:
+        expected: type = int
+    elif order.attribute.endswith("_at"):
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                pass
+        raise _bad(argument, "is not a valid cursor")
+    else:
+        expected = int if order.attribute == "priority" else str
+    if type(value) is not expected or (expected is int and not -(2**63) <= value < 2**63):
+        raise _bad(argument, "is not a valid cursor")
+    return value
+
+
+def _bad(argument: str, why: str) -> BadUserInput:
+    return BadUserInput(f"The `{argument}` argument {why}.", argument=argument)
+
+
+def page_request(
+    order: Order,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    filters: Hashable = None,
+) -> PageRequest:
+    """Validate Relay connection arguments into one keyset page request."""
+    if first is not None and last is not None:
+        raise BadUserInput(
+            "Passing both `first` and `last` is not supported.", argument="first"
+        )
+    if after is not None and before is not None:
+        raise BadUserInput(
+            "Passing both `after` and `before` is not supported.", argument="after"
+        )
+    for name, size in (("first", first), ("last", last)):
+        if size is not None and not 0 <= size <= MAX_PAGE_SIZE:
+            raise BadUserInput(
+                f"`{name}` must be between 0 and {MAX_PAGE_SIZE}, got {size}.", argument=name
+            )
+    backward = last is not None or (first is None and before is not None)
+    limit = (last if backward else first)
+    if limit is None:
+        limit = DEFAULT_PAGE_SIZE
+    cursor_text, argument = (before, "before") if backward else (after, "after")
+    if (after if backward else before) is not None:
+        raise BadUserInput(
+            "Use `first` with `after`, and `last` with `before`.", argument=argument
+        )
+    cursor = decode_cursor(cursor_text, order, argument) if cursor_text is not None else None
+    return PageRequest(
+        limit=limit, order=order, backward=backward, cursor=cursor, filters=filters
+    )
