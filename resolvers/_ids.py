@@ -1,4 +1,7 @@
-"""Opaque global ids: url-safe base64 of 'Type:primary key', padding stripped."""
+"""Opaque global ids: url-safe base64 of 'Type:primary key', padding stripped.
+
+Only the canonical spelling of an id is accepted, so that one object has one id.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +22,12 @@ def decode_id(global_id: str, expected: str | None = None) -> tuple[str, int]:
     """Return (type name, primary key); a malformed id or one of another type is an error."""
     try:
         padded = global_id + "=" * (-len(global_id) % 4)
-        type_name, _, pk_text = base64.urlsafe_b64decode(padded).decode().partition(":")
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+        type_name, _, pk_text = raw.decode().partition(":")
         pk = int(pk_text) if pk_text.isascii() and pk_text.isdigit() else -1
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadUserInput(f"Malformed id: {global_id[:64]!r}.", argument="id") from None
-    if type_name not in NODE_TYPES or not 0 < pk <= MAX_PK:
+    if type_name not in NODE_TYPES or not 0 < pk <= MAX_PK or encode_id(type_name, pk) != global_id:
         raise BadUserInput(f"Malformed id: {global_id[:64]!r}.", argument="id")
     if expected is not None and type_name != expected:
         raise BadUserInput(

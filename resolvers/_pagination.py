@@ -37,7 +37,8 @@ def encode_cursor(order: Order, key: tuple[Any, int]) -> str:
 
 def decode_cursor(cursor: str, order: Order, argument: str) -> tuple[Any, int]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
+                               validate=True)
         version, name, value, pk = orjson.loads(raw)
     except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
         raise _bad(argument, "is not a valid cursor") from None

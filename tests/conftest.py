@@ -1,0 +1,119 @@
+"""Test fixtures: a real PostgreSQL, one database per test session, one transaction per test.
+
+The database server is the one DATABASE_URL names, or else an embedded PostgreSQL in
+`.pgdata-test/`. A fresh database is created on it, migrated and loaded with a small demo
+data set, and dropped at the end. Each test runs in a transaction that is rolled back.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from app.__main__ import prepare_database
+from app.context import build_context
+from app.db import Database, Record, Session
+from app.embedded import start_embedded
+from app.execution import Executor, format_errors
+from app.policy import ANONYMOUS, Viewer
+from resolvers.schema import schema
+
+TEST_SCALE = 0.05
+os.environ.setdefault("BCRYPT_ROUNDS", "4")
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    server_url = os.environ.get("DATABASE_URL") or start_embedded(".pgdata-test", "postgres")
+    name = f"issuegraph_test_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(server_url, name)
+    try:
+        await prepare_database(url, TEST_SCALE)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = await Database.connect(database_url, min_size=1, max_size=4)
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def conn(database: Database) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    connection = await database.acquire()
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        yield connection
+    finally:
+        await transaction.rollback()
+        await database.release(connection)
+
+
+class RecordingSession(Session):
+    """A session on the test's connection that also keeps every statement it ran."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        super().__init__(connection=connection)
+        self.log: list[tuple[str, tuple[Any, ...]]] = []
+
+    async def fetch(self, sql: str, *args: Any) -> list[Record]:
+        self.log.append((sql, args))
+        return await super().fetch(sql, *args)
+
+
+@dataclass
+class Outcome:
+    data: Any
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    statements: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    @property
+    def codes(self) -> list[str]:
+        return [e["extensions"]["code"] for e in self.errors]
+
+
+Run = Callable[..., Awaitable[Outcome]]
+_executor = Executor(schema)
+
+
+@pytest.fixture
+def run(conn: asyncpg.Connection) -> Run:
+    """Execute a document in-process, on the test's transaction, as `viewer`."""
+
+    async def execute(query: str, variables: dict[str, Any] | None = None,
+                      viewer: Viewer = ANONYMOUS) -> Outcome:
+        prepared = _executor.prepare(query)
+        if prepared.document is None:
+            return Outcome(None, format_errors(prepared.errors, prepared.code or ""))
+        session = RecordingSession(conn)
+        result = await _executor.execute(prepared, build_context(session, viewer), variables)
+        return Outcome(result.data, format_errors(result.errors or []), session.log)
+
+    return execute
+
+
+@pytest.fixture
+def make(conn: asyncpg.Connection) -> Any:
+    from tests.factories import Make
+
+    return Make(conn)
