@@ -117,3 +117,19 @@ def make(conn: asyncpg.Connection) -> Any:
     from tests.factories import Make
 
     return Make(conn)
+
+
+@pytest.fixture
+async def client(database: Database) -> AsyncIterator[Any]:
+    """An HTTP client to the real ASGI app (lifespan included) on the test database."""
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    app = create_app(Settings(max_body_bytes=100_000), database=database)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
