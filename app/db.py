@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -63,6 +64,20 @@ class Database:
         await self._pool.close()
 
 
+class UniqueViolation(DatabaseError):
+    """A unique constraint refused a row; `constraint` names it."""
+
+    def __init__(self, message: str, constraint: str | None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+def _database_error(exc: BaseException) -> DatabaseError:
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return UniqueViolation(str(exc), exc.constraint_name)
+    return DatabaseError(str(exc))
+
+
 class Session:
     """One request's database access; see the module docstring."""
 
@@ -87,13 +102,41 @@ class Session:
             try:
                 return list(await connection.fetch(sql, *args))
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                raise DatabaseError(str(exc)) from exc
+                raise _database_error(exc) from exc
 
-    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+    async def fetchrow(self, sql: str, *args: Any) -> Record | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return row[0] if row is not None else None
+
+    async def execute(self, sql: str, *args: Any) -> str:
         async with self._lock:
             connection = await self._connect()
             self.statements += 1
-            await connection.executemany(sql, args)
+            try:
+                return str(await connection.execute(sql, *args))
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                raise _database_error(exc) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """One transaction (a savepoint when one is already open): all or nothing."""
+        async with self._lock:
+            connection = await self._connect()
+            transaction = connection.transaction()
+            await transaction.start()
+        try:
+            yield
+        except BaseException:
+            async with self._lock:
+                await transaction.rollback()
+            raise
+        else:
+            async with self._lock:
+                await transaction.commit()
 
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None:

@@ -18,11 +18,12 @@ from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from app.context import build_context
-from app.db import Database
+from app.context import Services, build_context
+from app.db import Database, Session
+from app.errors import Unauthenticated
 from app.execution import Executor, Prepared, format_errors
-from app.policy import ANONYMOUS
-from app.settings import Settings
+from app.policy import ANONYMOUS, Viewer
+from loaders.users import load_viewer
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,11 @@ class GraphQLRequest:
 
 
 class GraphQLEndpoint:
-    def __init__(self, executor: Executor, database: Database, settings: Settings) -> None:
+    def __init__(self, executor: Executor, database: Database, services: Services) -> None:
         self.executor = executor
         self.database = database
-        self.settings = settings
+        self.services = services
+        self.settings = services.settings
 
     async def __call__(self, request: Request) -> Response:
         media_type = _response_media_type(request)
@@ -65,6 +67,11 @@ class GraphQLEndpoint:
         except RequestError as error:
             body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
             return _respond(body, error.status, media_type, error.headers)
+        except Unauthenticated as error:
+            body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
+            challenge = f'Bearer realm="issuegraph", error="invalid_token", ' \
+                        f'error_description="{error.message}"'
+            return _respond(body, 401, media_type, {"WWW-Authenticate": challenge})
 
     def _graphiql(self, request: Request) -> Response:
         if not self.settings.graphiql:
@@ -101,7 +108,8 @@ class GraphQLEndpoint:
         _check_operation(request, prepared, graphql_request.operation_name)
         session = self.database.session()
         try:
-            context = build_context(session, ANONYMOUS, request)
+            viewer = await _viewer(request, session, self.services)
+            context = build_context(session, viewer, self.services, request)
             result = await self.executor.execute(
                 prepared, context, graphql_request.variables, graphql_request.operation_name
             )
@@ -117,6 +125,21 @@ class GraphQLEndpoint:
         if self.settings.server_timing:
             headers["Server-Timing"] = f'sql;desc="{session.statements} statements"'
         return _respond(body, status, media_type, headers)
+
+
+async def _viewer(request: Request, session: Session, services: Services) -> Viewer:
+    """The signed-in user of a request; a bad token is an error, never anonymity."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return ANONYMOUS
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Send the access token as `Authorization: Bearer <token>`.")
+    user_id = services.tokens.verify(token.strip())
+    found = await load_viewer(session, user_id)
+    if found is None:
+        raise Unauthenticated("The access token's user no longer exists.")
+    return Viewer(*found)
 
 
 def _check_operation(request: Request, prepared: Prepared, name: str | None) -> None:

@@ -18,11 +18,15 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.accounts import shared_secret
+from app.auth import Tokens
+from app.context import Services
 from app.db import Database
 from app.embedded import start_embedded
 from app.execution import Executor
 from app.graphiql import STATIC_DIR
 from app.http import GraphQLEndpoint
+from app.policy import Access
 from app.settings import Settings, get_settings
 from resolvers.schema import schema
 
@@ -37,7 +41,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = database or await _connect(settings)
-        state["endpoint"] = GraphQLEndpoint(executor, db, settings)
+        services = await build_services(settings, db)
+        state["endpoint"] = GraphQLEndpoint(executor, db, services)
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
@@ -60,6 +65,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         Mount("/static/graphiql", StaticFiles(directory=STATIC_DIR, check_dir=False)),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def build_services(settings: Settings, database: Database) -> Services:
+    secret = settings.jwt_secret
+    if secret is None:
+        session = database.session()
+        try:
+            secret = await shared_secret(session, "jwt-hs256")
+        finally:
+            await session.close()
+    tokens = Tokens(secret, settings.jwt_issuer, settings.jwt_audience,
+                    settings.access_token_ttl)
+    return Services(settings=settings, access=Access(), tokens=tokens)
 
 
 async def _connect(settings: Settings) -> Database:

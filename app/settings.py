@@ -35,7 +35,17 @@ class Settings(BaseSettings):
         default=True, description="Send a Server-Timing header with SQL statement counts."
     )
     seed_scale: float = Field(default=0.2, description="Size of the demo data set.")
-    bcrypt_rounds: int = 12
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16, description="bcrypt cost.")
+    jwt_secret: str | None = Field(
+        default=None,
+        description="HS256 key for access tokens; unset: a random key kept in the database.",
+    )
+    jwt_issuer: str = "issuegraph"
+    jwt_audience: str = "issuegraph-api"
+    access_token_ttl: int = Field(default=900, description="Access token lifetime (s).")
+    refresh_token_ttl: int = Field(default=30 * 86400, description="Refresh token lifetime.")
+    login_max_failures: int = Field(default=5, description="Failed sign-ins allowed ...")
+    login_failure_window: int = Field(default=900, description="... within this many s.")
     document_cache_size: int = 1024
     max_body_bytes: int = 1_000_000
     log_level: str = "info"

@@ -41,7 +41,10 @@ class Loaders:
             s, users.SELECT_USERS_BY_LOGIN, users.user_row, lambda r: r.login.lower()
         )
         self.members_by_organization: PageLoader[MemberRow] = PageLoader(
-            s, users.MEMBERS_BY_ORGANIZATION, scope
+            s, users.MEMBERS_BY_ORGANIZATION, scope, self.user_by_id, lambda r: r.user
+        )
+        self.organization_ids_by_user: RowLoader[int, tuple[int, tuple[int, ...]]] = RowLoader(
+            s, users.SELECT_ORGANIZATION_IDS_BY_USER, users.organization_ids_row, lambda r: r[0]
         )
         self.member_count = CountLoader(s, users.MEMBERS_BY_ORGANIZATION, scope)
 
@@ -76,7 +79,7 @@ class Loaders:
             scope=scope,
         )
         self.projects_by_organization: PageLoader[ProjectRow] = PageLoader(
-            s, projects.PROJECTS_BY_ORGANIZATION, scope
+            s, projects.PROJECTS_BY_ORGANIZATION, scope, self.project_by_id
         )
         self.project_count_by_organization = CountLoader(
             s, projects.PROJECTS_BY_ORGANIZATION, scope
@@ -93,15 +96,15 @@ class Loaders:
             arguments=lambda keys: ([k[0] for k in keys], [k[1] for k in keys]),
         )
         self.issues_by_project: PageLoader[IssueRow] = PageLoader(
-            s, issues.ISSUES_BY_PROJECT, scope
+            s, issues.ISSUES_BY_PROJECT, scope, self.issue_by_id
         )
         self.issue_count_by_project = CountLoader(s, issues.ISSUES_BY_PROJECT, scope)
         self.issues_by_author: PageLoader[IssueRow] = PageLoader(
-            s, issues.ISSUES_BY_AUTHOR, scope
+            s, issues.ISSUES_BY_AUTHOR, scope, self.issue_by_id
         )
         self.issue_count_by_author = CountLoader(s, issues.ISSUES_BY_AUTHOR, scope)
         self.issues_by_assignee: PageLoader[IssueRow] = PageLoader(
-            s, issues.ISSUES_BY_ASSIGNEE, scope
+            s, issues.ISSUES_BY_ASSIGNEE, scope, self.issue_by_id
         )
         self.issue_count_by_assignee = CountLoader(s, issues.ISSUES_BY_ASSIGNEE, scope)
 
@@ -109,16 +112,18 @@ class Loaders:
             s, labels.SELECT_LABELS_BY_ID, labels.label_row, _id, scope=scope
         )
         self.labels_by_project: PageLoader[LabelRow] = PageLoader(
-            s, labels.LABELS_BY_PROJECT, scope
+            s, labels.LABELS_BY_PROJECT, scope, self.label_by_id
         )
         self.label_count_by_project = CountLoader(s, labels.LABELS_BY_PROJECT, scope)
-        self.labels_by_issue: PageLoader[LabelRow] = PageLoader(s, labels.LABELS_BY_ISSUE, scope)
+        self.labels_by_issue: PageLoader[LabelRow] = PageLoader(
+            s, labels.LABELS_BY_ISSUE, scope, self.label_by_id
+        )
         self.label_count_by_issue = CountLoader(s, labels.LABELS_BY_ISSUE, scope)
 
         self.comment_by_id: RowLoader[int, CommentRow] = RowLoader(
             s, comments.SELECT_COMMENTS_BY_ID, comments.comment_row, _id, scope=scope
         )
         self.comments_by_issue: PageLoader[CommentRow] = PageLoader(
-            s, comments.COMMENTS_BY_ISSUE, scope
+            s, comments.COMMENTS_BY_ISSUE, scope, self.comment_by_id
         )
         self.comment_count_by_issue = CountLoader(s, comments.COMMENTS_BY_ISSUE, scope)

@@ -41,7 +41,7 @@ class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataload
     async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
         args = list(self._arguments(keys))
         if self._scope is not None:
-            args += [self._scope.all_projects, list(self._scope.organization_ids)]
+            args += self._scope.arguments()
         found: dict[K, R] = {}
         for record in await self._session.fetch(self._sql, *args):
             row = self._make_row(tuple(record))
@@ -50,16 +50,33 @@ class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataload
 
 
 class PageLoader(DataLoader, Generic[R]):  # type: ignore[misc]
-    """Pages of children keyed by (parent id, page request)."""
+    """Pages of children keyed by (parent id, page request). The rows of each page also
+    prime a by-id loader (`primes`, with `unwrap` to get the row it holds), so that a later
+    lookup of the same object by id costs no statement."""
 
-    def __init__(self, session: Session, spec: PageSpec[R], scope: Scope) -> None:
+    def __init__(
+        self,
+        session: Session,
+        spec: PageSpec[R],
+        scope: Scope,
+        primes: RowLoader[int, Any] | None = None,
+        unwrap: Callable[[R], Any] = lambda row: row,
+    ) -> None:
         super().__init__()
         self._session = session
         self._spec = spec
         self._scope = scope
+        self._primes = primes
+        self._unwrap = unwrap
 
     async def batch_load_fn(self, keys: Sequence[tuple[int, PageRequest]]) -> list[Page[R]]:
-        return await load_pages(self._session, self._spec, self._scope, keys)
+        pages = await load_pages(self._session, self._spec, self._scope, keys)
+        if self._primes is not None:
+            for page in pages:
+                for row in page.rows:
+                    target = self._unwrap(row)
+                    self._primes.prime(target.id, target)
+        return pages
 
 
 class CountLoader(DataLoader):  # type: ignore[misc]

@@ -85,19 +85,25 @@ class Params:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Which projects a request may see: public ones, its organizations', or all."""
+    """Which projects a request may read: every one, public ones, and its organizations'."""
 
     all_projects: bool = False
+    public: bool = True
     organization_ids: tuple[int, ...] = ()
 
     def visible(self, params: Params, project: str = "p") -> str:
         """A condition on the projects aliased `project`; the one visibility rule in SQL."""
         if self.all_projects:
             return "TRUE"
-        if not self.organization_ids:
-            return f"{project}.visibility = 'PUBLIC'"
-        orgs = params.add(list(self.organization_ids), "bigint[]")
-        return f"({project}.visibility = 'PUBLIC' OR {project}.organization_id = ANY({orgs}))"
+        parts = [f"{project}.visibility = 'PUBLIC'"] if self.public else []
+        if self.organization_ids:
+            orgs = params.add(list(self.organization_ids), "bigint[]")
+            parts.append(f"{project}.organization_id = ANY({orgs})")
+        return f"({' OR '.join(parts)})" if parts else "FALSE"
+
+    def arguments(self) -> list[object]:
+        """The values of the $2, $3, $4 of a statement written with `VISIBLE`."""
+        return [self.all_projects, self.public, list(self.organization_ids)]
 
 
 PUBLIC = Scope()

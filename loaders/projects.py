@@ -8,8 +8,11 @@ from typing import Any
 from loaders._keyset import Params, PageSpec, Scope
 from loaders.rows import PROJECT_COLUMNS, ProjectRow
 
-# $2 and $3 are the scope: every project (site admins) or the organizations the viewer is in.
-VISIBLE = "(p.visibility = 'PUBLIC' OR $2::boolean OR p.organization_id = ANY($3::bigint[]))"
+# $2, $3 and $4 are the request's Scope (see Scope.arguments).
+VISIBLE = (
+    "($2::boolean OR ($3::boolean AND p.visibility = 'PUBLIC')"
+    " OR p.organization_id = ANY($4::bigint[]))"
+)
 SELECT_PROJECTS_BY_ID = (
     f"SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = ANY($1::bigint[]) AND {VISIBLE}"
 )

@@ -5,11 +5,19 @@ from __future__ import annotations
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
+from resolvers.auth import AuthMutations
 from resolvers.query import Query
 from resolvers.types import Comment, Issue, Label, Organization, Project, User
 
+
+@strawberry.type(description="Every write of the graph.")
+class Mutation(AuthMutations):
+    pass
+
+
 schema = strawberry.Schema(
     query=Query,
+    mutation=Mutation,
     types=[User, Organization, Project, Issue, Label, Comment],
     config=StrawberryConfig(auto_camel_case=True),
 )

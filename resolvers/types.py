@@ -28,6 +28,7 @@ from loaders.rows import (
     ProjectRow,
     UserRow,
 )
+from resolvers import _access
 from resolvers._ids import encode_id
 from resolvers._pagination import PAGE_ARGUMENTS_DOC, page_request
 from resolvers.connection import Connection, page_info, PageInfo
@@ -86,8 +87,8 @@ class User(Node):
 
     @strawberry.field(description="The email address: visible to the user, site admins and "
                       "the admins of the user's organizations; null with FORBIDDEN otherwise.")
-    def email(self, info: Ctx) -> str | None:
-        if not info.context.policy.can_read_email(self.row):
+    async def email(self, info: Ctx) -> str | None:
+        if not await _access.on_user(info.context, self.row, "read_email"):
             raise Forbidden("You may not read this user's email.")
         return self.row.email
 
@@ -159,6 +160,23 @@ class Organization(Node):
         return cls(row=row, slug=row.slug, name=row.name, description=row.description,
                    created_at=row.created_at)
 
+    @strawberry.field(description="The viewer's role in the organization; null if none.")
+    def viewer_role(self, info: Ctx) -> MembershipRole | None:
+        role = info.context.viewer.roles.get(self.row.id)
+        return MembershipRole(role) if role else None
+
+    @strawberry.field(description="The viewer may add, remove and change members.")
+    def viewer_can_administer(self, info: Ctx) -> bool:
+        return _access.on_organization(info.context, self.row.id, "manage_members")
+
+    @strawberry.field(description="The viewer may grant and remove the OWNER role.")
+    def viewer_can_manage_owners(self, info: Ctx) -> bool:
+        return _access.on_organization(info.context, self.row.id, "manage_owners")
+
+    @strawberry.field(description="The viewer may create projects here.")
+    def viewer_can_create_projects(self, info: Ctx) -> bool:
+        return _access.on_organization(info.context, self.row.id, "create_project")
+
     @strawberry.field(description="The project with this key, if the viewer may see it.")
     async def project(self, info: Ctx, key: str) -> Project | None:
         row = await info.context.loaders.project_by_key.load(project_ref(self.row.id, key))
@@ -201,6 +219,18 @@ class Project(Node):
         return cls(row=row, key=row.key, name=row.name, description=row.description,
                    visibility=ProjectVisibility(row.visibility), archived_at=row.archived_at,
                    created_at=row.created_at)
+
+    @strawberry.field(description="The viewer may update and archive the project.")
+    def viewer_can_update(self, info: Ctx) -> bool:
+        return _access.on_project(info.context, self.row, "update")
+
+    @strawberry.field(description="The viewer may open issues in the project.")
+    def viewer_can_create_issues(self, info: Ctx) -> bool:
+        return _access.on_project(info.context, self.row, "create_issue")
+
+    @strawberry.field(description="The viewer may create, update and delete labels.")
+    def viewer_can_manage_labels(self, info: Ctx) -> bool:
+        return _access.on_project(info.context, self.row, "manage_labels")
 
     @strawberry.field(description="The organization the project belongs to.")
     async def organization(self, info: Ctx) -> Organization:
@@ -269,6 +299,22 @@ class Issue(Node):
                    created_at=row.created_at, updated_at=row.updated_at,
                    closed_at=row.closed_at)
 
+    @strawberry.field(description="The viewer may edit the title and body.")
+    async def viewer_can_update(self, info: Ctx) -> bool:
+        return await _access.on_issue(info.context, self.row, "edit")
+
+    @strawberry.field(description="The viewer may change priority, assignee and labels.")
+    async def viewer_can_triage(self, info: Ctx) -> bool:
+        return await _access.on_issue(info.context, self.row, "update")
+
+    @strawberry.field(description="The viewer may close and reopen the issue.")
+    async def viewer_can_close(self, info: Ctx) -> bool:
+        return await _access.on_issue(info.context, self.row, "close")
+
+    @strawberry.field(description="The viewer may comment on the issue.")
+    async def viewer_can_comment(self, info: Ctx) -> bool:
+        return await _access.on_issue(info.context, self.row, "comment")
+
     @strawberry.field(description="The project the issue belongs to.")
     async def project(self, info: Ctx) -> Project:
         row = await info.context.loaders.project_by_id.load(self.row.project_id)
@@ -312,6 +358,14 @@ class Label(Node):
     def from_row(cls, row: LabelRow) -> Label:
         return cls(row=row, name=row.name, color=row.color, created_at=row.created_at)
 
+    @strawberry.field(description="The viewer may update the label.")
+    async def viewer_can_update(self, info: Ctx) -> bool:
+        return await _access.on_label(info.context, self.row, "manage_labels")
+
+    @strawberry.field(description="The viewer may delete the label.")
+    async def viewer_can_delete(self, info: Ctx) -> bool:
+        return await _access.on_label(info.context, self.row, "manage_labels")
+
     @strawberry.field(description="The project the label belongs to.")
     async def project(self, info: Ctx) -> Project:
         return Project.from_row(await info.context.loaders.project_by_id.load(self.row.project_id))
@@ -327,6 +381,14 @@ class Comment(Node):
     @classmethod
     def from_row(cls, row: CommentRow) -> Comment:
         return cls(row=row, body=row.body, created_at=row.created_at, updated_at=row.updated_at)
+
+    @strawberry.field(description="The viewer may edit the comment.")
+    async def viewer_can_update(self, info: Ctx) -> bool:
+        return await _access.on_comment(info.context, self.row, "update")
+
+    @strawberry.field(description="The viewer may delete the comment.")
+    async def viewer_can_delete(self, info: Ctx) -> bool:
+        return await _access.on_comment(info.context, self.row, "delete")
 
     @strawberry.field(description="Who wrote the comment.")
     async def author(self, info: Ctx) -> User:

@@ -18,11 +18,14 @@ import asyncpg
 import pytest
 
 from app.__main__ import prepare_database
-from app.context import build_context
+from app.auth import Tokens
+from app.context import Services, build_context
 from app.db import Database, Record, Session
 from app.embedded import start_embedded
 from app.execution import Executor, format_errors
-from app.policy import ANONYMOUS, Viewer
+from app.policy import ANONYMOUS, Access, Viewer
+from app.settings import Settings
+from loaders.users import load_viewer
 from resolvers.schema import schema
 
 TEST_SCALE = 0.05
@@ -94,19 +97,44 @@ class Outcome:
 
 Run = Callable[..., Awaitable[Outcome]]
 _executor = Executor(schema)
+TEST_SETTINGS = Settings(bcrypt_rounds=4, jwt_secret="test-secret-" + "x" * 32,
+                         max_body_bytes=100_000)
+
+
+def test_services(access: Access | None = None) -> Services:
+    tokens = Tokens(TEST_SETTINGS.jwt_secret or "", TEST_SETTINGS.jwt_issuer,
+                    TEST_SETTINGS.jwt_audience, TEST_SETTINGS.access_token_ttl)
+    return Services(settings=TEST_SETTINGS, access=access or Access(), tokens=tokens)
+
+
+_services = test_services()
+
+
+async def viewer_for(conn: asyncpg.Connection, login: str | None) -> Viewer:
+    if login is None:
+        return ANONYMOUS
+    user_id = await conn.fetchval("SELECT id FROM users WHERE lower(login) = lower($1)", login)
+    found = await load_viewer(Session.on_connection(conn), user_id)
+    assert found is not None, login
+    return Viewer(*found)
 
 
 @pytest.fixture
 def run(conn: asyncpg.Connection) -> Run:
-    """Execute a document in-process, on the test's transaction, as `viewer`."""
+    """Execute a document in-process, on the test's transaction, as `viewer` (a login, a
+    Viewer, or None for anonymous), optionally with other `services` (another policy)."""
 
     async def execute(query: str, variables: dict[str, Any] | None = None,
-                      viewer: Viewer = ANONYMOUS) -> Outcome:
+                      viewer: Viewer | str | None = None,
+                      services: Services | None = None) -> Outcome:
         prepared = _executor.prepare(query)
         if prepared.document is None:
             return Outcome(None, format_errors(prepared.errors, prepared.code or ""))
+        if not isinstance(viewer, Viewer):
+            viewer = await viewer_for(conn, viewer)
         session = RecordingSession(conn)
-        result = await _executor.execute(prepared, build_context(session, viewer), variables)
+        context = build_context(session, viewer, services or _services)
+        result = await _executor.execute(prepared, context, variables)
         return Outcome(result.data, format_errors(result.errors or []), session.log)
 
     return execute
@@ -126,9 +154,8 @@ async def client(database: Database) -> AsyncIterator[Any]:
     from asgi_lifespan import LifespanManager
 
     from app.main import create_app
-    from app.settings import Settings
 
-    app = create_app(Settings(max_body_bytes=100_000), database=database)
+    app = create_app(TEST_SETTINGS, database=database)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
