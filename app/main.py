@@ -62,8 +62,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/v1/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz),
-        Mount("/static/graphiql", StaticFiles(directory=STATIC_DIR, check_dir=False)),
     ]
+    if STATIC_DIR.is_dir():  # fetched at setup; without it the page falls back to a CDN
+        routes.append(Mount("/static/graphiql", StaticFiles(directory=STATIC_DIR)))
     return Starlette(routes=routes, lifespan=lifespan)
 
 

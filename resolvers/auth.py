@@ -61,7 +61,9 @@ class LogOutInput:
 
 @strawberry.type(description="The result of signUp or logIn.")
 class AuthPayload:
-    viewer: User | None = strawberry.field(description="The signed-in user.")
+    viewer: User | None = strawberry.field(
+        description="The signed-in user, read with this request's rights: send the new "
+        "access token to read private fields such as the email.")
     tokens: AuthTokens | None = strawberry.field(description="The new session's tokens.")
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")

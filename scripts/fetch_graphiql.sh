@@ -106,6 +106,12 @@ EOF
 
 echo "fetch_graphiql: installing graphiql@$GRAPHIQL_VERSION react@$REACT_VERSION" \
     "react-dom@$REACT_DOM_VERSION with npm into ${WORK#"$ROOT"/}"
+# Give up quickly when the registry is unreachable (npm's default retries take minutes);
+# an npm_config_* setting in the environment still wins.
+export npm_config_fetch_retries="${npm_config_fetch_retries:-1}"
+export npm_config_fetch_retry_mintimeout="${npm_config_fetch_retry_mintimeout:-2000}"
+export npm_config_fetch_retry_maxtimeout="${npm_config_fetch_retry_maxtimeout:-5000}"
+export npm_config_fetch_timeout="${npm_config_fetch_timeout:-60000}"
 # --ignore-scripts: we only copy prebuilt files, so no package may run install hooks.
 if ! "$NPM" install --no-audit --no-fund --ignore-scripts --prefer-offline \
     --loglevel=error --prefix "$WORK" >&2; then

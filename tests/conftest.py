@@ -7,6 +7,7 @@ data set, and dropped at the end. Each test runs in a transaction that is rolled
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +30,7 @@ from loaders.users import load_viewer
 from resolvers.schema import schema
 
 TEST_SCALE = 0.05
+_addresses = itertools.count(1)
 os.environ.setdefault("BCRYPT_ROUNDS", "4")
 
 
@@ -101,13 +103,13 @@ TEST_SETTINGS = Settings(bcrypt_rounds=4, jwt_secret="test-secret-" + "x" * 32,
                          max_body_bytes=100_000)
 
 
-def test_services(access: Access | None = None) -> Services:
+def services_with(access: Access | None = None) -> Services:
     tokens = Tokens(TEST_SETTINGS.jwt_secret or "", TEST_SETTINGS.jwt_issuer,
                     TEST_SETTINGS.jwt_audience, TEST_SETTINGS.access_token_ttl)
     return Services(settings=TEST_SETTINGS, access=access or Access(), tokens=tokens)
 
 
-_services = test_services()
+_services = services_with()
 
 
 async def viewer_for(conn: asyncpg.Connection, login: str | None) -> Viewer:
@@ -156,7 +158,9 @@ async def client(database: Database) -> AsyncIterator[Any]:
     from app.main import create_app
 
     app = create_app(TEST_SETTINGS, database=database)
+    address = f"127.{next(_addresses) // 250}.{next(_addresses) % 250}.1"
     async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        # each test its own client address, so sign-in throttling stays per test
+        transport = httpx.ASGITransport(app=manager.app, client=(address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http

@@ -100,7 +100,7 @@ async def test_unexpected_errors_are_masked_and_logged(client: Any, monkeypatch:
     assert response.status_code == 200
     assert body["data"] == {"organization": {"name": "Acme Inc.", "project": None}}
     assert body["errors"] == [{"message": "Internal server error.",
-                               "locations": [{"line": 1, "column": 38}],
+                               "locations": [{"line": 1, "column": 37}],
                                "path": ["organization", "project"],
                                "extensions": {"code": "INTERNAL"}}]
     assert "secret" not in response.text and "Traceback" not in response.text

@@ -1,0 +1,186 @@
+"""The GraphiQL page: embedded values are escaped, assets are local or pinned CDN URLs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from app import graphiql
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "fetch_graphiql.sh"
+
+
+@pytest.fixture
+def local_assets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graphiql, "assets_available", lambda: True)
+
+
+@pytest.fixture
+def cdn_assets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graphiql, "assets_available", lambda: False)
+    monkeypatch.setattr(graphiql, "_cdn_warning_logged", False)
+
+
+def inline_script(page: str) -> str:
+    """The text of the page's one inline <script>, as an HTML parser would end it."""
+    start = page.index("<script>") + len("<script>")
+    return page[start : page.index("</script>", start)]
+
+
+def embedded_config(page: str) -> dict[str, str]:
+    match = re.search(r"var config = (.*);\n", inline_script(page))
+    assert match is not None
+    config: dict[str, str] = json.loads(match.group(1))
+    return config
+
+
+def test_example_query_and_endpoint_are_embedded(local_assets: None) -> None:
+    page = graphiql.render_graphiql("/graphql")
+    config = embedded_config(page)
+    assert config == {"endpoint": "/graphql", "query": graphiql.EXAMPLE_QUERY, "headers": "{}"}
+    assert config["query"].startswith("# Welcome to issuegraph. Press the ▶ button")
+    assert "query Dashboard {" in config["query"]
+    assert '"Bearer <access token from the logIn mutation>"' in config["query"]
+    assert "<title>issuegraph — GraphiQL</title>" in page
+    assert "GraphiQL.createFetcher({ url: config.endpoint })" in page
+    assert "defaultQuery: config.query" in page
+    assert "defaultHeaders: config.headers" in page
+    assert 'defaultEditorToolsVisibility: "headers"' in page
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "/graphql</script><script>alert(1)</script>",
+        "/graphql</SCRIPT >",
+        "/graphql<!--<script>",
+        '/graphql"};alert(1);//',
+        "/graphql\u2028\u2029&amp;",
+    ],
+)
+def test_endpoint_cannot_break_out_of_the_script(local_assets: None, endpoint: str) -> None:
+    page = graphiql.render_graphiql(endpoint)
+    script = inline_script(page)
+    assert "<" not in script.split("var config = ", 1)[1].split(";\n", 1)[0]
+    assert "</script" not in script.lower()
+    assert "<!--" not in script
+    assert embedded_config(page)["endpoint"] == endpoint
+    # The page still ends as written: nothing was closed early.
+    assert page.count("</script>") == 1 + sum(
+        1 for asset in graphiql.ASSETS if asset.filename.endswith(".js")
+    )
+    assert page.rstrip().endswith("</html>")
+
+
+def test_local_assets_are_used_when_installed(
+    local_assets: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger=graphiql.__name__):
+        page = graphiql.render_graphiql("/graphql")
+    assert '<link rel="stylesheet" href="/static/graphiql/graphiql.min.css">' in page
+    for name in ("react.production.min.js", "react-dom.production.min.js", "graphiql.min.js"):
+        assert f'<script src="/static/graphiql/{name}"></script>' in page
+    assert "unpkg.com" not in page
+    assert "http" not in page.split("<script>", 1)[0].split("<title>", 1)[1]
+    assert caplog.records == []
+
+
+def test_static_prefix_is_used_and_escaped(local_assets: None) -> None:
+    page = graphiql.render_graphiql("/graphql", static_prefix='/ui/"assets"/')
+    assert 'src="/ui/&quot;assets&quot;/graphiql.min.js"' in page
+    assert '"assets"/' not in page
+
+
+def test_scripts_load_in_dependency_order(local_assets: None) -> None:
+    page = graphiql.render_graphiql("/graphql")
+    positions = [
+        page.index(name)
+        for name in (
+            "graphiql.min.css",
+            "react.production.min.js",
+            "react-dom.production.min.js",
+            "graphiql.min.js",
+            "<script>",
+        )
+    ]
+    assert positions == sorted(positions)
+
+
+def test_cdn_fallback_uses_pinned_versions(cdn_assets: None) -> None:
+    page = graphiql.render_graphiql("/graphql")
+    v = graphiql
+    for url in (
+        f"https://unpkg.com/react@{v.REACT_VERSION}/umd/react.production.min.js",
+        f"https://unpkg.com/react-dom@{v.REACT_DOM_VERSION}/umd/react-dom.production.min.js",
+        f"https://unpkg.com/graphiql@{v.GRAPHIQL_VERSION}/graphiql.min.js",
+        f"https://unpkg.com/graphiql@{v.GRAPHIQL_VERSION}/graphiql.min.css",
+    ):
+        assert f'"{url}"' in page
+    assert "/static/graphiql" not in page
+    assert page.count('crossorigin="anonymous"') == 4
+    for asset in graphiql.ASSETS:
+        assert f'integrity="{asset.integrity}"' in page
+    assert embedded_config(page)["query"] == graphiql.EXAMPLE_QUERY
+
+
+def test_cdn_fallback_logs_a_warning_once(
+    cdn_assets: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger=graphiql.__name__):
+        graphiql.render_graphiql("/graphql")
+        graphiql.render_graphiql("/graphql")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "not installed" in message
+    assert "CDN" in message
+    assert graphiql.GRAPHIQL_VERSION in message
+
+
+def test_assets_available_checks_files_and_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graphiql, "STATIC_DIR", tmp_path)
+    assert not graphiql.assets_available()
+    for asset in graphiql.ASSETS:
+        (tmp_path / asset.filename).write_text("x")
+    assert not graphiql.assets_available()  # no VERSIONS
+    pins = "\n".join(
+        f"{asset.package}@{asset.version} {asset.filename}"
+        for asset in graphiql.ASSETS
+        if asset is not graphiql.GRAPHIQL_CSS
+    )
+    (tmp_path / "VERSIONS").write_text("# comment\n" + pins + "\n")
+    assert graphiql.assets_available()
+    (tmp_path / "VERSIONS").write_text(pins.replace(graphiql.GRAPHIQL_VERSION, "3.0.0"))
+    assert not graphiql.assets_available()  # stale: the pins changed since the fetch
+    (tmp_path / "VERSIONS").write_text(pins)
+    (tmp_path / "graphiql.min.css").unlink()
+    assert not graphiql.assets_available()
+
+
+def test_static_dir_is_next_to_the_module() -> None:
+    assert Path(graphiql.__file__).resolve().parent / "static" / "graphiql" == graphiql.STATIC_DIR
+
+
+def test_fetch_script_pins_the_same_versions() -> None:
+    script = SCRIPT.read_text(encoding="utf-8")
+    for variable, version in (
+        ("GRAPHIQL_VERSION", graphiql.GRAPHIQL_VERSION),
+        ("REACT_VERSION", graphiql.REACT_VERSION),
+        ("REACT_DOM_VERSION", graphiql.REACT_DOM_VERSION),
+    ):
+        assert re.search(rf'^{variable}="{re.escape(version)}"$', script, re.MULTILINE), variable
+
+
+@pytest.mark.skipif(not graphiql.assets_available(), reason="run scripts/fetch_graphiql.sh")
+def test_installed_files_match_the_cdn_integrity_hashes() -> None:
+    for asset in graphiql.ASSETS:
+        digest = hashlib.sha384((graphiql.STATIC_DIR / asset.filename).read_bytes()).digest()
+        assert f"sha384-{base64.b64encode(digest).decode()}" == asset.integrity, asset.filename
