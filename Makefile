@@ -10,7 +10,7 @@ WORKERS ?= 1
 run: install assets
 	$(BIN)/python -m app run --workers $(WORKERS)
 
-test: install
+test: install assets
 	$(BIN)/python -m pytest
 
 install: $(STAMP)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Run
+import pytest
+
+from tests.conftest import Run, viewer_for
 
 NESTED = """
 query Nested($slug: String!, $n: Int!) {
@@ -31,12 +33,21 @@ query Nested($slug: String!, $n: Int!) {
 LEVELS = 7
 
 
-async def test_nested_query_costs_one_statement_per_level_at_any_size(run: Run, make: Any) -> None:
+@pytest.mark.parametrize("signed_in", [False, True], ids=["anonymous", "member"])
+async def test_nested_query_costs_one_statement_per_level_at_any_size(
+    run: Run, make: Any, signed_in: bool
+) -> None:
     user = await make.user()
-    slug = await make.tree(20, user)
+    slug = await make.tree(20, user, visibility="PRIVATE" if signed_in else "PUBLIC")
+    viewer = None
+    if signed_in:
+        org = await make.conn.fetchval("SELECT id FROM organizations WHERE slug = $1", slug)
+        await make.member(org, user, "MEMBER")
+        viewer = await viewer_for(make.conn, await make.conn.fetchval(
+            "SELECT login FROM users WHERE id = $1", user))
 
-    small = await run(NESTED, {"slug": slug, "n": 2})
-    large = await run(NESTED, {"slug": slug, "n": 20})
+    small = await run(NESTED, {"slug": slug, "n": 2}, viewer=viewer)
+    large = await run(NESTED, {"slug": slug, "n": 20}, viewer=viewer)
 
     assert small.errors == [] and large.errors == []
     projects = large.data["organization"]["projects"]["nodes"]
@@ -45,6 +56,32 @@ async def test_nested_query_costs_one_statement_per_level_at_any_size(run: Run, 
     issue = projects[0]["issues"]["nodes"][0]
     assert len(issue["labels"]["nodes"]) == 20 and len(issue["comments"]["nodes"]) == 20
     assert len(small.statements) == len(large.statements) == LEVELS
+
+
+async def test_access_flags_and_emails_add_a_constant_number_of_statements(
+    run: Run, make: Any
+) -> None:
+    user = await make.user()
+    slug = await make.tree(8, user)
+    org = await make.conn.fetchval("SELECT id FROM organizations WHERE slug = $1", slug)
+    admin = await make.user(login="batch-admin")
+    await make.member(org, admin, "ADMIN")
+    await make.conn.execute(  # the authors of issues and comments are members
+        "INSERT INTO memberships (organization_id, user_id, role) SELECT DISTINCT $1::bigint,"
+        " author_id, 'MEMBER' FROM comments WHERE author_id <> $2", org, user)
+    await make.member(org, user, "MEMBER")
+    query = """query($s: String!, $n: Int!) { organization(slug: $s) { projects(first: $n) {
+      nodes { viewerCanUpdate issues(first: $n) { nodes { viewerCanUpdate viewerCanClose
+        author { email } comments(first: $n) { nodes { viewerCanDelete
+          author { email } } } } } } } } }"""
+
+    small = await run(query, {"s": slug, "n": 2}, viewer="batch-admin")
+    large = await run(query, {"s": slug, "n": 8}, viewer="batch-admin")
+
+    assert small.errors == [] and large.errors == []  # an admin reads members' emails
+    # organization, projects, issues, issue authors and their organizations, comments,
+    # comment authors and their organizations: the access flags reuse rows already loaded
+    assert len(small.statements) == len(large.statements) == 8
 
 
 async def test_total_count_runs_only_when_selected(run: Run, make: Any) -> None:

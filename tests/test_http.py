@@ -107,6 +107,14 @@ async def test_unexpected_errors_are_masked_and_logged(client: Any, monkeypatch:
     assert "SELECT secret FROM internals" in caplog.text
 
 
+async def test_mutations_over_get_are_refused(client: Any) -> None:
+    response = await client.get("/graphql", params={
+        "query": 'mutation { logOut(input: {refreshToken: "x"}) { revoked } }'})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
 async def test_graphiql_is_served_to_browsers(client: Any) -> None:
     response = await client.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200
