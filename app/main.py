@@ -9,6 +9,7 @@ a request's CPU.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,6 +36,8 @@ GC_THRESHOLDS = (50_000, 50, 100)
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> Starlette:
     settings = settings or get_settings()
+    for chatty in ("casbin", "pgserver"):  # both log their whole state at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     executor = Executor(schema, settings.document_cache_size)
     state: dict[str, GraphQLEndpoint] = {}
 
