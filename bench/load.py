@@ -1,0 +1,129 @@
+"""The load generator: `concurrency` workers send one request back-to-back over keep-alive
+connections; requests started during the warm-up are discarded, the rest are measured.
+
+Server CPU is read from /proc at the start and the end of the measured window, so it
+covers the requests of the window (and the tail of the last warm-up requests in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+
+from bench.graphql import send
+from bench.server import cpu_seconds
+
+REQUEST_TIMEOUT = 30.0
+MAX_FAILURE_MESSAGES = 5
+
+
+@dataclass(slots=True)
+class Measurement:
+    latencies: list[float] = field(default_factory=list)  # seconds, measured window only
+    statements: Counter[int | None] = field(default_factory=Counter)
+    sizes: Counter[int] = field(default_factory=Counter)
+    failures: int = 0
+    failure_messages: Counter[str] = field(default_factory=Counter)  # a few, by count
+    elapsed: float = 0.0
+    server_cpu: float = 0.0  # seconds
+    client_cpu: float = 0.0  # seconds of this process
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def client_share(self) -> float:
+        """CPU this process used during the window, as a share of one core."""
+        return self.client_cpu / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Nearest-rank percentile of the latencies, in seconds."""
+        ordered = sorted(self.latencies)
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
+
+    def fail(self, message: str) -> None:
+        self.failures += 1
+        if message in self.failure_messages or len(self.failure_messages) < MAX_FAILURE_MESSAGES:
+            self.failure_messages[message] += 1
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float = math.inf
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+
+
+async def measure(
+    client: httpx.AsyncClient,
+    body: bytes,
+    *,
+    server_pid: int,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+) -> Measurement:
+    result = Measurement()
+    window = _Window()
+    deadline = time.perf_counter() + warmup + duration
+
+    async def open_window() -> None:
+        await asyncio.sleep(warmup)
+        window.server_cpu = cpu_seconds(server_pid)
+        window.client_cpu = time.process_time()
+        window.start = time.perf_counter()
+
+    async def worker() -> None:
+        while (started := time.perf_counter()) < deadline:
+            await _one(client, body, started, window, result)
+
+    async with (
+        asyncio.timeout(warmup + duration + REQUEST_TIMEOUT + 5),
+        asyncio.TaskGroup() as tasks,
+    ):
+        tasks.create_task(open_window())
+        for _ in range(concurrency):
+            tasks.create_task(worker())
+    result.server_cpu = cpu_seconds(server_pid) - window.server_cpu
+    result.client_cpu = time.process_time() - window.client_cpu
+    result.elapsed = time.perf_counter() - window.start
+    return result
+
+
+async def _one(
+    client: httpx.AsyncClient, body: bytes, started: float, window: _Window, result: Measurement
+) -> None:
+    try:
+        reply = await send(client, body)
+    except httpx.HTTPError as exc:
+        result.fail(f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(0.01)  # no busy loop on a refused connection
+        return
+    if reply.problem is not None:
+        result.fail(reply.problem)
+    elif started >= window.start:
+        result.latencies.append(reply.received - started)
+        result.statements[reply.statements] += 1
+        result.sizes[reply.size] += 1
+
+
+def client(port: int, concurrency: int) -> httpx.AsyncClient:
+    """HTTP/1.1 keep-alive, one connection per worker, loopback only."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        http1=True,
+        http2=False,
+        limits=limits,
+        timeout=REQUEST_TIMEOUT,
+    )

@@ -1,0 +1,150 @@
+"""The server under test: a uvicorn process on loopback, started, watched and stopped.
+
+`SERVERS` lists the variants to measure (an app factory and extra environment); add an
+entry to compare another executor. The process is always stopped: terminate, wait, kill.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+log = logging.getLogger("bench")
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    name: str
+    factory: str = "app.main:create_app"
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+SERVERS: list[ServerSpec] = [
+    ServerSpec("strawberry"),
+]
+
+
+@dataclass(slots=True)
+class Server:
+    spec: ServerSpec
+    process: subprocess.Popen[bytes]
+    log_file: IO[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_lines(self) -> list[str]:
+        self.log_file.seek(0)
+        return self.log_file.read().decode(errors="replace").splitlines()
+
+
+def command(spec: ServerSpec, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        spec.factory,
+        "--factory",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+    ]
+
+
+@contextmanager
+def running_server(spec: ServerSpec, database_url: str, port: int) -> Iterator[Server]:
+    """Start the server on `database_url`, wait until it answers /healthz, stop it after."""
+    _check_port_free(port)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "SERVER_TIMING": "true",
+        "LOG_LEVEL": "warning",
+        **spec.env,
+    }
+    with tempfile.TemporaryFile() as log_file:
+        process = subprocess.Popen(
+            command(spec, port),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        server = Server(spec, process, log_file)
+        try:
+            _wait_healthy(server, port)
+            yield server
+        finally:
+            _stop(process)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / CLOCK_TICKS
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex((HOST, port)) == 0:
+            raise RuntimeError(f"{HOST}:{port} is already in use; pass another --port")
+
+
+def _wait_healthy(server: Server, port: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError("the server exited at start:\n" + _tail(server))
+        try:
+            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"the server did not answer /healthz in {START_TIMEOUT:g} s:\n" + _tail(server)
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        log.warning("the server did not stop in %g s; killing it", STOP_TIMEOUT)
+        process.kill()
+        process.wait(STOP_TIMEOUT)
+
+
+def _tail(server: Server, lines: int = 30) -> str:
+    return "\n".join(server.log_lines()[-lines:])
