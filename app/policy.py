@@ -46,6 +46,13 @@ class Viewer:
     def is_anonymous(self) -> bool:
         return self.user is None
 
+    def set_role(self, organization_id: int, role: str | None) -> None:
+        """Keep the request's view of the viewer true after it changed their membership."""
+        if role is None:
+            self.roles.pop(organization_id, None)
+        else:
+            self.roles[organization_id] = role
+
 
 ANONYMOUS = Viewer()
 

@@ -6,6 +6,8 @@ see reaches them as a `Scope`, which their SQL applies.
 
 from __future__ import annotations
 
+from aiodataloader import DataLoader
+
 from app.db import Session
 from loaders import comments, issues, labels, organizations, projects, users
 from loaders._base import CountLoader, PageLoader, RowLoader
@@ -127,3 +129,14 @@ class Loaders:
             s, comments.COMMENTS_BY_ISSUE, scope, self.comment_by_id
         )
         self.comment_count_by_issue = CountLoader(s, comments.COMMENTS_BY_ISSUE, scope)
+
+    def clear_all(self, scope: Scope | None = None) -> None:
+        """Forget everything loaded so far: after a write, reads must see it. A new scope
+        applies when the write changed what the viewer may see (their memberships)."""
+        if scope is not None:
+            self.scope = scope
+        for loader in vars(self).values():
+            if isinstance(loader, DataLoader):
+                loader.clear_all()
+                if scope is not None and getattr(loader, "_scope", None) is not None:
+                    loader._scope = scope

@@ -16,6 +16,10 @@ class UserErrorCode(Enum):
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
+    ARCHIVED = "ARCHIVED"
+    LAST_OWNER = "LAST_OWNER"
+    ALREADY_MEMBER = "ALREADY_MEMBER"
+    NOT_MEMBER = "NOT_MEMBER"
 
 
 @strawberry.type(description="An expected failure of a mutation, tied to an input field.")

@@ -6,12 +6,15 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers.auth import AuthMutations
+from resolvers.mutations.issues import IssueMutations
+from resolvers.mutations.organizations import OrganizationMutations
+from resolvers.mutations.projects import ProjectMutations
 from resolvers.query import Query
 from resolvers.types import Comment, Issue, Label, Organization, Project, User
 
 
 @strawberry.type(description="Every write of the graph.")
-class Mutation(AuthMutations):
+class Mutation(AuthMutations, OrganizationMutations, ProjectMutations, IssueMutations):
     pass
 
 

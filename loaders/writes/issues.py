@@ -1,0 +1,162 @@
+"""Issues, their labels and comments, and the events each change records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from app.db import Session
+from loaders.rows import COMMENT_COLUMNS, ISSUE_COLUMNS, CommentRow, IssueRow
+
+EVENTS_CHANNEL = "issuegraph_events"
+
+NEXT_NUMBER = (
+    "UPDATE projects SET issue_count = issue_count + 1 WHERE id = $1 RETURNING issue_count"
+)
+INSERT_ISSUE = f"""
+INSERT INTO issues AS i (project_id, number, title, body, priority, author_id, assignee_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING {ISSUE_COLUMNS}
+"""
+SET_STATE = f"""
+UPDATE issues AS i SET state = $2, updated_at = clock_timestamp(),
+       closed_at = CASE WHEN $2 = 'CLOSED' THEN clock_timestamp() END
+WHERE id = $1 AND state <> $2
+RETURNING {ISSUE_COLUMNS}
+"""
+SELECT_ISSUE = f"SELECT {ISSUE_COLUMNS} FROM issues i WHERE i.id = $1"
+TOUCH_ISSUE = f"UPDATE issues AS i SET updated_at = clock_timestamp() WHERE id = $1 RETURNING {ISSUE_COLUMNS}"
+ADD_LABELS = """
+INSERT INTO issue_labels (issue_id, label_id)
+SELECT $1, l.id FROM labels l WHERE l.id = ANY($2::bigint[]) AND l.project_id = $3
+ON CONFLICT DO NOTHING RETURNING label_id
+"""
+REMOVE_LABELS = """
+DELETE FROM issue_labels WHERE issue_id = $1 AND label_id = ANY($2::bigint[]) RETURNING label_id
+"""
+SELECT_LABEL_IDS_IN_PROJECT = """
+SELECT id FROM labels WHERE id = ANY($1::bigint[]) AND project_id = $2
+"""
+INSERT_COMMENT = f"""
+INSERT INTO comments AS c (issue_id, author_id, body) VALUES ($1, $2, $3)
+RETURNING {COMMENT_COLUMNS}
+"""
+UPDATE_COMMENT = f"""
+UPDATE comments AS c SET body = $2, updated_at = clock_timestamp()
+WHERE id = $1 AND ($3::timestamptz IS NULL OR updated_at = $3)
+RETURNING {COMMENT_COLUMNS}
+"""
+DELETE_COMMENT = "DELETE FROM comments WHERE id = $1"
+RECORD_EVENT = f"""
+WITH event AS (
+    INSERT INTO events (kind, project_id, issue_id, actor_id, comment_id, label_ids)
+    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, project_id, issue_id
+)
+SELECT pg_notify('{EVENTS_CHANNEL}', json_build_object(
+    'id', id, 'project', project_id, 'issue', issue_id)::text) FROM event
+"""
+# Columns updateIssue may set; the statement is written from the ones given.
+UPDATABLE = ("title", "body", "priority", "assignee_id")
+
+
+async def create(
+    session: Session,
+    project_id: int,
+    author_id: int,
+    title: str,
+    body: str,
+    priority: int,
+    assignee_id: int | None,
+) -> IssueRow:
+    number = await session.fetchval(NEXT_NUMBER, project_id)  # locks the project row
+    row = await session.fetchrow(
+        INSERT_ISSUE, project_id, number, title, body, priority, author_id, assignee_id
+    )
+    assert row is not None
+    return IssueRow(*row)
+
+
+async def update(
+    session: Session, issue_id: int, changes: dict[str, Any], expected_updated_at: datetime | None
+) -> IssueRow | None:
+    """The updated row, or None when `expected_updated_at` is stale."""
+    assignments = [
+        f"{column} = ${n}" for n, column in enumerate(changes, start=3) if column in UPDATABLE
+    ]
+    assert len(assignments) == len(changes), "unknown column"
+    sql = (
+        f"UPDATE issues AS i SET {', '.join([*assignments, 'updated_at = clock_timestamp()'])}"
+        " WHERE id = $1 AND ($2::timestamptz IS NULL OR updated_at = $2)"
+        f" RETURNING {ISSUE_COLUMNS}"
+    )
+    row = await session.fetchrow(sql, issue_id, expected_updated_at, *changes.values())
+    return IssueRow(*row) if row is not None else None
+
+
+async def set_state(session: Session, issue_id: int, state: str) -> IssueRow | None:
+    """The changed row, or None when the issue already was in that state."""
+    row = await session.fetchrow(SET_STATE, issue_id, state)
+    return IssueRow(*row) if row is not None else None
+
+
+async def get(session: Session, issue_id: int) -> IssueRow:
+    row = await session.fetchrow(SELECT_ISSUE, issue_id)
+    assert row is not None
+    return IssueRow(*row)
+
+
+async def touch(session: Session, issue_id: int) -> IssueRow:
+    row = await session.fetchrow(TOUCH_ISSUE, issue_id)
+    assert row is not None
+    return IssueRow(*row)
+
+
+async def labels_in_project(
+    session: Session, label_ids: Sequence[int], project_id: int
+) -> set[int]:
+    return {
+        r[0] for r in await session.fetch(SELECT_LABEL_IDS_IN_PROJECT, list(label_ids), project_id)
+    }
+
+
+async def add_labels(
+    session: Session, issue_id: int, project_id: int, label_ids: Sequence[int]
+) -> list[int]:
+    """The labels newly attached."""
+    return [r[0] for r in await session.fetch(ADD_LABELS, issue_id, list(label_ids), project_id)]
+
+
+async def remove_labels(session: Session, issue_id: int, label_ids: Sequence[int]) -> list[int]:
+    return [r[0] for r in await session.fetch(REMOVE_LABELS, issue_id, list(label_ids))]
+
+
+async def create_comment(session: Session, issue_id: int, author_id: int, body: str) -> CommentRow:
+    row = await session.fetchrow(INSERT_COMMENT, issue_id, author_id, body)
+    assert row is not None
+    return CommentRow(*row)
+
+
+async def update_comment(
+    session: Session, comment_id: int, body: str, expected_updated_at: datetime | None
+) -> CommentRow | None:
+    row = await session.fetchrow(UPDATE_COMMENT, comment_id, body, expected_updated_at)
+    return CommentRow(*row) if row is not None else None
+
+
+async def delete_comment(session: Session, comment_id: int) -> None:
+    await session.execute(DELETE_COMMENT, comment_id)
+
+
+async def record_event(
+    session: Session,
+    kind: str,
+    issue: IssueRow,
+    actor_id: int | None,
+    comment_id: int | None = None,
+    label_ids: Sequence[int] = (),
+) -> None:
+    """Write the event to the outbox and announce it; both take effect on commit."""
+    await session.execute(
+        RECORD_EVENT, kind, issue.project_id, issue.id, actor_id, comment_id, list(label_ids)
+    )

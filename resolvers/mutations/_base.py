@@ -1,0 +1,94 @@
+"""What every mutation does: find its objects, check access, validate, write in one
+transaction, and make the request's later reads see the write."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from app.context import Context
+from app.errors import Forbidden, NotFound, Unauthenticated
+from loaders._base import RowLoader
+from loaders.rows import UserRow
+from loaders.writes import receipts
+from resolvers._ids import decode_id
+from resolvers.payloads import UserError, user_error
+
+T = TypeVar("T")
+MAX_BODY = 65_536
+MAX_TITLE = 256
+MAX_NAME = 100
+MAX_DESCRIPTION = 2_000
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38})$")
+PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9]{1,9}$")
+COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def signed_in(context: Context) -> UserRow:
+    user = context.viewer.user
+    if user is None:
+        raise Unauthenticated("Sign in to do this.")
+    return user
+
+
+async def find(context: Context, global_id: str, type_name: str,
+               loader: RowLoader[int, T]) -> T:
+    """The row a global id names, if the viewer may see it; NOT_FOUND otherwise (the same
+    answer for a hidden object as for one that never existed)."""
+    _, pk = decode_id(global_id, expected=type_name)
+    row = await loader.load(pk)
+    if row is None:
+        raise NotFound(f"Could not find a {type_name} with the id {global_id!r}.")
+    return row
+
+
+def allow(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise Forbidden(message)
+
+
+async def committed(context: Context, work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` in one transaction; afterwards the request's loaders forget what they
+    had read, so the payload shows the written values."""
+    async with context.session.transaction():
+        result = await work()
+    context.loaders.clear_all(context.policy.scope())
+    return result
+
+
+async def create_once(context: Context, mutation: str, client_mutation_id: str | None,
+                      create: Callable[[], Awaitable[Any]]) -> tuple[Any, int | None]:
+    """A create that a retry with the same clientMutationId does not repeat. Returns
+    (the new row, None), or (None, id of the row the first attempt created)."""
+    user = signed_in(context)
+
+    async def work() -> tuple[Any, int | None]:
+        if client_mutation_id is not None:
+            earlier = await receipts.claim(context.session, user.id, mutation,
+                                           client_mutation_id)
+            if earlier is not None:
+                return None, earlier
+        row = await create()
+        if client_mutation_id is not None:
+            await receipts.fill(context.session, user.id, mutation, client_mutation_id, row.id)
+        return row, None
+
+    return await committed(context, work)
+
+
+def text(field: str, value: str, *, minimum: int = 0, maximum: int) -> UserError | None:
+    length = len(value.strip()) if minimum else len(value)
+    if length < minimum:
+        return user_error(field, "TOO_SHORT", f"`{field}` must not be empty.")
+    if len(value) > maximum:
+        return user_error(field, "TOO_LONG", f"`{field}` has at most {maximum:,} characters.")
+    return None
+
+
+def pattern(field: str, value: str, regex: re.Pattern[str], rule: str) -> UserError | None:
+    return None if regex.match(value) else user_error(field, "INVALID", f"`{field}` {rule}.")
+
+
+def problems(*found: UserError | None) -> list[UserError]:
+    return [p for p in found if p is not None]
