@@ -1,27 +1,38 @@
-"""The per-request context: built once per request, by `build_context`, and frozen."""
+"""The per-request context, built once per request by `build_context`.
+
+A query or mutation uses one context from start to end. A subscription lives longer: its
+context is renewed for every event (`renew_for_event`), so that each event is resolved
+with fresh loaders on a fresh database session, released again while it waits.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.auth import Tokens
-from app.db import Session
+from app.db import Database, Session
 from app.policy import Access, Policy, Viewer
 from app.settings import Settings
 from loaders import Loaders
 
+if TYPE_CHECKING:
+    from app.events import EventHub
+
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """What the process holds for every request: settings, the enforcer, token signing."""
+    """What the process holds for every request: settings, the enforcer, token signing,
+    the database (for subscriptions' per-event sessions) and the event hub."""
 
     settings: Settings
     access: Access
     tokens: Tokens
+    database: Database | None = None
+    hub: EventHub | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Context:
     session: Session
     viewer: Viewer
@@ -34,6 +45,17 @@ class Context:
     def client_address(self) -> str | None:
         client = getattr(self.request, "client", None)
         return client.host if client is not None else None
+
+    async def renew_for_event(self, organization_id: int | None, role: str | None) -> None:
+        """Start resolving a subscription event: release the last event's connection,
+        take the subscriber's current role, and start with empty loaders."""
+        await self.session.close()
+        if organization_id is not None:
+            self.viewer.set_role(organization_id, role)
+        assert self.services.database is not None
+        self.session = self.services.database.session()
+        self.policy = Policy(self.viewer, self.services.access)
+        self.loaders = Loaders(self.session, self.policy.scope())
 
 
 def build_context(session: Session, viewer: Viewer, services: Services,

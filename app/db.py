@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,9 +24,10 @@ Record = asyncpg.Record
 
 
 class Database:
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float, url: str = "") -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
+        self.url = url
 
     @classmethod
     async def connect(
@@ -46,7 +47,26 @@ class Database:
             timeout=connect_timeout,
             command_timeout=command_timeout,
         )
-        return cls(pool, acquire_timeout=acquire_timeout)
+        return cls(pool, acquire_timeout=acquire_timeout, url=url)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    async def listen(self, channel: str, on_message: Callable[[str], None]) -> Listener:
+        """A dedicated connection (not from the pool) LISTENing on `channel`."""
+        connection = await asyncpg.connect(
+            self.url, timeout=5, server_settings={"application_name": "issuegraph-listener"}
+        )
+        try:
+            listener = Listener(connection)
+            await connection.add_listener(
+                channel, lambda _c, _pid, _ch, payload: on_message(payload)
+            )
+        except BaseException:  # cancelled or failed half-way: never leak the connection
+            connection.terminate()
+            raise
+        return listener
 
     def session(self) -> Session:
         return Session(self)
@@ -62,6 +82,30 @@ class Database:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+class Listener:
+    """A LISTENing connection; `lost` is set when it closes or stops answering."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+        self.lost = asyncio.Event()
+        connection.add_termination_listener(lambda _c: self.lost.set())
+
+    async def check(self, timeout: float = 5.0) -> bool:
+        """Ping the connection; a silent network failure shows up here."""
+        try:
+            await self._connection.fetchval("SELECT 1", timeout=timeout)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self.lost.set()
+        return not self.lost.is_set()
+
+    async def close(self) -> None:
+        if not self._connection.is_closed():
+            try:
+                await asyncio.wait_for(self._connection.close(), 2)
+            except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError):
+                self._connection.terminate()
 
 
 class UniqueViolation(DatabaseError):

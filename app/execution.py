@@ -53,8 +53,8 @@ class Prepared:
 class Executor:
     def __init__(self, schema: strawberry.Schema, cache_size: int = 1024) -> None:
         self.schema = schema
-        self._graphql_schema = schema._schema
-        self._executor_kwargs = execution_context_class_kwargs(schema.execution_context_class)
+        self.graphql_schema = schema._schema
+        self.executor_kwargs = execution_context_class_kwargs(schema.execution_context_class)
         self._cache: OrderedDict[str, Prepared] = OrderedDict()
         self._cache_size = cache_size
 
@@ -74,7 +74,7 @@ class Executor:
             document = parse(query, max_tokens=MAX_TOKENS)
         except GraphQLError as error:
             return Prepared(None, (error,), "GRAPHQL_PARSE_FAILED")
-        errors = validate(self._graphql_schema, document)
+        errors = validate(self.graphql_schema, document)
         if errors:
             return Prepared(None, tuple(errors), "GRAPHQL_VALIDATION_FAILED")
         return Prepared(document)
@@ -88,13 +88,13 @@ class Executor:
     ) -> ExecutionResult:
         assert prepared.document is not None
         result = execute(
-            self._graphql_schema,
+            self.graphql_schema,
             prepared.document,
             context_value=context,
             variable_values=variables,
             operation_name=operation_name,
             is_awaitable=optimized_is_awaitable,
-            **self._executor_kwargs,
+            **self.executor_kwargs,
         )
         if not isinstance(result, ExecutionResult):
             result = await result

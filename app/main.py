@@ -12,11 +12,13 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from starlette.staticfiles import StaticFiles
 
 from app.accounts import shared_secret
@@ -24,11 +26,13 @@ from app.auth import Tokens
 from app.context import Services
 from app.db import Database
 from app.embedded import start_embedded
+from app.events import EventHub
 from app.execution import Executor
 from app.graphiql import STATIC_DIR
 from app.http import GraphQLEndpoint
 from app.policy import Access
 from app.settings import Settings, get_settings
+from app.websocket import GraphQLWebSocket
 from resolvers.schema import schema
 
 GC_THRESHOLDS = (50_000, 50, 100)
@@ -39,24 +43,32 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     for chatty in ("casbin", "pgserver"):  # both log their whole state at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
     executor = Executor(schema, settings.document_cache_size)
-    state: dict[str, GraphQLEndpoint] = {}
+    state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = database or await _connect(settings)
         services = await build_services(settings, db)
+        assert services.hub is not None
+        await services.hub.start()
         state["endpoint"] = GraphQLEndpoint(executor, db, services)
+        state["websocket"] = GraphQLWebSocket(executor, db, services)
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield
         finally:
+            await state["websocket"].close_all()
+            await services.hub.stop()
             if database is None:
                 await db.close()
 
     async def graphql(request: Request) -> Response:
-        return await state["endpoint"](request)
+        return await state["endpoint"](request)  # type: ignore[no-any-return]
+
+    async def graphql_ws(websocket: WebSocket) -> None:
+        await state["websocket"](websocket)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -64,6 +76,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/v1/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql_ws),
+        WebSocketRoute("/v1/graphql", graphql_ws),
         Route("/healthz", healthz),
     ]
     if STATIC_DIR.is_dir():  # fetched at setup; without it the page falls back to a CDN
@@ -81,7 +95,9 @@ async def build_services(settings: Settings, database: Database) -> Services:
             await session.close()
     tokens = Tokens(secret, settings.jwt_issuer, settings.jwt_audience,
                     settings.access_token_ttl)
-    return Services(settings=settings, access=Access(), tokens=tokens)
+    access = Access()
+    return Services(settings=settings, access=access, tokens=tokens, database=database,
+                    hub=EventHub(database, access))
 
 
 async def _connect(settings: Settings) -> Database:

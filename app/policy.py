@@ -108,6 +108,9 @@ class Policy:
         public = self.allows(self._base | {"public"}, "project", "read")
         return Scope(public=public, organization_ids=organizations)
 
+    def can_read(self, project: ProjectRow) -> bool:
+        return self.allows(self.project_traits(project), "project", "read")
+
     def organization_traits(self, organization_id: int) -> Traits:
         role = self.viewer.roles.get(organization_id)
         return self._base | ROLE_TRAITS[role] if role else self._base

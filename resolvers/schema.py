@@ -10,6 +10,7 @@ from resolvers.mutations.issues import IssueMutations
 from resolvers.mutations.organizations import OrganizationMutations
 from resolvers.mutations.projects import ProjectMutations
 from resolvers.query import Query
+from resolvers.subscriptions import Subscription
 from resolvers.types import Comment, Issue, Label, Organization, Project, User
 
 
@@ -21,6 +22,7 @@ class Mutation(AuthMutations, OrganizationMutations, ProjectMutations, IssueMuta
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     types=[User, Organization, Project, Issue, Label, Comment],
     config=StrawberryConfig(auto_camel_case=True),
 )

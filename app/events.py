@@ -1,0 +1,213 @@
+"""Live issue events: from the outbox to every subscriber, on every server process.
+
+A mutation writes its event to the `events` table and NOTIFYs in its own transaction, so
+the announcement goes out exactly when the change commits, to every process LISTENing on
+the database. Each process runs one `EventHub`: a dedicated LISTEN connection feeds a queue
+that one worker drains in order; for an event of a project that someone here subscribes
+to, it loads the event, the project and the subscribers' current roles (three statements,
+whatever the number of subscribers) and gives the event to each subscriber the access
+rules still let read it: a member removed from an organization stops receiving its
+private events at once. When the LISTEN connection is lost the hub reconnects by itself
+and tells every subscriber to resync (events may have been missed meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from app.db import Database, DatabaseError, Listener
+from app.policy import Access, Policy, Viewer
+from loaders.rows import PROJECT_COLUMNS, USER_COLUMNS, ProjectRow, UserRow
+from loaders.writes.issues import EVENTS_CHANNEL
+
+log = logging.getLogger(__name__)
+
+SELECT_EVENT = """
+SELECT id, kind, project_id, issue_id, actor_id, comment_id, label_ids, created_at
+FROM events WHERE id = $1
+"""
+SELECT_PROJECT = f"SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1"
+SELECT_SUBSCRIBERS = f"""
+SELECT {USER_COLUMNS}, m.role FROM users u
+LEFT JOIN memberships m ON m.user_id = u.id AND m.organization_id = $2
+WHERE u.id = ANY($1::bigint[])
+"""
+INBOX_LIMIT = 1_000
+HEALTH_CHECK_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    kind: str
+    project_id: int
+    issue_id: int
+    actor_id: int | None
+    comment_id: int | None
+    label_ids: list[int]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An event for one subscriber, with the subscriber's role in its organization now;
+    `event` None means: events may have been lost, fetch what you show again."""
+
+    event: EventRow | None
+    organization_id: int | None = None
+    role: str | None = None
+
+
+@dataclass(eq=False)
+class Inbox:
+    project_id: int
+    viewer: Viewer
+    issue_id: int | None = None
+    queue: asyncio.Queue[Delivery] = field(default_factory=lambda: asyncio.Queue(INBOX_LIMIT))
+
+    def offer(self, delivery: Delivery) -> None:
+        if self.queue.full():  # a subscriber too slow to keep up resyncs instead
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            delivery = Delivery(None)
+        self.queue.put_nowait(delivery)
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        return await self.queue.get()
+
+
+class EventHub:
+    def __init__(self, database: Database, access: Access) -> None:
+        self._database = database
+        self._access = access
+        self._inboxes: dict[int, set[Inbox]] = defaultdict(set)
+        self._pending: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._listen_forever()),
+                       asyncio.create_task(self._deliver_forever())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, project_id: int, viewer: Viewer,
+                        issue_id: int | None = None) -> AsyncIterator[Inbox]:
+        inbox = Inbox(project_id, viewer, issue_id)
+        self._inboxes[project_id].add(inbox)
+        try:
+            yield inbox
+        finally:
+            self._inboxes[project_id].discard(inbox)
+            if not self._inboxes[project_id]:
+                del self._inboxes[project_id]
+
+    def subscriber_count(self) -> int:
+        return sum(len(inboxes) for inboxes in self._inboxes.values())
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        lost_before = False
+        while True:
+            try:
+                listener = await self._database.listen(EVENTS_CHANNEL, self._on_notify)
+            except (OSError, asyncio.TimeoutError, DatabaseError, Exception) as exc:
+                log.warning("event listener cannot connect (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            self.connected.set()
+            if lost_before:
+                self._broadcast_resync()
+            try:
+                await self._watch(listener)
+            finally:
+                self.connected.clear()
+                await listener.close()
+            log.warning("event listener lost its connection; reconnecting")
+            lost_before = True
+
+    async def _watch(self, listener: Listener) -> None:
+        while not listener.lost.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(listener.lost.wait(), HEALTH_CHECK_SECONDS)
+            if not listener.lost.is_set():
+                await listener.check()
+
+    def _on_notify(self, payload: str) -> None:
+        try:
+            note = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if note.get("project") in self._inboxes:
+            self._pending.put_nowait(note)
+
+    def _broadcast_resync(self) -> None:
+        for inboxes in self._inboxes.values():
+            for inbox in inboxes:
+                inbox.offer(Delivery(None))
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            note = await self._pending.get()
+            try:
+                await self._deliver(int(note["id"]), int(note["project"]))
+            except Exception:  # one bad event must not stop the stream for everyone
+                log.exception("could not deliver event %s", note.get("id"))
+
+    async def _deliver(self, event_id: int, project_id: int) -> None:
+        inboxes = list(self._inboxes.get(project_id, ()))
+        if not inboxes:
+            return
+        users = sorted({i.viewer.user.id for i in inboxes if i.viewer.user is not None})
+        session = self._database.session()
+        try:
+            event_record = await session.fetchrow(SELECT_EVENT, event_id)
+            project_record = await session.fetchrow(SELECT_PROJECT, project_id)
+            if event_record is None or project_record is None:
+                return
+            project = ProjectRow(*project_record)
+            rows = await session.fetch(SELECT_SUBSCRIBERS, users, project.organization_id)
+        finally:
+            await session.close()
+        event = EventRow(*event_record)
+        now = {row[0]: (UserRow(*tuple(row)[:7]), row[7]) for row in rows}
+        for inbox in inboxes:
+            if inbox.issue_id is not None and inbox.issue_id != event.issue_id:
+                continue
+            viewer = _current(inbox.viewer, now, project.organization_id)
+            if viewer is None or not Policy(viewer, self._access).can_read(project):
+                continue
+            inbox.offer(Delivery(event, project.organization_id,
+                                 viewer.roles.get(project.organization_id)))
+
+
+def _current(viewer: Viewer, now: dict[int, tuple[UserRow, str | None]],
+             organization_id: int) -> Viewer | None:
+    """The subscriber as the database says now; None if the account is gone."""
+    if viewer.user is None:
+        return viewer
+    found = now.get(viewer.user.id)
+    if found is None:
+        return None
+    user, role = found
+    return Viewer(user, {organization_id: role} if role else {})
