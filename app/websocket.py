@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.context import Services, build_context
 from app.db import Database
-from app.errors import Unauthenticated
+from app.errors import ClientError, Unauthenticated
 from app.execution import Executor, format_errors
 from app.policy import ANONYMOUS, Viewer
 from loaders.users import load_viewer
@@ -199,7 +199,8 @@ class _Connection:
         context = build_context(session, viewer, self.endpoint.services, self.websocket)
         try:
             if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
-                await self._stream(operation_id, prepared, context, variables, name)
+                if not await self._stream(operation_id, prepared, context, variables, name):
+                    return  # an "error" message ends the operation; no "complete" follows
             else:
                 result = await executor.execute(prepared, context, variables, name)
                 await self._send_result(operation_id, result)
@@ -208,7 +209,8 @@ class _Connection:
             await context.session.close()
 
     async def _stream(self, operation_id: str, prepared: Any, context: Any,
-                      variables: dict[str, Any] | None, name: str | None) -> None:
+                      variables: dict[str, Any] | None, name: str | None) -> bool:
+        """Send each event's result; False when the operation ended with an error."""
         executor = self.endpoint.executor
         stream = subscribe(executor.graphql_schema, prepared.document, context_value=context,
                            variable_values=variables, operation_name=name,
@@ -217,13 +219,18 @@ class _Connection:
             stream = await stream
         if isinstance(stream, ExecutionResult):
             await self._send_errors(operation_id, format_errors(stream.errors or []))
-            return
+            return False
         try:
             async for result in stream:
                 await self._send_result(operation_id, result)
+        except ClientError as error:  # raised by the resolver, e.g. a hidden project
+            await self._send_errors(operation_id, [{"message": error.message,
+                                                    "extensions": error.extensions}])
+            return False
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]
+        return True
 
     async def _send_result(self, operation_id: str, result: ExecutionResult) -> None:
         body: dict[str, Any] = {"data": result.data}
