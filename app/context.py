@@ -40,6 +40,8 @@ class Context:
     loaders: Loaders
     services: Services
     request: Any = None
+    rate_limit: Any = None  # the request's BudgetState, for Query.rateLimit
+    cost: int = 0  # the request's computed cost
 
     @property
     def client_address(self) -> str | None:

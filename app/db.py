@@ -10,24 +10,57 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
-from app.errors import DatabaseError
+from app.errors import DatabaseError, QueryTimeout, TransientError, Unavailable
 
 log = logging.getLogger(__name__)
 
 Record = asyncpg.Record
 
 
+class Breaker:
+    """A circuit breaker on the database: after `failures` connection failures in a row it
+    opens, and requests fail at once with UNAVAILABLE instead of queueing on a dead server;
+    `reset` seconds later one request may try again (half-open), and a success closes it.
+    Written here because it must count only connection failures, seen in this module."""
+
+    def __init__(self, failures: int = 3, reset: float = 2.0) -> None:
+        self._threshold = failures
+        self._reset = reset
+        self._failures = 0
+        self._opened_at: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened_at is not None and time.monotonic() - self._opened_at < self._reset
+
+    def before(self) -> None:
+        if self.is_open:
+            raise Unavailable("The database is unavailable; retry in a few seconds.")
+
+    def success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+
+    def failure(self) -> None:
+        self._failures += 1
+        if self._failures >= self._threshold:
+            self._opened_at = time.monotonic()
+
+
 class Database:
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float, url: str = "") -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float, url: str = "",
+                 breaker: Breaker | None = None) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
         self.url = url
+        self.breaker = breaker or Breaker()
 
     @classmethod
     async def connect(
@@ -39,15 +72,19 @@ class Database:
         connect_timeout: float = 5.0,
         acquire_timeout: float = 5.0,
         command_timeout: float = 10.0,
+        statement_timeout_ms: int | None = None,
+        breaker: Breaker | None = None,
     ) -> Database:
+        settings = {"statement_timeout": str(statement_timeout_ms)} if statement_timeout_ms else {}
         pool = await asyncpg.create_pool(
             url,
             min_size=min_size,
             max_size=max_size,
             timeout=connect_timeout,
             command_timeout=command_timeout,
+            server_settings=settings,
         )
-        return cls(pool, acquire_timeout=acquire_timeout, url=url)
+        return cls(pool, acquire_timeout=acquire_timeout, url=url, breaker=breaker)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -72,13 +109,39 @@ class Database:
         return Session(self)
 
     async def acquire(self) -> asyncpg.Connection:
+        self.breaker.before()
         try:
-            return await self._pool.acquire(timeout=self._acquire_timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
-            raise DatabaseError("could not acquire a database connection") from exc
+            connection = await self._pool.acquire(timeout=self._acquire_timeout)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:
+            self.breaker.failure()
+            raise Unavailable("The database is unavailable; retry in a few seconds.") from exc
+        return connection
+
+    async def ping(self, timeout: float = 1.0) -> bool:
+        """Is the database reachable now? (For /readyz; fails fast while it is down.)"""
+        try:
+            connection = await self.acquire()
+        except Unavailable:
+            return False
+        try:
+            await connection.fetchval("SELECT 1", timeout=timeout)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self.breaker.failure()
+            return False
+        finally:
+            await self._release_quietly(connection)
+        self.breaker.success()
+        return True
+
+    async def _release_quietly(self, connection: asyncpg.Connection) -> None:
+        try:
+            await self._pool.release(connection, timeout=2)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            connection.terminate()
 
     async def release(self, connection: asyncpg.Connection) -> None:
-        await self._pool.release(connection)
+        await self._release_quietly(connection)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -116,9 +179,20 @@ class UniqueViolation(DatabaseError):
         self.constraint = constraint
 
 
+LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+        asyncpg.ConnectionDoesNotExistError)
+
+
 def _database_error(exc: BaseException) -> DatabaseError:
     if isinstance(exc, asyncpg.UniqueViolationError):
         return UniqueViolation(str(exc), exc.constraint_name)
+    if isinstance(exc, asyncpg.QueryCanceledError | asyncio.TimeoutError):
+        return QueryTimeout("A statement ran past its time limit.")
+    if isinstance(exc, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
+        return TransientError(str(exc), ambiguous=False)
+    if isinstance(exc, LOST):
+        return TransientError(f"The database connection was lost: {exc}", ambiguous=True)
     return DatabaseError(str(exc))
 
 
@@ -145,8 +219,9 @@ class Session:
             self.statements += 1
             try:
                 return list(await connection.fetch(sql, *args))
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                raise _database_error(exc) from exc
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
+                    asyncio.TimeoutError) as exc:
+                raise self._failed(exc) from exc
 
     async def fetchrow(self, sql: str, *args: Any) -> Record | None:
         rows = await self.fetch(sql, *args)
@@ -162,8 +237,9 @@ class Session:
             self.statements += 1
             try:
                 return str(await connection.execute(sql, *args))
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                raise _database_error(exc) from exc
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
+                    asyncio.TimeoutError) as exc:
+                raise self._failed(exc) from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -181,6 +257,12 @@ class Session:
         else:
             async with self._lock:
                 await transaction.commit()
+
+    def _failed(self, exc: BaseException) -> DatabaseError:
+        error = _database_error(exc)
+        if isinstance(error, TransientError) and error.ambiguous and self._database:
+            self._database.breaker.failure()
+        return error
 
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None:

@@ -7,7 +7,10 @@
     ├── Forbidden               FORBIDDEN
     ├── QueryTooComplex         QUERY_TOO_COMPLEX
     └── RateLimited             RATE_LIMITED
-    DatabaseError               the database failed; masked as INTERNAL (or UNAVAILABLE)
+    DatabaseError               the database failed; masked as INTERNAL
+    ├── Unavailable             UNAVAILABLE (HTTP 503): unreachable, or the breaker is open
+    ├── QueryTimeout            TIMEOUT: past statement_timeout
+    └── TransientError          retried: lost connection, serialization failure, deadlock
 
 Anything that is not a ClientError reaching the HTTP layer is masked as INTERNAL and logged
 in full on the server.
@@ -53,3 +56,20 @@ class RateLimited(ClientError):
 
 class DatabaseError(Exception):
     """The database failed in a way the client cannot fix."""
+
+
+class Unavailable(DatabaseError):
+    """The database cannot be reached (or the circuit breaker is open): UNAVAILABLE, 503."""
+
+
+class QueryTimeout(DatabaseError):
+    """A statement ran past its timeout: TIMEOUT."""
+
+
+class TransientError(DatabaseError):
+    """Worth retrying: a lost connection (`ambiguous`: a write may have committed), a
+    serialization failure or a deadlock (the transaction was rolled back: safe to retry)."""
+
+    def __init__(self, message: str, *, ambiguous: bool) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous

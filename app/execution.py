@@ -18,20 +18,20 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     GraphQLError,
+    NoSchemaIntrospectionCustomRule,
     OperationDefinitionNode,
     OperationType,
     execute,
-    parse,
+    specified_rules,
     validate,
 )
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 
-from app.errors import ClientError
+from app.errors import ClientError, QueryTimeout, TransientError, Unavailable
+from app.limits import Limits, parse_within
 
 log = logging.getLogger(__name__)
-
-MAX_TOKENS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class Prepared:
     """A document parsed and validated once; `errors` are its parse or validation errors."""
 
     document: DocumentNode | None
-    errors: tuple[GraphQLError, ...] = ()
+    errors: tuple[GraphQLError | ClientError, ...] = ()
     code: str | None = None
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
@@ -51,8 +51,15 @@ class Prepared:
 
 
 class Executor:
-    def __init__(self, schema: strawberry.Schema, cache_size: int = 1024) -> None:
+    def __init__(self, schema: strawberry.Schema, cache_size: int = 1024,
+                 limits: Limits | None = None, introspection: bool = True) -> None:
         self.schema = schema
+        self.limits = limits or Limits()
+        # Without introspection, field suggestions ("did you mean …") are off too: they
+        # would leak the schema piece by piece.
+        self._rules = None if introspection else [*specified_rules,
+                                                  NoSchemaIntrospectionCustomRule]
+        self._hide_suggestions = not introspection
         self.graphql_schema = schema._schema
         self.executor_kwargs = execution_context_class_kwargs(schema.execution_context_class)
         self._cache: OrderedDict[str, Prepared] = OrderedDict()
@@ -71,10 +78,13 @@ class Executor:
 
     def _prepare(self, query: str) -> Prepared:
         try:
-            document = parse(query, max_tokens=MAX_TOKENS)
+            document = parse_within(query, self.limits)
         except GraphQLError as error:
             return Prepared(None, (error,), "GRAPHQL_PARSE_FAILED")
-        errors = validate(self.graphql_schema, document)
+        except ClientError as error:  # over the token limit
+            return Prepared(None, (error,), error.code)
+        errors = validate(self.graphql_schema, document, rules=self._rules,
+                          hide_suggestions=self._hide_suggestions)
         if errors:
             return Prepared(None, tuple(errors), "GRAPHQL_VALIDATION_FAILED")
         return Prepared(document)
@@ -101,13 +111,22 @@ class Executor:
         return result
 
 
-def format_errors(errors: list[GraphQLError] | tuple[GraphQLError, ...],
-                  code: str = "BAD_USER_INPUT") -> list[dict[str, Any]]:
+def format_errors(errors: Any, code: str = "BAD_USER_INPUT") -> list[dict[str, Any]]:
     """Errors as the response carries them; see the module docstring."""
     return [_format(error, code) for error in errors]
 
 
-def _format(error: GraphQLError, default_code: str) -> dict[str, Any]:
+# Database failures the client should know about, with their codes; the rest is INTERNAL.
+DATABASE_CODES: dict[type[Exception], tuple[str, str]] = {
+    Unavailable: ("UNAVAILABLE", "The database is unavailable; retry in a few seconds."),
+    QueryTimeout: ("TIMEOUT", "The query took too long and was stopped."),
+    TransientError: ("UNAVAILABLE", "The database connection failed; retry."),
+}
+
+
+def _format(error: GraphQLError | ClientError, default_code: str) -> dict[str, Any]:
+    if isinstance(error, ClientError):
+        return {"message": error.message, "extensions": error.extensions}
     original = error.original_error
     formatted = error.formatted
     if original is None or isinstance(original, GraphQLError):
@@ -119,6 +138,12 @@ def _format(error: GraphQLError, default_code: str) -> dict[str, Any]:
         formatted["message"] = original.message
         formatted["extensions"] = original.extensions
         return dict(formatted)
+    for kind, (code, message) in DATABASE_CODES.items():
+        if isinstance(original, kind):
+            log.warning("database failure at %s: %s", error.path, original)
+            formatted["message"] = message
+            formatted["extensions"] = {"code": code}
+            return dict(formatted)
     log.error("unexpected error at %s", error.path, exc_info=original)
     masked: dict[str, Any] = {"message": "Internal server error."}
     if error.locations is not None:

@@ -1,27 +1,41 @@
 """GraphQL over HTTP: POST (JSON) and GET (queries only), and GraphiQL for browsers.
 
-The request is checked here (body size, JSON shape, operation kind), one database session
-is opened for it and closed after, and the result is encoded with orjson. Status codes
-follow the GraphQL-over-HTTP spec: with `application/graphql-response+json` a request that
-cannot execute (parse, validation or variable errors) is a 400; with the legacy
-`application/json` it is a 200 carrying the errors.
+A request goes through these steps, each of which may answer on its own:
+  1. reading: body size, JSON shape, CSRF (a GET must carry a header no cross-site form
+     or link can set), persisted queries;
+  2. the document: parsed and validated once (cached), then its depth, aliases,
+     directives and cost are checked against the limits: no SQL runs for a refused query;
+  3. the viewer: from the Bearer token (a bad token is 401, never anonymity);
+  4. the budget: the query's cost is spent from the viewer's hourly budget (429 when out);
+  5. execution, on one database session, within the request deadline, retried on a
+     transient database failure when that is safe.
+Status codes follow the GraphQL-over-HTTP spec: with `application/graphql-response+json`
+a request that cannot execute is a 400 (or 401, 413, 429, 503 …); with the legacy
+`application/json` a document error is a 200 carrying the errors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from graphql import OperationType
+import stamina
+from graphql import ExecutionResult, FieldNode, OperationType
+from limits.errors import StorageError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from app import observability as metrics
 from app.context import Services, build_context
 from app.db import Database, Session
-from app.errors import Unauthenticated
+from app.errors import ClientError, RateLimited, TransientError, Unauthenticated, Unavailable
 from app.execution import Executor, Prepared, format_errors
+from app.limits import Analysis, Budget, BudgetState, analyze, check
+from app.persisted import PersistedQueries
 from app.policy import ANONYMOUS, Viewer
 from loaders.users import load_viewer
 
@@ -29,65 +43,206 @@ log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+# Headers a browser will not send cross-site without a CORS preflight; a GET carrying one
+# of them cannot have come from a link, an <img> or a form on another site.
+PREFLIGHT_HEADERS = ("graphql-preflight", "apollo-require-preflight", "x-apollo-operation-name",
+                     "x-requested-with", "authorization")
+ATTEMPTS = 3
 
 
 class RequestError(Exception):
-    """A request that cannot be executed at all; answered with `status` and one error."""
+    """A request answered before execution, with `status` and one error."""
 
     def __init__(self, status: int, message: str, code: str = "BAD_REQUEST",
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, **extensions: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-        self.code = code
+        self.extensions = {"code": code, **extensions}
         self.headers = headers or {}
+
+    @classmethod
+    def of(cls, error: ClientError, status: int, **headers: str) -> RequestError:
+        extensions = {k: v for k, v in error.extensions.items() if k != "code"}
+        return cls(status, error.message, error.code, headers, **extensions)
 
 
 @dataclass(frozen=True, slots=True)
 class GraphQLRequest:
-    query: str
+    query: str | None
     variables: dict[str, Any] | None
     operation_name: str | None
+    extensions: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    body: dict[str, Any]
+    status: int = 200
+    operation: str | None = None
+    headers: dict[str, str] | None = None
 
 
 class GraphQLEndpoint:
-    def __init__(self, executor: Executor, database: Database, services: Services) -> None:
+    def __init__(self, executor: Executor, database: Database, services: Services,
+                 budget: Budget, persisted: PersistedQueries) -> None:
         self.executor = executor
         self.database = database
         self.services = services
         self.settings = services.settings
+        self.budget = budget
+        self.persisted = persisted
 
     async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
         media_type = _response_media_type(request)
+        if request.method == "GET" and _wants_html(request) and not request.query_params \
+                and self.settings.graphiql:
+            return self._graphiql(request)
+        request_id = getattr(request.state, "request_id", None)
         try:
-            if request.method == "GET" and _wants_html(request) and not request.query_params:
-                return self._graphiql(request)
-            graphql_request = await self._read(request)
-            return await self._run(request, graphql_request, media_type)
+            outcome = await self._handle(request, media_type)
         except RequestError as error:
-            body = {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
-            return _respond(body, error.status, media_type, error.headers)
-        except Unauthenticated as error:
             body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
-            challenge = f'Bearer realm="issuegraph", error="invalid_token", ' \
-                        f'error_description="{error.message}"'
-            return _respond(body, 401, media_type, {"WWW-Authenticate": challenge})
+            outcome = Outcome(body, error.status, headers=error.headers)
+        if request_id is not None:
+            for error in outcome.body.get("errors", ()):
+                error.setdefault("extensions", {})["requestId"] = request_id
+        metrics.record_request(outcome.operation, outcome.status, time.perf_counter() - started)
+        metrics.record_errors(e.get("extensions", {}).get("code")
+                              for e in outcome.body.get("errors", ()))
+        return _respond(outcome.body, outcome.status, media_type, outcome.headers)
 
     def _graphiql(self, request: Request) -> Response:
-        if not self.settings.graphiql:
-            raise RequestError(400, "GraphiQL is disabled; send a GraphQL request.")
         from app.graphiql import render_graphiql
 
         return HTMLResponse(render_graphiql(request.url.path))
 
+    async def _handle(self, request: Request, media_type: str) -> Outcome:
+        strict = media_type == GRAPHQL_RESPONSE
+        graphql_request = await self._read(request)
+        try:
+            query = await self.persisted.resolve(graphql_request.query,
+                                                 graphql_request.extensions)
+        except ClientError as error:
+            raise RequestError.of(error, 200 if error.code.startswith("PERSISTED") else 400)
+        prepared = self.executor.prepare(query)
+        if prepared.document is None:
+            body = {"errors": format_errors(prepared.errors, prepared.code or "BAD_USER_INPUT")}
+            return Outcome(body, 400 if strict else 200)
+        operation = _check_operation(request, prepared, graphql_request.operation_name)
+        analysis = self._analyze(prepared, graphql_request, strict)
+        session = self.database.session()
+        try:
+            viewer = await _viewer(request, session, self.services)
+            state = await self._spend(request, viewer, analysis.cost)
+            outcome = await self._execute(request, session, viewer, prepared, graphql_request,
+                                          operation, state, analysis.cost)
+        except Unauthenticated as error:
+            challenge = f'Bearer realm="issuegraph", error="invalid_token", ' \
+                        f'error_description="{error.message}"'
+            raise RequestError.of(error, 401, **{"WWW-Authenticate": challenge}) from None
+        except Unavailable as error:
+            raise RequestError(503, str(error), "UNAVAILABLE", {"Retry-After": "2"}) from None
+        finally:
+            await session.close()
+        outcome.operation = graphql_request.operation_name or _name(operation)
+        outcome.body.setdefault("extensions", {})["cost"] = state.extension(analysis.cost) \
+            if state else {"requested": analysis.cost}
+        if state is not None:
+            outcome.headers = (outcome.headers or {}) | state.headers()
+        return outcome
+
+    def _analyze(self, prepared: Prepared, graphql_request: GraphQLRequest,
+                 strict: bool) -> Analysis:
+        assert prepared.document is not None
+        analysis = analyze(self.executor.graphql_schema, prepared.document,
+                           graphql_request.operation_name, graphql_request.variables)
+        metrics.record_cost(analysis.cost)
+        try:
+            check(analysis, self.executor.limits)
+        except ClientError as error:
+            raise RequestError.of(error, 400 if strict else 200) from None
+        return analysis
+
+    async def _spend(self, request: Request, viewer: Viewer, cost: int) -> BudgetState | None:
+        user = viewer.user
+        key = f"user:{user.id}" if user else f"address:{_client(request)}"
+        try:
+            return await self.budget.spend(key, cost, user is not None)
+        except RateLimited as error:
+            metrics.record_rate_limited()
+            retry = error.extensions.get("retryAfter")
+            headers = {"Retry-After": str(retry)} if retry else {}
+            raise RequestError.of(error, 429, **headers) from None
+        except StorageError:  # the budget store is down: serve rather than refuse everyone
+            log.warning("rate budget store unavailable; request not counted")
+            return None
+
+    async def _execute(self, request: Request, session: Session, viewer: Viewer,
+                       prepared: Prepared, graphql_request: GraphQLRequest,
+                       operation: Any, state: BudgetState | None, cost: int) -> Outcome:
+        safe_to_retry = operation.operation is OperationType.QUERY or _single_field(operation)
+        timeout = self.settings.request_timeout
+        sessions = [session]
+        try:
+            async with asyncio.timeout(timeout):
+                async for attempt in stamina.retry_context(
+                        on=TransientError, attempts=ATTEMPTS, wait_initial=0.05, wait_max=0.5,
+                        timeout=timeout):
+                    with attempt:
+                        if attempt.num > 1:
+                            sessions.append(self.database.session())
+                        result = await self._attempt(request, sessions[-1], viewer, prepared,
+                                                     graphql_request, (state, cost),
+                                                     safe_to_retry, attempt.num == ATTEMPTS)
+        except TimeoutError:
+            raise RequestError(504, f"The request ran past its {timeout:g} s deadline.",
+                               "TIMEOUT") from None
+        finally:
+            for extra in sessions[1:]:
+                await extra.close()
+        statements = sum(s.statements for s in sessions)
+        body: dict[str, Any] = {}
+        if result.errors:
+            body["errors"] = format_errors(result.errors)
+        if result.data is not None or not result.errors:
+            body["data"] = result.data
+        headers = {}
+        if self.settings.server_timing:
+            headers["Server-Timing"] = f'sql;desc="{statements} statements"'
+        metrics.record_sql(statements)
+        status = 400 if result.data is None and _response_media_type(request) == \
+            GRAPHQL_RESPONSE else 200
+        return Outcome(body, status, headers=headers)
+
+    async def _attempt(self, request: Request, session: Session, viewer: Viewer,
+                       prepared: Prepared, graphql_request: GraphQLRequest,
+                       budget: tuple[BudgetState | None, int], safe_to_retry: bool,
+                       last: bool) -> ExecutionResult:
+        context = build_context(session, viewer, self.services, request)
+        context.rate_limit, context.cost = budget
+        result = await self.executor.execute(prepared, context, graphql_request.variables,
+                                             graphql_request.operation_name)
+        transient = [e.original_error for e in result.errors or ()
+                     if isinstance(e.original_error, TransientError)]
+        if transient and not last and (safe_to_retry and not (
+                transient[0].ambiguous and prepared.operation(
+                    graphql_request.operation_name).operation is OperationType.MUTATION)):
+            await session.close()
+            raise transient[0]
+        return result
+
     async def _read(self, request: Request) -> GraphQLRequest:
         if request.method == "GET":
-            return _from_mapping(dict(request.query_params), variables_as_json=True)
-        if request.method != "POST":
-            raise RequestError(405, "Use GET or POST.", headers={"Allow": "GET, POST"})
+            if not any(h in request.headers for h in PREFLIGHT_HEADERS):
+                raise RequestError(400, "A GET request must carry a `GraphQL-Preflight: 1` "
+                                   "header (CSRF protection); or send a POST.", "CSRF_REJECTED")
+            return _from_mapping(dict(request.query_params), from_query_string=True)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != JSON:
-            raise RequestError(415, "Send the request as application/json.")
+            raise RequestError(415, "Send the request as application/json.",
+                               "UNSUPPORTED_MEDIA_TYPE")
         body = await _read_body(request, self.settings.max_body_bytes)
         try:
             payload = orjson.loads(body)
@@ -97,34 +252,7 @@ class GraphQLEndpoint:
             raise RequestError(400, "Batched requests (a JSON array) are not supported.")
         if not isinstance(payload, dict):
             raise RequestError(400, "The request body must be a JSON object.")
-        return _from_mapping(payload, variables_as_json=False)
-
-    async def _run(self, request: Request, graphql_request: GraphQLRequest,
-                   media_type: str) -> Response:
-        prepared = self.executor.prepare(graphql_request.query)
-        if prepared.document is None:
-            body = {"errors": format_errors(prepared.errors, prepared.code or "BAD_USER_INPUT")}
-            return _respond(body, 400 if media_type == GRAPHQL_RESPONSE else 200, media_type)
-        _check_operation(request, prepared, graphql_request.operation_name)
-        session = self.database.session()
-        try:
-            viewer = await _viewer(request, session, self.services)
-            context = build_context(session, viewer, self.services, request)
-            result = await self.executor.execute(
-                prepared, context, graphql_request.variables, graphql_request.operation_name
-            )
-        finally:
-            await session.close()
-        body: dict[str, Any] = {}
-        if result.errors:
-            body["errors"] = format_errors(result.errors)
-        if result.data is not None or not result.errors:
-            body["data"] = result.data
-        status = 400 if result.data is None and media_type == GRAPHQL_RESPONSE else 200
-        headers = {}
-        if self.settings.server_timing:
-            headers["Server-Timing"] = f'sql;desc="{session.statements} statements"'
-        return _respond(body, status, media_type, headers)
+        return _from_mapping(payload, from_query_string=False)
 
 
 async def _viewer(request: Request, session: Session, services: Services) -> Viewer:
@@ -142,39 +270,66 @@ async def _viewer(request: Request, session: Session, services: Services) -> Vie
     return Viewer(*found)
 
 
-def _check_operation(request: Request, prepared: Prepared, name: str | None) -> None:
+def _check_operation(request: Request, prepared: Prepared, name: str | None) -> Any:
     operation = prepared.operation(name)
     if operation is None:
         if name is None:
             raise RequestError(400, "The document holds several operations: name one in "
                                "`operationName`.", "BAD_USER_INPUT")
-        raise RequestError(400, f"No operation named {name!r} in the document.",
+        raise RequestError(400, f"No operation named {name[:100]!r} in the document.",
                            "BAD_USER_INPUT")
     if operation.operation is OperationType.SUBSCRIPTION:
         raise RequestError(400, "Subscriptions are served over WebSocket "
                            "(graphql-transport-ws).", "BAD_USER_INPUT")
     if request.method == "GET" and operation.operation is not OperationType.QUERY:
-        raise RequestError(405, "Mutations must be sent with POST.", "BAD_REQUEST",
+        raise RequestError(405, "Mutations must be sent with POST.", "METHOD_NOT_ALLOWED",
                            headers={"Allow": "POST"})
+    return operation
 
 
-def _from_mapping(payload: dict[str, Any], *, variables_as_json: bool) -> GraphQLRequest:
+def _single_field(operation: Any) -> bool:
+    fields = [s for s in operation.selection_set.selections if isinstance(s, FieldNode)]
+    return len(operation.selection_set.selections) == len(fields) == 1
+
+
+def _name(operation: Any) -> str | None:
+    return operation.name.value if operation.name else None
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _from_mapping(payload: dict[str, Any], *, from_query_string: bool) -> GraphQLRequest:
     query = payload.get("query")
-    if not isinstance(query, str) or not query.strip():
+    extensions = payload.get("extensions")
+    if from_query_string:
+        extensions = _json_parameter(extensions, "extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise RequestError(400, "`extensions` must be a JSON object.")
+    if query is not None and not isinstance(query, str):
+        raise RequestError(400, "`query` must be a string.")
+    if (query is None or not query.strip()) and not (extensions or {}).get("persistedQuery"):
         raise RequestError(400, "The request has no `query`: send a GraphQL document as a "
                            "string in `query`.")
     variables = payload.get("variables")
-    if variables_as_json and isinstance(variables, str):
-        try:
-            variables = orjson.loads(variables) if variables else None
-        except orjson.JSONDecodeError:
-            raise RequestError(400, "`variables` is not valid JSON.") from None
+    if from_query_string:
+        variables = _json_parameter(variables, "variables")
     if variables is not None and not isinstance(variables, dict):
         raise RequestError(400, "`variables` must be a JSON object.")
     operation_name = payload.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise RequestError(400, "`operationName` must be a string.")
-    return GraphQLRequest(query, variables, operation_name or None)
+    return GraphQLRequest(query or None, variables, operation_name or None, extensions)
+
+
+def _json_parameter(value: Any, name: str) -> Any:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise RequestError(400, f"`{name}` is not valid JSON.") from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

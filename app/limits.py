@@ -405,7 +405,7 @@ class BudgetState:
     def extension(self, cost: int) -> dict[str, Any]:
         """The `rateLimit` entry of a response's `extensions`, named as GitHub's."""
         return {
-            "cost": cost,
+            "requested": cost,
             "limit": self.limit,
             "remaining": self.remaining,
             "resetAt": _iso(self.reset_at),

@@ -1,9 +1,10 @@
 """The composition root: `create_app()` builds the ASGI app; nothing imports this module.
 
-The lifespan opens the database pool (on DATABASE_URL, or on the embedded PostgreSQL) and,
-once everything is loaded, freezes the garbage collector's view of start-up objects and
-raises its thresholds: on large responses the collector otherwise costs more than half of
-a request's CPU.
+The lifespan opens the database pool (on DATABASE_URL, or on the embedded PostgreSQL), the
+event hub and the rate budget store, and, once everything is loaded, freezes the garbage
+collector's view of start-up objects and raises its thresholds: on large responses the
+collector otherwise costs more than half of a request's CPU. On shutdown it closes open
+WebSockets with 1001 (going away) after uvicorn has finished the in-flight requests.
 """
 
 from __future__ import annotations
@@ -14,22 +15,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.websockets import WebSocket
 from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
 
+from app import observability
 from app.accounts import shared_secret
 from app.auth import Tokens
 from app.context import Services
-from app.db import Database
+from app.db import Breaker, Database
 from app.embedded import start_embedded
 from app.events import EventHub
 from app.execution import Executor
 from app.graphiql import STATIC_DIR
 from app.http import GraphQLEndpoint
+from app.limits import Budget, Limits
+from app.persisted import MemoryStore, PersistedQueries, RedisStore, Store
 from app.policy import Access
 from app.settings import Settings, get_settings
 from app.websocket import GraphQLWebSocket
@@ -40,9 +46,12 @@ GC_THRESHOLDS = (50_000, 50, 100)
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> Starlette:
     settings = settings or get_settings()
+    observability.configure_logging(settings.log_level, json=settings.log_json)
+    observability.configure_tracing("issuegraph")
     for chatty in ("casbin", "pgserver"):  # both log their whole state at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    executor = Executor(schema, settings.document_cache_size)
+    executor = Executor(schema, settings.document_cache_size, _limits(settings),
+                        introspection=settings.introspection)
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -51,8 +60,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         services = await build_services(settings, db)
         assert services.hub is not None
         await services.hub.start()
-        state["endpoint"] = GraphQLEndpoint(executor, db, services)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        budget = Budget(settings.redis_url, anonymous_per_hour=settings.rate_limit_anonymous,
+                        signed_in_per_hour=settings.rate_limit_signed_in)
+        store: Store = RedisStore(redis) if redis else MemoryStore(
+            settings.persisted_queries_cache)
+        persisted = PersistedQueries.from_file(store, settings.persisted_queries_only,
+                                               settings.persisted_queries_file)
+        state["database"] = db
+        state["endpoint"] = GraphQLEndpoint(executor, db, services, budget, persisted)
         state["websocket"] = GraphQLWebSocket(executor, db, services)
+        stop_pool = observability.observe_pool(db.pool.get_size, db.pool.get_idle_size)
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
@@ -61,6 +79,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         finally:
             await state["websocket"].close_all()
             await services.hub.stop()
+            stop_pool()
+            await budget.aclose()
+            if redis is not None:
+                await redis.aclose()
             if database is None:
                 await db.close()
 
@@ -73,16 +95,31 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def readyz(request: Request) -> Response:
+        if await state["database"].ping(timeout=1.0):
+            return PlainTextResponse("ready")
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503,
+                            headers={"Retry-After": "2"})
+
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/v1/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws),
         WebSocketRoute("/v1/graphql", graphql_ws),
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", observability.metrics_endpoint),
     ]
     if STATIC_DIR.is_dir():  # fetched at setup; without it the page falls back to a CDN
         routes.append(Mount("/static/graphiql", StaticFiles(directory=STATIC_DIR)))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan,
+                     middleware=[Middleware(observability.RequestIdMiddleware)])
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(max_depth=settings.max_depth, max_aliases=settings.max_aliases,
+                  max_directives=settings.max_directives, max_cost=settings.max_cost,
+                  max_tokens=settings.max_tokens)
 
 
 async def build_services(settings: Settings, database: Database) -> Services:
@@ -109,4 +146,6 @@ async def _connect(settings: Settings) -> Database:
         connect_timeout=settings.db_connect_timeout,
         acquire_timeout=settings.db_acquire_timeout,
         command_timeout=settings.db_command_timeout,
+        statement_timeout_ms=settings.statement_timeout_ms,
+        breaker=Breaker(settings.circuit_failures, settings.circuit_reset),
     )

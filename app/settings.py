@@ -49,6 +49,26 @@ class Settings(BaseSettings):
     document_cache_size: int = 1024
     max_body_bytes: int = 1_000_000
     log_level: str = "info"
+    log_json: bool = True
+
+    redis_url: str | None = Field(
+        default=None, description="Redis for shared rate budgets and persisted queries."
+    )
+    request_timeout: float = Field(default=8.0, description="Seconds a request may run.")
+    statement_timeout_ms: int = Field(default=5_000, description="PostgreSQL statement_timeout.")
+    max_depth: int = 15
+    max_aliases: int = 30
+    max_directives: int = 50
+    max_cost: int = 50_000
+    max_tokens: int = 10_000
+    rate_limit_anonymous: int = Field(default=5_000, description="Cost points per hour.")
+    rate_limit_signed_in: int = Field(default=50_000, description="Cost points per hour.")
+    persisted_queries_only: bool = False
+    persisted_queries_file: str | None = None
+    persisted_queries_cache: int = 10_000
+    circuit_failures: int = Field(default=3, description="Failures that open the breaker.")
+    circuit_reset: float = Field(default=2.0, description="Seconds before a retry probe.")
+    shutdown_timeout: int = Field(default=10, description="Graceful shutdown bound (s).")
 
 
 @lru_cache(maxsize=1)

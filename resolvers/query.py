@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -47,8 +48,26 @@ async def _node(loaders: Loaders, global_id: str) -> Node | None:
     return NODE_CLASSES[type_name].from_row(row) if row is not None else None  # type: ignore[no-any-return]
 
 
+@strawberry.type(description="The viewer's budget of query cost points (GitHub style): "
+                 "each query spends its cost, computed before it runs.")
+class RateLimit:
+    cost: int = strawberry.field(description="What this query cost.")
+    limit: int = strawberry.field(description="Points per hour.")
+    remaining: int = strawberry.field(description="Points left in this hour.")
+    reset_at: datetime = strawberry.field(description="When the budget is full again.")
+
+
 @strawberry.type(description="The entry points of the graph.")
 class Query:
+    @strawberry.field(description="The viewer's rate limit, as of this query; null when "
+                      "budgets are not enforced.")
+    def rate_limit(self, info: Ctx) -> RateLimit | None:
+        state = info.context.rate_limit
+        if state is None:
+            return None
+        return RateLimit(cost=info.context.cost, limit=state.limit, remaining=state.remaining,
+                         reset_at=state.reset_at)
+
     @strawberry.field(description="The signed-in user; null when anonymous.")
     async def viewer(self, info: Ctx) -> User | None:
         user = info.context.viewer.user

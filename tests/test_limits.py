@@ -517,7 +517,7 @@ async def test_an_in_memory_budget_is_not_shared() -> None:
 def test_budget_state_reports_like_github() -> None:
     state = BudgetState(5_000, 4_779, datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert state.extension(221) == {
-        "cost": 221,
+        "requested": 221,
         "limit": 5_000,
         "remaining": 4_779,
         "resetAt": "2030-01-02T03:04:05Z",
