@@ -114,9 +114,14 @@ class Database:
             connection = await self._pool.acquire(timeout=self._acquire_timeout)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
                 asyncpg.InterfaceError) as exc:
-            self.breaker.failure()
+            if not self._exhausted():  # a busy pool is not a failing database
+                self.breaker.failure()
             raise Unavailable("The database is unavailable; retry in a few seconds.") from exc
         return connection
+
+    def _exhausted(self) -> bool:
+        pool = self._pool
+        return pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size()
 
     async def ping(self, timeout: float = 1.0) -> bool:
         """Is the database reachable now? (For /readyz; fails fast while it is down.)"""

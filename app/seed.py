@@ -164,6 +164,10 @@ async def load(connection: asyncpg.Connection, data: DataSet) -> None:
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
             )
+    await connection.execute(
+        "UPDATE projects p SET issue_count = coalesce("
+        "(SELECT max(number) FROM issues i WHERE i.project_id = p.id), 0)"
+    )
     await connection.execute("ANALYZE")
 
 

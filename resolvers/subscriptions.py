@@ -87,6 +87,8 @@ async def _stream(info: Ctx, project_id: int, issue_id: int | None,
             await context.renew_for_event(delivery.organization_id, delivery.role)
             kind = IssueEventKind(event.kind) if event else IssueEventKind.RESYNC
             yield IssueEvent(row=event, kind=kind)
+            # resumed once the event is resolved and sent: hold no connection while waiting
+            await context.session.close()
 
 
 @strawberry.type(description="Live updates, over WebSocket (graphql-transport-ws).")

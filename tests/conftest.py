@@ -7,6 +7,7 @@ data set, and dropped at the end. Each test runs in a transaction that is rolled
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import uuid
@@ -149,18 +150,26 @@ def make(conn: asyncpg.Connection) -> Any:
     return Make(conn)
 
 
-@pytest.fixture
-async def client(database: Database) -> AsyncIterator[Any]:
-    """An HTTP client to the real ASGI app (lifespan included) on the test database."""
+@contextlib.asynccontextmanager
+async def app_client(database: Database, **overrides: Any) -> AsyncIterator[Any]:
+    """An HTTP client to the real ASGI app (lifespan included) on the test database, with
+    settings overridden as given."""
     import httpx
     from asgi_lifespan import LifespanManager
 
     from app.main import create_app
 
-    app = create_app(TEST_SETTINGS, database=database)
-    address = f"127.{next(_addresses) // 250}.{next(_addresses) % 250}.1"
+    app = create_app(TEST_SETTINGS.model_copy(update=overrides), database=database)
+    n = next(_addresses)
+    address = f"127.{n // 250}.{n % 250}.1"
     async with LifespanManager(app) as manager:
-        # each test its own client address, so sign-in throttling stays per test
+        # each test its own client address, so budgets and sign-in throttling stay per test
         transport = httpx.ASGITransport(app=manager.app, client=(address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http
+
+
+@pytest.fixture
+async def client(database: Database) -> AsyncIterator[Any]:
+    async with app_client(database) as http:
+        yield http

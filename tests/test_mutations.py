@@ -297,3 +297,15 @@ async def test_writes_to_hidden_or_missing_objects_are_not_found(run: Run) -> No
         issue { id } } }""", {"i": encode_id("User", 1)}, viewer="carol")
     assert hidden.codes == ["NOT_FOUND"]
     assert wrong_type.codes == ["BAD_USER_INPUT"]
+
+
+async def test_demo_data_takes_new_issues_after_its_last_number(run: Run,
+                                                                conn: asyncpg.Connection) -> None:
+    project = await conn.fetchrow("SELECT p.id, max(i.number) AS last FROM projects p JOIN"
+                                  " issues i ON i.project_id = p.id WHERE p.key = 'WEB'"
+                                  " GROUP BY p.id")
+    outcome = await run(CREATE_ISSUE, {"input": {"projectId": encode_id("Project",
+                                                                        project["id"]),
+                                                 "title": "New on WEB"}}, viewer="bob")
+    assert outcome.errors == []
+    assert outcome.data["createIssue"]["issue"]["number"] == project["last"] + 1

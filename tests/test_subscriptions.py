@@ -234,3 +234,32 @@ async def test_protocol_violations_close_with_the_protocols_codes(
         assert closed.rcvd is not None and closed.rcvd.code == code
     except Exception as refused:  # a refused handshake (wrong subprotocol)
         assert steps == "wrong-protocol", refused
+
+
+async def test_idle_subscriptions_hold_no_database_connection(database_url: str,
+                                                              world: dict[str, Any]) -> None:
+    with server_processes(1, database_url, JWT_SECRET=TEST_SETTINGS.jwt_secret or "",
+                          DB_POOL_MAX="2") as (server,):
+        sockets = []
+        for n in range(6):  # three times the pool
+            ws = await _open(server, world["owner"])
+            await _subscribe(ws, str(n), EVENTS, p=world["public"])
+            sockets.append(ws)
+        waiting = set(sockets)
+        for _ in range(20):  # probe until every subscriber has resolved an event
+            await _mutate(server, world["owner"], CREATE, p=world["public"], t="probe")
+            for ws in list(waiting):
+                try:
+                    await asyncio.wait_for(ws.recv(), 2)
+                    waiting.discard(ws)
+                except TimeoutError:
+                    pass
+            if not waiting:
+                break
+        assert not waiting
+        async with httpx.AsyncClient(base_url=server) as http:
+            response = await http.post("/graphql", timeout=WAIT, json={
+                "query": '{ organization(slug: "acme") { name } }'})
+        assert response.json()["data"] == {"organization": {"name": "Acme Inc."}}
+        for ws in sockets:
+            await ws.close()
