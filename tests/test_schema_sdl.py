@@ -25,3 +25,13 @@ def test_every_type_and_field_is_described() -> None:
             missing.append(name)
         missing += [f"{name}.{f}" for f, d in graphql_type.fields.items() if not d.description]
     assert missing == []
+
+
+def test_breaking_changes_are_recorded_in_the_changelog() -> None:
+    from graphql import build_schema, find_breaking_changes
+
+    changelog = (SDL.parent / "CHANGELOG.md").read_text()
+    breaking = find_breaking_changes(build_schema(SDL.read_text()), schema._schema)
+    unrecorded = [change.description for change in breaking
+                  if change.description not in changelog]
+    assert unrecorded == [], "record these breaking changes in CHANGELOG.md"
