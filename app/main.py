@@ -39,6 +39,7 @@ from app.persisted import MemoryStore, PersistedQueries, RedisStore, Store
 from app.policy import Access
 from app.settings import Settings, get_settings
 from app.websocket import GraphQLWebSocket
+from resolvers.compiled import CompiledExecutor
 from resolvers.schema import schema
 
 GC_THRESHOLDS = (50_000, 50, 100)
@@ -50,8 +51,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     observability.configure_tracing("issuegraph")
     for chatty in ("casbin", "pgserver"):  # both log their whole state at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    compiled = CompiledExecutor(schema) if settings.executor == "compiled" else None
     executor = Executor(schema, settings.document_cache_size, _limits(settings),
-                        introspection=settings.introspection)
+                        introspection=settings.introspection, compiled=compiled)
     state: dict[str, Any] = {}
 
     @asynccontextmanager

@@ -37,6 +37,21 @@ class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataload
         self._key_of = key_of
         self._arguments = arguments
         self._scope = scope
+        # Rows already read by page loaders, by key: a plain dict rather than aiodataloader's
+        # `prime`, which builds a future per row (a page of 100 issues primes 100 rows).
+        self.known: dict[K, R] = {}
+
+    def load(self, key: K) -> Any:
+        row = self.known.get(key)
+        if row is None:
+            return super().load(key)
+        future = self.loop.create_future()
+        future.set_result(row)
+        return future
+
+    def clear_all(self) -> Any:
+        self.known.clear()
+        return super().clear_all()
 
     async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
         args = list(self._arguments(keys))
@@ -68,14 +83,29 @@ class PageLoader(DataLoader, Generic[R]):  # type: ignore[misc]
         self._scope = scope
         self._primes = primes
         self._unwrap = unwrap
+        self.known_pages: dict[tuple[int, PageRequest], Page[R]] = {}
+
+    async def load_all(self, keys: Sequence[tuple[int, PageRequest]]) -> list[Page[R]]:
+        """Pages for a whole level at once, in one statement per distinct request, without a
+        future per key (the compiled executor asks for all of a level's pages together)."""
+        known = self.known_pages
+        missing = [k for k in dict.fromkeys(keys) if k not in known]
+        if missing:
+            known.update(zip(missing, await self.batch_load_fn(missing), strict=True))
+        return [known[k] for k in keys]
+
+    def clear_all(self) -> Any:
+        self.known_pages.clear()
+        return super().clear_all()
 
     async def batch_load_fn(self, keys: Sequence[tuple[int, PageRequest]]) -> list[Page[R]]:
         pages = await load_pages(self._session, self._spec, self._scope, keys)
         if self._primes is not None:
+            known, unwrap = self._primes.known, self._unwrap
             for page in pages:
                 for row in page.rows:
-                    target = self._unwrap(row)
-                    self._primes.prime(target.id, target)
+                    target = unwrap(row)
+                    known.setdefault(target.id, target)
         return pages
 
 

@@ -270,13 +270,19 @@ class Project(Node):
 def issue_filter(filters: IssueFilters | None) -> Hashable:
     if filters is None:
         return None
-    if filters.labels is not None and len(filters.labels) > 100:
+    states = [s.value for s in filters.states] if filters.states is not None else None
+    return issue_filter_of(states, filters.assignee, filters.labels)
+
+
+def issue_filter_of(states: list[str] | None, assignee: str | None,
+                    labels: list[str] | None) -> IssueFilter:
+    """The loaders' filter from the `filterBy` argument's values (shared by both executors)."""
+    if labels is not None and len(labels) > 100:
         raise BadUserInput("At most 100 label names may be given.", argument="filterBy")
     return IssueFilter(
-        states=tuple(sorted({s.value for s in filters.states}))
-        if filters.states is not None else None,
-        assignee_login=filters.assignee,
-        label_names=tuple(sorted(set(filters.labels))) if filters.labels is not None else None,
+        states=tuple(sorted(set(states))) if states is not None else None,
+        assignee_login=assignee,
+        label_names=tuple(sorted(set(labels))) if labels is not None else None,
     )
 
 

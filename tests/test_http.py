@@ -88,15 +88,13 @@ async def test_operation_name_selects_among_several(client: Any) -> None:
 
 async def test_unexpected_errors_are_masked_and_logged(client: Any, monkeypatch: Any,
                                                        caplog: Any) -> None:
-    from resolvers.types import Organization
+    import loaders.projects
 
-    def explode(self: Any, info: Any, key: str) -> None:
+    def explode(values: Any) -> None:
         raise RuntimeError("SELECT secret FROM internals")
 
-    monkeypatch.setattr(Organization, "project", explode, raising=False)
-    fields = Organization.__strawberry_definition__.fields  # type: ignore[attr-defined]
-    field = next(f for f in fields if f.python_name == "project")
-    monkeypatch.setattr(field.base_resolver, "wrapped_func", explode)
+    # a fault inside the data layer, under whichever executor runs the query
+    monkeypatch.setattr(loaders.projects, "project_row", explode)
     with caplog.at_level(logging.ERROR):
         response = await client.post("/graphql", json={
             "query": '{ organization(slug: "acme") { name project(key: "WEB") { key } } }'})
