@@ -211,6 +211,7 @@ class Session:
         self._connection = connection
         self._owns_connection = connection is None
         self._lock = asyncio.Lock()
+        self._closed = False
         self.statements = 0
 
     @classmethod
@@ -270,13 +271,20 @@ class Session:
         return error
 
     async def _connect(self) -> asyncpg.Connection:
+        if self._closed:
+            raise DatabaseError("The request is over: its database session is closed.")
         if self._connection is None:
             assert self._database is not None
             self._connection = await self._database.acquire()
         return self._connection
 
     async def close(self) -> None:
-        if self._owns_connection and self._connection is not None:
-            assert self._database is not None
-            connection, self._connection = self._connection, None
-            await self._database.release(connection)
+        """Wait for a statement still running (graphql-core may answer before every field
+        of an object nulled by an error has finished), then give the connection back; any
+        later statement of this session is refused rather than taking a new connection."""
+        async with self._lock:
+            self._closed = True
+            if self._owns_connection and self._connection is not None:
+                assert self._database is not None
+                connection, self._connection = self._connection, None
+                await self._database.release(connection)

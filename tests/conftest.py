@@ -28,6 +28,9 @@ from app.execution import Executor, format_errors
 from app.policy import ANONYMOUS, Access, Viewer
 from app.settings import Settings
 from loaders.users import load_viewer
+from graphql import OperationType
+
+from resolvers.compiled import CompiledExecutor
 from resolvers.schema import schema
 
 TEST_SCALE = 0.05
@@ -100,6 +103,21 @@ class Outcome:
 
 Run = Callable[..., Awaitable[Outcome]]
 _executor = Executor(schema)
+_compiled = Executor(schema, compiled=CompiledExecutor(schema))
+
+
+def _under_null(data: Any, path: list[Any]) -> bool:
+    node = data
+    for key in path[:-1]:
+        if node is None:
+            return True
+        node = node[key]
+    return node is None
+
+
+def same_errors(errors: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Errors in a comparable order: executors may finish fields in different orders."""
+    return sorted((repr(e.get("path")), e["message"], repr(e.get("extensions"))) for e in errors)
 TEST_SETTINGS = Settings(bcrypt_rounds=4, jwt_secret="test-secret-" + "x" * 32,
                          max_body_bytes=100_000)
 
@@ -138,7 +156,34 @@ def run(conn: asyncpg.Connection) -> Run:
         session = RecordingSession(conn)
         context = build_context(session, viewer, services or _services)
         result = await _executor.execute(prepared, context, variables)
-        return Outcome(result.data, format_errors(result.errors or []), session.log)
+        await session.close()  # waits for any statement still running
+        outcome = Outcome(result.data, format_errors(result.errors or []), session.log)
+        if prepared.operation(None) is not None and \
+                prepared.operation(None).operation is OperationType.QUERY:  # type: ignore[union-attr]
+            await _differential(prepared, viewer, services, variables, outcome)
+        return outcome
+
+    async def _differential(prepared: Any, viewer: Viewer, services: Services | None,
+                            variables: dict[str, Any] | None, standard: Outcome) -> None:
+        """Every query of the suite also runs through the compiled executor: same answer,
+        no more SQL statements."""
+        session = RecordingSession(conn)
+        context = build_context(session, Viewer(viewer.user, dict(viewer.roles)),
+                                services or _services)
+        result = await _compiled.execute(prepared, context, variables)
+        await session.close()
+        assert result.data == standard.data
+        compiled, expected = same_errors(format_errors(result.errors or [])), \
+            same_errors(standard.errors)
+        assert set(expected) <= set(compiled)
+        # graphql-core stops waiting for the other fields of an object that an error has
+        # nulled, so it may not report their errors; every error only the compiled executor
+        # reports must lie under such a nulled object
+        for path, *_ in set(compiled) - set(expected):
+            assert _under_null(standard.data, eval(path)), path
+        if not standard.errors:  # (an error lets graphql-core skip the rest of an object)
+            assert len(session.log) <= len(standard.statements), (session.log,
+                                                                  standard.statements)
 
     return execute
 
