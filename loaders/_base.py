@@ -6,6 +6,7 @@ one per distinct request) and answers in key order; a missing key answers None.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -37,9 +38,12 @@ class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataload
         self._key_of = key_of
         self._arguments = arguments
         self._scope = scope
-        # Rows already read by page loaders, by key: a plain dict rather than aiodataloader's
-        # `prime`, which builds a future per row (a page of 100 issues primes 100 rows).
+        # Rows already read (by page loaders too), by key: a plain dict rather than
+        # aiodataloader's `prime`, which builds a future per row.
         self.known: dict[K, R] = {}
+        self._absent: set[K] = set()
+        self._pending: tuple[set[K], asyncio.Future[None]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def load(self, key: K) -> Any:
         row = self.known.get(key)
@@ -51,7 +55,44 @@ class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataload
 
     def clear_all(self) -> Any:
         self.known.clear()
+        self._absent.clear()
         return super().clear_all()
+
+    async def load_all(self, keys: Sequence[K]) -> list[R | None]:
+        """Rows for many keys with one future per call rather than per key: the keys of
+        every call in the same event-loop tick are fetched together, in one statement (as
+        `load` does, key by key), and kept in `known` for the rest of the request."""
+        known = self.known
+        missing = [k for k in keys if k not in known and k not in self._absent]
+        if missing:
+            if self._pending is None:
+                self._pending = (set(), self.loop.create_future())
+                self.loop.call_soon(self._dispatch_pending)
+            wanted, done = self._pending
+            wanted.update(missing)
+            await done
+        return [known.get(k) for k in keys]
+
+    def _dispatch_pending(self) -> None:
+        assert self._pending is not None
+        wanted, done = self._pending
+        self._pending = None
+        task = self.loop.create_task(self._fetch_pending(list(wanted), done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch_pending(self, keys: list[K], done: asyncio.Future[None]) -> None:
+        try:
+            rows = await self.batch_load_fn(keys)
+        except Exception as error:
+            done.set_exception(error)
+            return
+        for key, row in zip(keys, rows, strict=True):
+            if row is None:
+                self._absent.add(key)
+            else:
+                self.known[key] = row
+        done.set_result(None)
 
     async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
         args = list(self._arguments(keys))
@@ -83,16 +124,17 @@ class PageLoader(DataLoader, Generic[R]):  # type: ignore[misc]
         self._scope = scope
         self._primes = primes
         self._unwrap = unwrap
-        self.known_pages: dict[tuple[int, PageRequest], Page[R]] = {}
+        self.known_pages: dict[PageRequest, dict[int, Page[R]]] = {}
 
-    async def load_all(self, keys: Sequence[tuple[int, PageRequest]]) -> list[Page[R]]:
-        """Pages for a whole level at once, in one statement per distinct request, without a
-        future per key (the compiled executor asks for all of a level's pages together)."""
-        known = self.known_pages
-        missing = [k for k in dict.fromkeys(keys) if k not in known]
+    async def load_all(self, parents: Sequence[int], request: PageRequest) -> list[Page[R]]:
+        """Pages for a whole level at once, in one statement, without a future per key (the
+        compiled executor asks for all of a level's pages of one field together)."""
+        known = self.known_pages.setdefault(request, {})
+        missing = [p for p in dict.fromkeys(parents) if p not in known]
         if missing:
-            known.update(zip(missing, await self.batch_load_fn(missing), strict=True))
-        return [known[k] for k in keys]
+            pages = await self.batch_load_fn([(p, request) for p in missing])
+            known.update(zip(missing, pages, strict=True))
+        return [known[p] for p in parents]
 
     def clear_all(self) -> Any:
         self.known_pages.clear()

@@ -70,6 +70,15 @@ from resolvers.needs import (
 TYPENAME = "__typename"
 
 
+class _Root:
+    """The parent of the root fields; root collections page under the parent id 0."""
+
+    id = 0
+
+
+ROOT_SOURCE = _Root()
+
+
 class NotCompilable(Exception):
     """The operation uses something this executor does not cover."""
 
@@ -114,7 +123,7 @@ def _serializer(named: Any) -> Any:
     if isinstance(named, GraphQLEnumType):
         return lambda v: v if isinstance(v, str) else v.value
     if named.name == "DateTime":
-        return lambda v: v.isoformat() if isinstance(v, datetime) else v
+        return datetime.isoformat
     return None
 
 
@@ -139,7 +148,7 @@ class CompiledExecutor:
         if plan is None:
             return None
         run = _Run(context, coerced)
-        results = await _objects(run, {plan.root_type: plan.root}, [None], [()])
+        results = await _objects(run, {plan.root_type: plan.root}, [ROOT_SOURCE], [()])
         return ExecutionResult(data=results[0], errors=run.errors or None)
 
     def _plan(self, document: DocumentNode, operation: OperationDefinitionNode,
@@ -295,14 +304,23 @@ class _Planner:
 
 async def _objects(run: _Run, plans: dict[str, list[FieldPlan]], sources: list[Any],
                    paths: list[Any]) -> list[dict[str, Any] | None]:
-    """Complete objects of one (possibly abstract) type; None where null propagated."""
+    """Complete objects of one (possibly abstract) type; None where null propagated (or
+    where the source itself is None: a null item of a list that may hold nulls)."""
+    if None in sources:
+        present = [i for i, s in enumerate(sources) if s is not None]
+        done = await _objects(run, plans, [sources[i] for i in present],
+                              [paths[i] for i in present]) if present else []
+        out: list[dict[str, Any] | None] = [None] * len(sources)
+        for i, result in zip(present, done, strict=True):
+            out[i] = result
+        return out
     if len(plans) == 1:
         (type_name, fields), = plans.items()
         return await _typed(run, type_name, fields, sources, paths)
     groups: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
         groups.setdefault(ROW_TYPES[type(source)], []).append(i)
-    out: list[dict[str, Any] | None] = [None] * len(sources)
+    out = [None] * len(sources)
     done = await asyncio.gather(*(
         _typed(run, name, plans[name], [sources[i] for i in idx], [paths[i] for i in idx])
         for name, idx in groups.items()))
@@ -314,63 +332,70 @@ async def _objects(run: _Run, plans: dict[str, list[FieldPlan]], sources: list[A
 
 async def _typed(run: _Run, type_name: str, fields: list[FieldPlan], sources: list[Any],
                  paths: list[Any]) -> list[dict[str, Any] | None]:
-    results: list[dict[str, Any]] = [{} for _ in sources]
-    dead = [False] * len(sources)
-    values: list[Any] = [None] * len(fields)
+    count = len(sources)
+    dead = [False] * count
+    columns: list[Any] = [None] * len(fields)
     waiting = []
     for n, plan in enumerate(fields):
         need = plan.need
         if need is None:
-            values[n] = [type_name] * len(sources)
+            columns[n] = [type_name] * count
         elif type(need) is Attr:
             name = need.name
-            values[n] = [getattr(s, name) for s in sources]
+            columns[n] = [getattr(s, name) for s in sources]
         else:
             waiting.append((n, _resolve(run, type_name, plan, sources, paths)))
     if waiting:
         done = await asyncio.gather(*(w for _, w in waiting))
-        for (n, _), field_values in zip(waiting, done, strict=True):
-            values[n] = field_values
-    children = []
-    for plan, field_values in zip(fields, values, strict=True):
+        for (n, _), column in zip(waiting, done, strict=True):
+            columns[n] = column
+    row_values = []
+    nested = []
+    for n, plan in enumerate(fields):
         if plan.children is None:
-            _leaves(run, type_name, plan, field_values, results, dead, paths)
+            row_values.append(_leaves(run, type_name, plan, columns[n], dead, paths))
         else:
-            for result in results:
-                result[plan.key] = None  # keeps the selection order; filled below
-            children.append(_complete(run, type_name, plan, field_values, results, dead,
-                                      paths))
-    if children:
-        await asyncio.gather(*children)
-    return [None if dead[i] else results[i] for i in range(len(sources))]
+            row_values.append([None] * count)  # keeps the selection order; filled below
+            nested.append((plan, columns[n]))
+    keys = [plan.key for plan in fields]
+    results = [dict(zip(keys, values, strict=True)) for values in zip(*row_values, strict=True)] \
+        if keys else [{} for _ in range(count)]  # every field skipped: empty objects
+    if nested:
+        await asyncio.gather(*(_complete(run, type_name, plan, column, results, dead, paths)
+                               for plan, column in nested))
+    return [None if dead[i] else results[i] for i in range(count)]
 
 
-def _leaves(run: _Run, type_name: str, plan: FieldPlan, values: list[Any],
-            results: list[dict[str, Any]], dead: list[bool],
-            paths: list[Any]) -> None:
+def _leaves(run: _Run, type_name: str, plan: FieldPlan, values: list[Any], dead: list[bool],
+            paths: list[Any]) -> list[Any]:
+    """A column of serialized leaf values; nulls and errors where a value may not be null
+    kill their object."""
+    if None in values or _ERROR in values:
+        values = list(values)
+        for i, value in enumerate(values):
+            if value is _ERROR or value is None:
+                values[i] = None
+                if not plan.nullable:
+                    if value is None:
+                        _null_error(run, type_name, plan, paths[i])
+                    dead[i] = True
     serialize = plan.serialize
-    key = plan.key
-    for i, value in enumerate(values):
-        if value is _ERROR or value is None:
-            results[i][key] = None
-            if not plan.nullable:
-                if value is None:
-                    _null_error(run, type_name, plan, paths[i])
-                dead[i] = True
-        elif plan.is_list:
-            results[i][key] = [serialize(v) for v in value] if serialize else list(value)
-        else:
-            results[i][key] = serialize(value) if serialize else value
+    if serialize is None:
+        return values
+    if plan.is_list:
+        return [None if v is None else [serialize(x) for x in v] for v in values]
+    return [None if v is None else serialize(v) for v in values]
 
 
 async def _complete(run: _Run, type_name: str, plan: FieldPlan, values: list[Any],
                     results: list[dict[str, Any]], dead: list[bool],
                     paths: list[Any]) -> None:
+    """Complete a field of objects (or lists of objects) for every parent at once."""
     assert plan.children is not None
     key = plan.key
     sources: list[Any] = []
     child_paths: list[Any] = []
-    owners: list[tuple[int, int]] = []  # (parent index, item index or -1)
+    spans: list[tuple[int, int, int]] = []  # parent index, start in sources, length (-1: one)
     for i, value in enumerate(values):
         if value is _ERROR or value is None:
             if not plan.nullable:
@@ -378,37 +403,59 @@ async def _complete(run: _Run, type_name: str, plan: FieldPlan, values: list[Any
                     _null_error(run, type_name, plan, paths[i])
                 dead[i] = True
             continue
-        if plan.is_list:
-            results[i][key] = [None] * len(value)
-            for j, item in enumerate(value):
-                if item is None:
-                    if not plan.item_nullable:
-                        _null_error(run, type_name, plan, (paths[i], key, j))
-                        results[i][key] = None
-                        dead[i] = dead[i] or not plan.nullable
-                    continue
-                sources.append(item)
-                child_paths.append((paths[i], key, j))
-                owners.append((i, j))
-        else:
+        parent = paths[i]
+        if not plan.is_list:
+            spans.append((i, len(sources), -1))
             sources.append(value)
-            child_paths.append((paths[i], key))
-            owners.append((i, -1))
+            child_paths.append((parent, key))
+            continue
+        if None in value:
+            value = _drop_null_items(run, type_name, plan, value, results, dead, i, parent)
+            if value is None:
+                continue
+        spans.append((i, len(sources), len(value)))
+        sources.extend(value)
+        child_paths.extend([(parent, key, j) for j in range(len(value))])
     if not sources:
+        for i, _start, length in spans:
+            results[i][key] = []
         return
     completed = await _objects(run, plan.children, sources, child_paths)
-    for (i, j), result in zip(owners, completed, strict=True):
-        if j < 0:
+    for i, start, length in spans:
+        if length < 0:
+            result = completed[start]
             results[i][key] = result
             if result is None and not plan.nullable:
                 dead[i] = True
-        elif results[i][key] is not None:
-            if result is None and not plan.item_nullable:
-                results[i][key] = None
-                if not plan.nullable:
-                    dead[i] = True
-            else:
-                results[i][key][j] = result
+            continue
+        items = completed[start:start + length]
+        if not plan.item_nullable and None in items:
+            results[i][key] = None
+            if not plan.nullable:
+                dead[i] = True
+        else:
+            results[i][key] = items
+
+
+def _drop_null_items(run: _Run, type_name: str, plan: FieldPlan, value: list[Any],
+                     results: list[dict[str, Any]], dead: list[bool], i: int,
+                     parent: Any) -> Any:
+    """A list with null items: fine where items may be null (they are completed as nulls),
+    else the error graphql-core reports and a null list."""
+    if plan.item_nullable:
+        return _NullableItems(value)
+    for j, item in enumerate(value):
+        if item is None:
+            _null_error(run, type_name, plan, (parent, plan.key, j))
+            break
+    results[i][plan.key] = None
+    if not plan.nullable:
+        dead[i] = True
+    return None
+
+
+class _NullableItems(list[Any]):
+    """Items of a list that may hold nulls; `_objects` completes a None source as null."""
 
 
 def _path(path: Any) -> list[Any]:
@@ -441,11 +488,9 @@ async def _resolve(run: _Run, type_name: str, plan: FieldPlan, sources: list[Any
         if isinstance(need, Row):
             keys = [getattr(s, need.key) for s in sources]
             loader = getattr(context.loaders, need.loader)
+            await loader.load_all({k for k in keys if k is not None})
             known = loader.known
-            missing = list({k for k in keys if k is not None and k not in known})
-            loaded = dict(zip(missing, await loader.load_many(missing), strict=True)) \
-                if missing else {}
-            return [None if k is None else known.get(k) or loaded.get(k) for k in keys]
+            return [None if k is None else known.get(k) for k in keys]
         if isinstance(need, Pages):
             return await resolve_pages(need, context, sources, args)
     except Exception as error:  # the same error for every parent, as graphql-core reports it

@@ -33,7 +33,6 @@ from loaders import BY_ID
 from loaders.comments import BY_CREATED_AT
 from loaders.issues import order
 from loaders.labels import BY_NAME
-from loaders.organizations import ROOT
 from loaders.projects import project_ref
 from loaders.rows import CommentRow, IssueRow, LabelRow, MemberRow, OrganizationRow, ProjectRow
 from loaders.rows import UserRow
@@ -96,8 +95,8 @@ async def resolve_pages(need: Pages, context: Context, parents: Sequence[Any],
     loaders = context.loaders
     pages = getattr(loaders, need.pages)
     counts = getattr(loaders, need.counts)
-    ids = [ROOT if p is None else p.id for p in parents]
-    loaded = await pages.load_all([(i, request) for i in ids])
+    ids = [p.id for p in parents]  # the root's id is ROOT
+    loaded = await pages.load_all(ids, request)
     return [Connection(page=page, order=request.order, wrap=need.unwrap,
                        count=partial(counts.load, (i, request.filters)))
             for i, page in zip(ids, loaded, strict=True)]
