@@ -87,6 +87,8 @@ async def create_user(session: Session, login: str, name: str, email: str,
 
 
 async def find_credentials(session: Session, login_or_email: str) -> tuple[UserRow, str] | None:
+    if "\x00" in login_or_email or len(login_or_email) > 320:
+        return None  # no account has such a login or email
     row = await session.fetchrow(SELECT_CREDENTIALS, login_or_email)
     if row is None:
         return None
@@ -95,9 +97,12 @@ async def find_credentials(session: Session, login_or_email: str) -> tuple[UserR
 
 
 def throttle_keys(login_or_email: str, address: str | None) -> list[str]:
-    keys = [f"account:{login_or_email.strip().lower()}"]
+    """Keys of failed sign-ins: hashed, so that any input (20,000 characters, a NUL byte)
+    makes a short key the index takes."""
+    account = hashlib.sha256(login_or_email.strip().lower().encode("utf-8", "replace"))
+    keys = [f"account:{account.hexdigest()}"]
     if address:
-        keys.append(f"address:{address}")
+        keys.append(f"address:{address[:100]}")
     return keys
 
 

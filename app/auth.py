@@ -94,6 +94,7 @@ class Tokens:
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"The access token is invalid: {exc}.") from None
         subject = claims["sub"]
-        if not isinstance(subject, str) or not subject.isdigit():
+        if not isinstance(subject, str) or not (subject.isascii() and subject.isdigit()) \
+                or not 0 < int(subject) < 2**63:
             raise Unauthenticated("The access token is invalid: bad subject.")
         return int(subject)

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from app.errors import DatabaseError, QueryTimeout, TransientError, Unavailable
+from app.errors import BadUserInput, DatabaseError, QueryTimeout, TransientError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,9 @@ LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
         asyncpg.ConnectionDoesNotExistError)
 
 
-def _database_error(exc: BaseException) -> DatabaseError:
+def _database_error(exc: BaseException) -> Exception:
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
+        return BadUserInput("Text may not contain NUL (U+0000) characters.")
     if isinstance(exc, asyncpg.UniqueViolationError):
         return UniqueViolation(str(exc), exc.constraint_name)
     if isinstance(exc, asyncpg.QueryCanceledError | asyncio.TimeoutError):
@@ -264,7 +266,7 @@ class Session:
             async with self._lock:
                 await transaction.commit()
 
-    def _failed(self, exc: BaseException) -> DatabaseError:
+    def _failed(self, exc: BaseException) -> Exception:
         error = _database_error(exc)
         if isinstance(error, TransientError) and error.ambiguous and self._database:
             self._database.breaker.failure()

@@ -101,10 +101,18 @@ class GraphQLEndpoint:
             return self._graphiql(request)
         request_id = getattr(request.state, "request_id", None)
         try:
+            if request.method not in ("GET", "POST"):
+                raise RequestError(405, "Use GET or POST.", "METHOD_NOT_ALLOWED",
+                                   {"Allow": "GET, POST"})
             outcome = await self._handle(request, media_type)
         except RequestError as error:
             body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
             outcome = Outcome(body, error.status, headers=error.headers)
+        except Exception:  # never a bare 500 or a stack trace for the client
+            log.exception("request failed")
+            body = {"errors": [{"message": "Internal server error.",
+                                "extensions": {"code": "INTERNAL"}}]}
+            outcome = Outcome(body, 500)
         if request_id is not None:
             for error in outcome.body.get("errors", ()):
                 error.setdefault("extensions", {})["requestId"] = request_id
@@ -206,13 +214,16 @@ class GraphQLEndpoint:
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = format_errors(result.errors)
-        if result.data is not None or not result.errors:
+        # Execution errors (they have a path) leave `data`, null at worst; request errors
+        # (bad variables) mean execution never started, and `data` is absent.
+        executed = result.data is not None or any(e.path for e in result.errors or ())
+        if executed or not result.errors:
             body["data"] = result.data
         headers = {}
         if self.settings.server_timing:
             headers["Server-Timing"] = f'sql;desc="{statements} statements"'
         metrics.record_sql(statements)
-        status = 400 if result.data is None and _response_media_type(request) == \
+        status = 400 if "data" not in body and _response_media_type(request) == \
             GRAPHQL_RESPONSE else 200
         return Outcome(body, status, headers=headers)
 

@@ -43,6 +43,8 @@ from resolvers.compiled import CompiledExecutor
 from resolvers.schema import schema
 
 GC_THRESHOLDS = (50_000, 50, 100)
+# The endpoint answers other methods itself: a GraphQL-shaped 405 rather than plain text.
+ENDPOINT_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> Starlette:
@@ -104,8 +106,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                             headers={"Retry-After": "2"})
 
     routes = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
-        Route("/v1/graphql", graphql, methods=["GET", "POST"]),
+        Route("/graphql", graphql, methods=ENDPOINT_METHODS),
+        Route("/v1/graphql", graphql, methods=ENDPOINT_METHODS),
         WebSocketRoute("/graphql", graphql_ws),
         WebSocketRoute("/v1/graphql", graphql_ws),
         Route("/healthz", healthz),

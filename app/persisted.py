@@ -32,7 +32,9 @@ class PersistedQueryNotAllowed(ClientError):
     code = "PERSISTED_QUERY_NOT_ALLOWED"
 
 
-class PersistedQueryMismatch(ClientError):
+class PersistedQueryInvalid(ClientError):
+    """A malformed persistedQuery extension or a hash that does not match the document."""
+
     code = "BAD_REQUEST"
 
 
@@ -95,7 +97,7 @@ class PersistedQueries:
         digest = _requested_digest(extensions)
         if digest is None:
             if query is None:
-                raise ClientError("The request has no `query`.")
+                raise PersistedQueryInvalid("The request has no `query`.")
             if self._only and digest_of(query) not in self._pinned:
                 raise PersistedQueryNotAllowed("Only persisted queries are allowed here.")
             return query
@@ -106,7 +108,7 @@ class PersistedQueries:
                 raise PersistedQueryNotFound("PersistedQueryNotFound")
             return known
         if digest_of(query) != digest:
-            raise PersistedQueryMismatch("The sha256Hash does not match the query.")
+            raise PersistedQueryInvalid("The sha256Hash does not match the query.")
         if self._only:
             if digest not in self._pinned:
                 raise PersistedQueryNotAllowed("Only persisted queries are allowed here.")
@@ -119,10 +121,13 @@ def _requested_digest(extensions: dict[str, Any] | None) -> str | None:
     persisted = (extensions or {}).get("persistedQuery")
     if persisted is None:
         return None
-    if not isinstance(persisted, dict) or persisted.get("version") != 1:
-        raise ClientError("Unsupported persistedQuery version: use version 1.")
+    if not isinstance(persisted, dict):
+        raise PersistedQueryInvalid("`extensions.persistedQuery` must be an object.")
+    if persisted.get("version") != 1:
+        raise PersistedQueryInvalid("Unsupported persistedQuery version: use version 1.")
     digest = persisted.get("sha256Hash")
     if not isinstance(digest, str) or len(digest) != 64 or not all(
             c in "0123456789abcdef" for c in digest):
-        raise ClientError("`persistedQuery.sha256Hash` must be 64 lowercase hex digits.")
+        raise PersistedQueryInvalid(
+            "`persistedQuery.sha256Hash` must be 64 lowercase hex digits.")
     return digest

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Hashable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -55,13 +55,17 @@ def _sort_value(value: Any, order: Order, argument: str) -> Any:
     elif order.attribute.endswith("_at"):
         if isinstance(value, str):
             try:
-                return datetime.fromisoformat(value)
-            except ValueError:
+                moment = datetime.fromisoformat(value)
+                if moment.tzinfo is not None:
+                    moment.astimezone(UTC)  # out of range once in UTC: OverflowError
+                    return moment
+            except (ValueError, OverflowError):
                 pass
         raise _bad(argument, "is not a valid cursor")
     else:
         expected = int if order.attribute == "priority" else str
-    if type(value) is not expected or (expected is int and not -(2**63) <= value < 2**63):
+    if type(value) is not expected or (expected is int and not -(2**63) <= value < 2**63) \
+            or (expected is str and "\x00" in value):
         raise _bad(argument, "is not a valid cursor")
     return value
 
