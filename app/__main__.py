@@ -63,9 +63,16 @@ def run(workers: int) -> None:
     os.environ["DATABASE_URL"] = url  # worker processes share the database just prepared
     get_settings.cache_clear()
     log.info("serving on http://%s:%s/graphql", settings.host, settings.port)
-    uvicorn.run("app.main:create_app", factory=True, host=settings.host, port=settings.port,
-                workers=workers, log_level=settings.log_level, access_log=False,
-                timeout_graceful_shutdown=settings.shutdown_timeout)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+    )
 
 
 def write_schema(path: Path) -> None:

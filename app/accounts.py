@@ -75,8 +75,9 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def create_user(session: Session, login: str, name: str, email: str,
-                      password_hash: str) -> UserRow:
+async def create_user(
+    session: Session, login: str, name: str, email: str, password_hash: str
+) -> UserRow:
     try:
         row = await session.fetchrow(INSERT_USER, login, name, email, password_hash)
     except UniqueViolation as exc:
@@ -158,8 +159,10 @@ async def rotate(session: Session, token: str, ttl: int) -> RefreshToken:
             await session.execute(MARK_REFRESH_USED, _id)
             return await _issue(session, family, user_id, ttl)
     assert reused  # the revocation above is committed before the client hears of it
-    raise Unauthenticated("The refresh token was already used: every session it belongs to "
-                          "has been revoked; sign in again.")
+    raise Unauthenticated(
+        "The refresh token was already used: every session it belongs to "
+        "has been revoked; sign in again."
+    )
 
 
 async def revoke(session: Session, token: str) -> bool:

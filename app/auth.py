@@ -74,8 +74,13 @@ class Tokens:
     def issue(self, user_id: int, now: datetime | None = None) -> AccessToken:
         now = now or datetime.now(UTC)
         expires = now + self._ttl
-        claims = {"sub": str(user_id), "iat": now, "exp": expires, "aud": self._audience,
-                  "iss": self._issuer}
+        claims = {
+            "sub": str(user_id),
+            "iat": now,
+            "exp": expires,
+            "aud": self._audience,
+            "iss": self._issuer,
+        }
         return AccessToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires)
 
     def verify(self, token: str) -> int:
@@ -94,7 +99,10 @@ class Tokens:
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"The access token is invalid: {exc}.") from None
         subject = claims["sub"]
-        if not isinstance(subject, str) or not (subject.isascii() and subject.isdigit()) \
-                or not 0 < int(subject) < 2**63:
+        if (
+            not isinstance(subject, str)
+            or not (subject.isascii() and subject.isdigit())
+            or not 0 < int(subject) < 2**63
+        ):
             raise Unauthenticated("The access token is invalid: bad subject.")
         return int(subject)

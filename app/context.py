@@ -60,8 +60,9 @@ class Context:
         self.loaders = Loaders(self.session, self.policy.scope())
 
 
-def build_context(session: Session, viewer: Viewer, services: Services,
-                  request: Any = None) -> Context:
+def build_context(
+    session: Session, viewer: Viewer, services: Services, request: Any = None
+) -> Context:
     policy = Policy(viewer, services.access)
     return Context(
         session=session,

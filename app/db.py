@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,8 +55,14 @@ class Breaker:
 
 
 class Database:
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float, url: str = "",
-                 breaker: Breaker | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        acquire_timeout: float,
+        url: str = "",
+        breaker: Breaker | None = None,
+    ) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
         self.url = url
@@ -112,8 +118,7 @@ class Database:
         self.breaker.before()
         try:
             connection = await self._pool.acquire(timeout=self._acquire_timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
-                asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if not self._exhausted():  # a busy pool is not a failing database
                 self.breaker.failure()
             raise Unavailable("The database is unavailable; retry in a few seconds.") from exc
@@ -131,7 +136,7 @@ class Database:
             return False
         try:
             await connection.fetchval("SELECT 1", timeout=timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             self.breaker.failure()
             return False
         finally:
@@ -142,7 +147,7 @@ class Database:
     async def _release_quietly(self, connection: asyncpg.Connection) -> None:
         try:
             await self._pool.release(connection, timeout=2)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             connection.terminate()
 
     async def release(self, connection: asyncpg.Connection) -> None:
@@ -164,7 +169,7 @@ class Listener:
         """Ping the connection; a silent network failure shows up here."""
         try:
             await self._connection.fetchval("SELECT 1", timeout=timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             self.lost.set()
         return not self.lost.is_set()
 
@@ -172,7 +177,7 @@ class Listener:
         if not self._connection.is_closed():
             try:
                 await asyncio.wait_for(self._connection.close(), 2)
-            except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError):
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
                 self._connection.terminate()
 
 
@@ -184,13 +189,20 @@ class UniqueViolation(DatabaseError):
         self.constraint = constraint
 
 
-LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-        asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-        asyncpg.ConnectionDoesNotExistError)
+LOST = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.ConnectionDoesNotExistError,
+)
 
 
 def _database_error(exc: BaseException) -> Exception:
-    if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
+    if isinstance(
+        exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError
+    ):
         return BadUserInput("Text may not contain NUL (U+0000) characters.")
     if isinstance(exc, asyncpg.UniqueViolationError):
         return UniqueViolation(str(exc), exc.constraint_name)
@@ -227,8 +239,7 @@ class Session:
             self.statements += 1
             try:
                 return list(await connection.fetch(sql, *args))
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
-                    asyncio.TimeoutError) as exc:
+            except (TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
                 raise self._failed(exc) from exc
 
     async def fetchrow(self, sql: str, *args: Any) -> Record | None:
@@ -245,8 +256,7 @@ class Session:
             self.statements += 1
             try:
                 return str(await connection.execute(sql, *args))
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError,
-                    asyncio.TimeoutError) as exc:
+            except (TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
                 raise self._failed(exc) from exc
 
     @asynccontextmanager

@@ -98,8 +98,10 @@ class EventHub:
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._listen_forever()),
-                       asyncio.create_task(self._deliver_forever())]
+        self._tasks = [
+            asyncio.create_task(self._listen_forever()),
+            asyncio.create_task(self._deliver_forever()),
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -109,8 +111,9 @@ class EventHub:
                 await task
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, project_id: int, viewer: Viewer,
-                        issue_id: int | None = None) -> AsyncIterator[Inbox]:
+    async def subscribe(
+        self, project_id: int, viewer: Viewer, issue_id: int | None = None
+    ) -> AsyncIterator[Inbox]:
         inbox = Inbox(project_id, viewer, issue_id)
         self._inboxes[project_id].add(inbox)
         try:
@@ -129,7 +132,7 @@ class EventHub:
         while True:
             try:
                 listener = await self._database.listen(EVENTS_CHANNEL, self._on_notify)
-            except (OSError, asyncio.TimeoutError, DatabaseError, Exception) as exc:
+            except (TimeoutError, OSError, DatabaseError, Exception) as exc:
                 log.warning("event listener cannot connect (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -197,12 +200,14 @@ class EventHub:
             viewer = _current(inbox.viewer, now, project.organization_id)
             if viewer is None or not Policy(viewer, self._access).can_read(project):
                 continue
-            inbox.offer(Delivery(event, project.organization_id,
-                                 viewer.roles.get(project.organization_id)))
+            inbox.offer(
+                Delivery(event, project.organization_id, viewer.roles.get(project.organization_id))
+            )
 
 
-def _current(viewer: Viewer, now: dict[int, tuple[UserRow, str | None]],
-             organization_id: int) -> Viewer | None:
+def _current(
+    viewer: Viewer, now: dict[int, tuple[UserRow, str | None]], organization_id: int
+) -> Viewer | None:
     """The subscriber as the database says now; None if the account is gone."""
     if viewer.user is None:
         return viewer

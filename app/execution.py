@@ -51,9 +51,14 @@ class Prepared:
 
 
 class Executor:
-    def __init__(self, schema: strawberry.Schema, cache_size: int = 1024,
-                 limits: Limits | None = None, introspection: bool = True,
-                 compiled: Any = None) -> None:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        cache_size: int = 1024,
+        limits: Limits | None = None,
+        introspection: bool = True,
+        compiled: Any = None,
+    ) -> None:
         self.schema = schema
         # A faster executor for what it covers (resolvers/compiled.py): its `execute`
         # answers None for an operation it leaves to graphql-core.
@@ -61,8 +66,7 @@ class Executor:
         self.limits = limits or Limits()
         # Without introspection, field suggestions ("did you mean …") are off too: they
         # would leak the schema piece by piece.
-        self._rules = None if introspection else [*specified_rules,
-                                                  NoSchemaIntrospectionCustomRule]
+        self._rules = None if introspection else [*specified_rules, NoSchemaIntrospectionCustomRule]
         self._hide_suggestions = not introspection
         self.graphql_schema = schema._schema
         self.executor_kwargs = execution_context_class_kwargs(schema.execution_context_class)
@@ -87,8 +91,12 @@ class Executor:
             return Prepared(None, (error,), "GRAPHQL_PARSE_FAILED")
         except ClientError as error:  # over the token limit
             return Prepared(None, (error,), error.code)
-        errors = validate(self.graphql_schema, document, rules=self._rules,
-                          hide_suggestions=self._hide_suggestions)
+        errors = validate(
+            self.graphql_schema,
+            document,
+            rules=self._rules,
+            hide_suggestions=self._hide_suggestions,
+        )
         if errors:
             return Prepared(None, tuple(errors), "GRAPHQL_VALIDATION_FAILED")
         return Prepared(document)
@@ -102,8 +110,9 @@ class Executor:
     ) -> ExecutionResult:
         assert prepared.document is not None
         if self.compiled is not None:
-            fast = await self.compiled.execute(prepared.document, operation_name, context,
-                                               variables)
+            fast = await self.compiled.execute(
+                prepared.document, operation_name, context, variables
+            )
             if fast is not None:
                 return fast  # type: ignore[no-any-return]
         result = execute(

@@ -45,16 +45,27 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 # Headers a browser will not send cross-site without a CORS preflight; a GET carrying one
 # of them cannot have come from a link, an <img> or a form on another site.
-PREFLIGHT_HEADERS = ("graphql-preflight", "apollo-require-preflight", "x-apollo-operation-name",
-                     "x-requested-with", "authorization")
+PREFLIGHT_HEADERS = (
+    "graphql-preflight",
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+    "x-requested-with",
+    "authorization",
+)
 ATTEMPTS = 3
 
 
 class RequestError(Exception):
     """A request answered before execution, with `status` and one error."""
 
-    def __init__(self, status: int, message: str, code: str = "BAD_REQUEST",
-                 headers: dict[str, str] | None = None, **extensions: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str = "BAD_REQUEST",
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -84,8 +95,14 @@ class Outcome:
 
 
 class GraphQLEndpoint:
-    def __init__(self, executor: Executor, database: Database, services: Services,
-                 budget: Budget, persisted: PersistedQueries) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        database: Database,
+        services: Services,
+        budget: Budget,
+        persisted: PersistedQueries,
+    ) -> None:
         self.executor = executor
         self.database = database
         self.services = services
@@ -96,29 +113,38 @@ class GraphQLEndpoint:
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
         media_type = _response_media_type(request)
-        if request.method == "GET" and _wants_html(request) and not request.query_params \
-                and self.settings.graphiql:
+        if (
+            request.method == "GET"
+            and _wants_html(request)
+            and not request.query_params
+            and self.settings.graphiql
+        ):
             return self._graphiql(request)
         request_id = getattr(request.state, "request_id", None)
         try:
             if request.method not in ("GET", "POST"):
-                raise RequestError(405, "Use GET or POST.", "METHOD_NOT_ALLOWED",
-                                   {"Allow": "GET, POST"})
+                raise RequestError(
+                    405, "Use GET or POST.", "METHOD_NOT_ALLOWED", {"Allow": "GET, POST"}
+                )
             outcome = await self._handle(request, media_type)
         except RequestError as error:
             body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
             outcome = Outcome(body, error.status, headers=error.headers)
         except Exception:  # never a bare 500 or a stack trace for the client
             log.exception("request failed")
-            body = {"errors": [{"message": "Internal server error.",
-                                "extensions": {"code": "INTERNAL"}}]}
+            body = {
+                "errors": [
+                    {"message": "Internal server error.", "extensions": {"code": "INTERNAL"}}
+                ]
+            }
             outcome = Outcome(body, 500)
         if request_id is not None:
             for error in outcome.body.get("errors", ()):
                 error.setdefault("extensions", {})["requestId"] = request_id
         metrics.record_request(outcome.operation, outcome.status, time.perf_counter() - started)
-        metrics.record_errors(e.get("extensions", {}).get("code")
-                              for e in outcome.body.get("errors", ()))
+        metrics.record_errors(
+            e.get("extensions", {}).get("code") for e in outcome.body.get("errors", ())
+        )
         return _respond(outcome.body, outcome.status, media_type, outcome.headers)
 
     def _graphiql(self, request: Request) -> Response:
@@ -130,10 +156,11 @@ class GraphQLEndpoint:
         strict = media_type == GRAPHQL_RESPONSE
         graphql_request = await self._read(request)
         try:
-            query = await self.persisted.resolve(graphql_request.query,
-                                                 graphql_request.extensions)
+            query = await self.persisted.resolve(graphql_request.query, graphql_request.extensions)
         except ClientError as error:
-            raise RequestError.of(error, 200 if error.code.startswith("PERSISTED") else 400)
+            raise RequestError.of(
+                error, 200 if error.code.startswith("PERSISTED") else 400
+            ) from None
         prepared = self.executor.prepare(query)
         if prepared.document is None:
             body = {"errors": format_errors(prepared.errors, prepared.code or "BAD_USER_INPUT")}
@@ -144,28 +171,37 @@ class GraphQLEndpoint:
         try:
             viewer = await _viewer(request, session, self.services)
             state = await self._spend(request, viewer, analysis.cost)
-            outcome = await self._execute(request, session, viewer, prepared, graphql_request,
-                                          operation, state, analysis.cost)
+            outcome = await self._execute(
+                request, session, viewer, prepared, graphql_request, operation, state, analysis.cost
+            )
         except Unauthenticated as error:
-            challenge = f'Bearer realm="issuegraph", error="invalid_token", ' \
-                        f'error_description="{error.message}"'
+            challenge = (
+                f'Bearer realm="issuegraph", error="invalid_token", '
+                f'error_description="{error.message}"'
+            )
             raise RequestError.of(error, 401, **{"WWW-Authenticate": challenge}) from None
         except Unavailable as error:
             raise RequestError(503, str(error), "UNAVAILABLE", {"Retry-After": "2"}) from None
         finally:
             await session.close()
         outcome.operation = graphql_request.operation_name or _name(operation)
-        outcome.body.setdefault("extensions", {})["cost"] = state.extension(analysis.cost) \
-            if state else {"requested": analysis.cost}
+        outcome.body.setdefault("extensions", {})["cost"] = (
+            state.extension(analysis.cost) if state else {"requested": analysis.cost}
+        )
         if state is not None:
             outcome.headers = (outcome.headers or {}) | state.headers()
         return outcome
 
-    def _analyze(self, prepared: Prepared, graphql_request: GraphQLRequest,
-                 strict: bool) -> Analysis:
+    def _analyze(
+        self, prepared: Prepared, graphql_request: GraphQLRequest, strict: bool
+    ) -> Analysis:
         assert prepared.document is not None
-        analysis = analyze(self.executor.graphql_schema, prepared.document,
-                           graphql_request.operation_name, graphql_request.variables)
+        analysis = analyze(
+            self.executor.graphql_schema,
+            prepared.document,
+            graphql_request.operation_name,
+            graphql_request.variables,
+        )
         metrics.record_cost(analysis.cost)
         try:
             check(analysis, self.executor.limits)
@@ -187,26 +223,46 @@ class GraphQLEndpoint:
             log.warning("rate budget store unavailable; request not counted")
             return None
 
-    async def _execute(self, request: Request, session: Session, viewer: Viewer,
-                       prepared: Prepared, graphql_request: GraphQLRequest,
-                       operation: Any, state: BudgetState | None, cost: int) -> Outcome:
+    async def _execute(
+        self,
+        request: Request,
+        session: Session,
+        viewer: Viewer,
+        prepared: Prepared,
+        graphql_request: GraphQLRequest,
+        operation: Any,
+        state: BudgetState | None,
+        cost: int,
+    ) -> Outcome:
         safe_to_retry = operation.operation is OperationType.QUERY or _single_field(operation)
         timeout = self.settings.request_timeout
         sessions = [session]
         try:
             async with asyncio.timeout(timeout):
                 async for attempt in stamina.retry_context(
-                        on=TransientError, attempts=ATTEMPTS, wait_initial=0.05, wait_max=0.5,
-                        timeout=timeout):
+                    on=TransientError,
+                    attempts=ATTEMPTS,
+                    wait_initial=0.05,
+                    wait_max=0.5,
+                    timeout=timeout,
+                ):
                     with attempt:
                         if attempt.num > 1:
                             sessions.append(self.database.session())
-                        result = await self._attempt(request, sessions[-1], viewer, prepared,
-                                                     graphql_request, (state, cost),
-                                                     safe_to_retry, attempt.num == ATTEMPTS)
+                        result = await self._attempt(
+                            request,
+                            sessions[-1],
+                            viewer,
+                            prepared,
+                            graphql_request,
+                            (state, cost),
+                            safe_to_retry,
+                            attempt.num == ATTEMPTS,
+                        )
         except TimeoutError:
-            raise RequestError(504, f"The request ran past its {timeout:g} s deadline.",
-                               "TIMEOUT") from None
+            raise RequestError(
+                504, f"The request ran past its {timeout:g} s deadline.", "TIMEOUT"
+            ) from None
         finally:
             for extra in sessions[1:]:
                 await extra.close()
@@ -223,23 +279,44 @@ class GraphQLEndpoint:
         if self.settings.server_timing:
             headers["Server-Timing"] = f'sql;desc="{statements} statements"'
         metrics.record_sql(statements)
-        status = 400 if "data" not in body and _response_media_type(request) == \
-            GRAPHQL_RESPONSE else 200
+        status = (
+            400 if "data" not in body and _response_media_type(request) == GRAPHQL_RESPONSE else 200
+        )
         return Outcome(body, status, headers=headers)
 
-    async def _attempt(self, request: Request, session: Session, viewer: Viewer,
-                       prepared: Prepared, graphql_request: GraphQLRequest,
-                       budget: tuple[BudgetState | None, int], safe_to_retry: bool,
-                       last: bool) -> ExecutionResult:
+    async def _attempt(
+        self,
+        request: Request,
+        session: Session,
+        viewer: Viewer,
+        prepared: Prepared,
+        graphql_request: GraphQLRequest,
+        budget: tuple[BudgetState | None, int],
+        safe_to_retry: bool,
+        last: bool,
+    ) -> ExecutionResult:
         context = build_context(session, viewer, self.services, request)
         context.rate_limit, context.cost = budget
-        result = await self.executor.execute(prepared, context, graphql_request.variables,
-                                             graphql_request.operation_name)
-        transient = [e.original_error for e in result.errors or ()
-                     if isinstance(e.original_error, TransientError)]
-        if transient and not last and (safe_to_retry and not (
-                transient[0].ambiguous and prepared.operation(
-                    graphql_request.operation_name).operation is OperationType.MUTATION)):
+        result = await self.executor.execute(
+            prepared, context, graphql_request.variables, graphql_request.operation_name
+        )
+        transient = [
+            e.original_error
+            for e in result.errors or ()
+            if isinstance(e.original_error, TransientError)
+        ]
+        if (
+            transient
+            and not last
+            and (
+                safe_to_retry
+                and not (
+                    transient[0].ambiguous
+                    and prepared.operation(graphql_request.operation_name).operation
+                    is OperationType.MUTATION
+                )
+            )
+        ):
             await session.close()
             raise transient[0]
         return result
@@ -247,13 +324,18 @@ class GraphQLEndpoint:
     async def _read(self, request: Request) -> GraphQLRequest:
         if request.method == "GET":
             if not any(h in request.headers for h in PREFLIGHT_HEADERS):
-                raise RequestError(400, "A GET request must carry a `GraphQL-Preflight: 1` "
-                                   "header (CSRF protection); or send a POST.", "CSRF_REJECTED")
+                raise RequestError(
+                    400,
+                    "A GET request must carry a `GraphQL-Preflight: 1` "
+                    "header (CSRF protection); or send a POST.",
+                    "CSRF_REJECTED",
+                )
             return _from_mapping(dict(request.query_params), from_query_string=True)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != JSON:
-            raise RequestError(415, "Send the request as application/json.",
-                               "UNSUPPORTED_MEDIA_TYPE")
+            raise RequestError(
+                415, "Send the request as application/json.", "UNSUPPORTED_MEDIA_TYPE"
+            )
         body = await _read_body(request, self.settings.max_body_bytes)
         try:
             payload = orjson.loads(body)
@@ -285,16 +367,25 @@ def _check_operation(request: Request, prepared: Prepared, name: str | None) -> 
     operation = prepared.operation(name)
     if operation is None:
         if name is None:
-            raise RequestError(400, "The document holds several operations: name one in "
-                               "`operationName`.", "BAD_USER_INPUT")
-        raise RequestError(400, f"No operation named {name[:100]!r} in the document.",
-                           "BAD_USER_INPUT")
+            raise RequestError(
+                400,
+                "The document holds several operations: name one in `operationName`.",
+                "BAD_USER_INPUT",
+            )
+        raise RequestError(
+            400, f"No operation named {name[:100]!r} in the document.", "BAD_USER_INPUT"
+        )
     if operation.operation is OperationType.SUBSCRIPTION:
-        raise RequestError(400, "Subscriptions are served over WebSocket "
-                           "(graphql-transport-ws).", "BAD_USER_INPUT")
+        raise RequestError(
+            400, "Subscriptions are served over WebSocket (graphql-transport-ws).", "BAD_USER_INPUT"
+        )
     if request.method == "GET" and operation.operation is not OperationType.QUERY:
-        raise RequestError(405, "Mutations must be sent with POST.", "METHOD_NOT_ALLOWED",
-                           headers={"Allow": "POST"})
+        raise RequestError(
+            405,
+            "Mutations must be sent with POST.",
+            "METHOD_NOT_ALLOWED",
+            headers={"Allow": "POST"},
+        )
     return operation
 
 
@@ -321,8 +412,9 @@ def _from_mapping(payload: dict[str, Any], *, from_query_string: bool) -> GraphQ
     if query is not None and not isinstance(query, str):
         raise RequestError(400, "`query` must be a string.")
     if (query is None or not query.strip()) and not (extensions or {}).get("persistedQuery"):
-        raise RequestError(400, "The request has no `query`: send a GraphQL document as a "
-                           "string in `query`.")
+        raise RequestError(
+            400, "The request has no `query`: send a GraphQL document as a string in `query`."
+        )
     variables = payload.get("variables")
     if from_query_string:
         variables = _json_parameter(variables, "variables")
@@ -352,8 +444,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise RequestError(413, f"The request body is over {limit} bytes.",
-                               "PAYLOAD_TOO_LARGE")
+            raise RequestError(413, f"The request body is over {limit} bytes.", "PAYLOAD_TOO_LARGE")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -367,7 +458,12 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def _respond(body: dict[str, Any], status: int, media_type: str,
-             headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, headers=headers,
-                    media_type=f"{media_type}; charset=utf-8")
+def _respond(
+    body: dict[str, Any], status: int, media_type: str, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        headers=headers,
+        media_type=f"{media_type}; charset=utf-8",
+    )

@@ -54,8 +54,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     for chatty in ("casbin", "pgserver"):  # both log their whole state at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
     compiled = CompiledExecutor(schema) if settings.executor == "compiled" else None
-    executor = Executor(schema, settings.document_cache_size, _limits(settings),
-                        introspection=settings.introspection, compiled=compiled)
+    executor = Executor(
+        schema,
+        settings.document_cache_size,
+        _limits(settings),
+        introspection=settings.introspection,
+        compiled=compiled,
+    )
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -65,12 +70,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         assert services.hub is not None
         await services.hub.start()
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-        budget = Budget(settings.redis_url, anonymous_per_hour=settings.rate_limit_anonymous,
-                        signed_in_per_hour=settings.rate_limit_signed_in)
-        store: Store = RedisStore(redis) if redis else MemoryStore(
-            settings.persisted_queries_cache)
-        persisted = PersistedQueries.from_file(store, settings.persisted_queries_only,
-                                               settings.persisted_queries_file)
+        budget = Budget(
+            settings.redis_url,
+            anonymous_per_hour=settings.rate_limit_anonymous,
+            signed_in_per_hour=settings.rate_limit_signed_in,
+        )
+        store: Store = RedisStore(redis) if redis else MemoryStore(settings.persisted_queries_cache)
+        persisted = PersistedQueries.from_file(
+            store, settings.persisted_queries_only, settings.persisted_queries_file
+        )
         state["database"] = db
         state["endpoint"] = GraphQLEndpoint(executor, db, services, budget, persisted)
         state["websocket"] = GraphQLWebSocket(executor, db, services)
@@ -102,8 +110,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def readyz(request: Request) -> Response:
         if await state["database"].ping(timeout=1.0):
             return PlainTextResponse("ready")
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503,
-                            headers={"Retry-After": "2"})
+        return JSONResponse(
+            {"status": "unavailable", "database": "unreachable"}, 503, headers={"Retry-After": "2"}
+        )
 
     routes = [
         Route("/graphql", graphql, methods=ENDPOINT_METHODS),
@@ -116,14 +125,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     ]
     if STATIC_DIR.is_dir():  # fetched at setup; without it the page falls back to a CDN
         routes.append(Mount("/static/graphiql", StaticFiles(directory=STATIC_DIR)))
-    return Starlette(routes=routes, lifespan=lifespan,
-                     middleware=[Middleware(observability.RequestIdMiddleware)])
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(observability.RequestIdMiddleware)]
+    )
 
 
 def _limits(settings: Settings) -> Limits:
-    return Limits(max_depth=settings.max_depth, max_aliases=settings.max_aliases,
-                  max_directives=settings.max_directives, max_cost=settings.max_cost,
-                  max_tokens=settings.max_tokens)
+    return Limits(
+        max_depth=settings.max_depth,
+        max_aliases=settings.max_aliases,
+        max_directives=settings.max_directives,
+        max_cost=settings.max_cost,
+        max_tokens=settings.max_tokens,
+    )
 
 
 async def build_services(settings: Settings, database: Database) -> Services:
@@ -134,11 +148,15 @@ async def build_services(settings: Settings, database: Database) -> Services:
             secret = await shared_secret(session, "jwt-hs256")
         finally:
             await session.close()
-    tokens = Tokens(secret, settings.jwt_issuer, settings.jwt_audience,
-                    settings.access_token_ttl)
+    tokens = Tokens(secret, settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl)
     access = Access()
-    return Services(settings=settings, access=access, tokens=tokens, database=database,
-                    hub=EventHub(database, access))
+    return Services(
+        settings=settings,
+        access=access,
+        tokens=tokens,
+        database=database,
+        hub=EventHub(database, access),
+    )
 
 
 async def _connect(settings: Settings) -> Database:

@@ -78,8 +78,9 @@ def digest_of(query: str) -> str:
 
 
 class PersistedQueries:
-    def __init__(self, store: Store, *, only: bool = False,
-                 pinned: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, store: Store, *, only: bool = False, pinned: dict[str, str] | None = None
+    ) -> None:
         self._store = store
         self._only = only
         self._pinned = pinned or {}
@@ -102,8 +103,9 @@ class PersistedQueries:
                 raise PersistedQueryNotAllowed("Only persisted queries are allowed here.")
             return query
         if query is None:
-            known = self._pinned.get(digest) or (None if self._only
-                                                 else await self._store.get(digest))
+            known = self._pinned.get(digest) or (
+                None if self._only else await self._store.get(digest)
+            )
             if known is None:
                 raise PersistedQueryNotFound("PersistedQueryNotFound")
             return known
@@ -126,8 +128,10 @@ def _requested_digest(extensions: dict[str, Any] | None) -> str | None:
     if persisted.get("version") != 1:
         raise PersistedQueryInvalid("Unsupported persistedQuery version: use version 1.")
     digest = persisted.get("sha256Hash")
-    if not isinstance(digest, str) or len(digest) != 64 or not all(
-            c in "0123456789abcdef" for c in digest):
-        raise PersistedQueryInvalid(
-            "`persistedQuery.sha256Hash` must be 64 lowercase hex digits.")
+    if (
+        not isinstance(digest, str)
+        or len(digest) != 64
+        or not all(c in "0123456789abcdef" for c in digest)
+    ):
+        raise PersistedQueryInvalid("`persistedQuery.sha256Hash` must be 64 lowercase hex digits.")
     return digest

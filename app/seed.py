@@ -16,13 +16,38 @@ import asyncpg
 
 EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ROLES = ("OWNER", "ADMIN", "MEMBER")
-WORDS = (
-    "login crash cache layout timeout migration search export billing webhook token "
-    "sidebar dark-mode upload avatar render mobile sync retry latency index deploy"
-).split()
+WORDS = [
+    "login",
+    "crash",
+    "cache",
+    "layout",
+    "timeout",
+    "migration",
+    "search",
+    "export",
+    "billing",
+    "webhook",
+    "token",
+    "sidebar",
+    "dark-mode",
+    "upload",
+    "avatar",
+    "render",
+    "mobile",
+    "sync",
+    "retry",
+    "latency",
+    "index",
+    "deploy",
+]
 LABELS = (
-    ("bug", "#d73a4a"), ("feature", "#a2eeef"), ("docs", "#0075ca"), ("perf", "#fbca04"),
-    ("security", "#b60205"), ("ux", "#c5def5"), ("good-first-issue", "#7057ff"),
+    ("bug", "#d73a4a"),
+    ("feature", "#a2eeef"),
+    ("docs", "#0075ca"),
+    ("perf", "#fbca04"),
+    ("security", "#b60205"),
+    ("ux", "#c5def5"),
+    ("good-first-issue", "#7057ff"),
     ("wontfix", "#ffffff"),
 )
 
@@ -49,14 +74,42 @@ class DataSet:
 
 
 COLUMNS = {
-    "users": ("id", "login", "name", "email", "password_hash", "bio", "is_site_admin",
-              "created_at"),
+    "users": (
+        "id",
+        "login",
+        "name",
+        "email",
+        "password_hash",
+        "bio",
+        "is_site_admin",
+        "created_at",
+    ),
     "organizations": ("id", "slug", "name", "description", "created_at"),
     "memberships": ("organization_id", "user_id", "role", "created_at"),
-    "projects": ("id", "organization_id", "key", "name", "description", "visibility",
-                 "archived_at", "created_at"),
-    "issues": ("id", "project_id", "number", "title", "body", "state", "priority", "author_id",
-               "assignee_id", "created_at", "updated_at", "closed_at"),
+    "projects": (
+        "id",
+        "organization_id",
+        "key",
+        "name",
+        "description",
+        "visibility",
+        "archived_at",
+        "created_at",
+    ),
+    "issues": (
+        "id",
+        "project_id",
+        "number",
+        "title",
+        "body",
+        "state",
+        "priority",
+        "author_id",
+        "assignee_id",
+        "created_at",
+        "updated_at",
+        "closed_at",
+    ),
     "labels": ("id", "project_id", "name", "color", "created_at"),
     "issue_labels": ("issue_id", "label_id"),
     "comments": ("id", "issue_id", "author_id", "body", "created_at", "updated_at"),
@@ -80,23 +133,54 @@ def generate(scale: float, password_hashes: dict[str, str]) -> DataSet:
     per_org = 10
     issues_per_project = 100
     for uid, (login, name, email, _pw, bio, admin) in enumerate(DEMO_USERS, start=1):
-        data.users.append((uid, login, name, email, password_hashes.get(login, UNUSABLE_PASSWORD),
-                           bio, admin, _at(uid)))
+        data.users.append(
+            (
+                uid,
+                login,
+                name,
+                email,
+                password_hashes.get(login, UNUSABLE_PASSWORD),
+                bio,
+                admin,
+                _at(uid),
+            )
+        )
     for uid in range(len(DEMO_USERS) + 1, n_users + 1):
-        data.users.append((uid, f"user{uid}", f"User {uid}", f"user{uid}@example.com",
-                           UNUSABLE_PASSWORD, "", False, _at(uid)))
+        data.users.append(
+            (
+                uid,
+                f"user{uid}",
+                f"User {uid}",
+                f"user{uid}@example.com",
+                UNUSABLE_PASSWORD,
+                "",
+                False,
+                _at(uid),
+            )
+        )
     org_names = ["acme", "globex"] + [f"org{i}" for i in range(3, n_orgs + 1)]
     for oid, slug in enumerate(org_names, start=1):
-        data.organizations.append((oid, slug, slug.capitalize() + " Inc.", f"The {slug} team.",
-                                   _at(oid)))
+        data.organizations.append(
+            (oid, slug, slug.capitalize() + " Inc.", f"The {slug} team.", _at(oid))
+        )
     members = _memberships(rng, data, n_orgs, n_users)
     pid = 0
     for oid in range(1, n_orgs + 1):
         for k in range(per_org):
             pid += 1
             key, visibility = _project_key(oid, k)
-            data.projects.append((pid, oid, key, f"Project {key}", f"Work on {key}.", visibility,
-                                  None, _at(10_000 + pid)))
+            data.projects.append(
+                (
+                    pid,
+                    oid,
+                    key,
+                    f"Project {key}",
+                    f"Work on {key}.",
+                    visibility,
+                    None,
+                    _at(10_000 + pid),
+                )
+            )
             _project_contents(rng, data, pid, members[oid], issues_per_project, n_users)
     return data
 
@@ -109,7 +193,9 @@ def _project_key(oid: int, k: int) -> tuple[str, str]:
     return f"P{k:02d}", "PRIVATE" if k % 4 == 3 else "PUBLIC"
 
 
-def _memberships(rng: random.Random, data: DataSet, n_orgs: int, n_users: int) -> dict[int, list[int]]:
+def _memberships(
+    rng: random.Random, data: DataSet, n_orgs: int, n_users: int
+) -> dict[int, list[int]]:
     members: dict[int, list[int]] = {oid: [] for oid in range(1, n_orgs + 1)}
 
     def add(oid: int, uid: int, role: str) -> None:
@@ -127,8 +213,9 @@ def _memberships(rng: random.Random, data: DataSet, n_orgs: int, n_users: int) -
     return members
 
 
-def _project_contents(rng: random.Random, data: DataSet, pid: int, members: list[int],
-                      n_issues: int, n_users: int) -> None:
+def _project_contents(
+    rng: random.Random, data: DataSet, pid: int, members: list[int], n_issues: int, n_users: int
+) -> None:
     label_ids = []
     for name, color in LABELS:
         lid = len(data.labels) + 1
@@ -140,18 +227,37 @@ def _project_contents(rng: random.Random, data: DataSet, pid: int, members: list
         closed = rng.random() < 0.3
         author = rng.choice(members)
         assignee = rng.choice(members) if rng.random() < 0.7 else None
-        data.issues.append((
-            iid, pid, number, f"{_sentence(rng, 3).capitalize()} #{number}", _sentence(rng, 12),
-            "CLOSED" if closed else "OPEN", rng.randint(0, 4), author, assignee, _at(created),
-            _at(created + rng.randint(0, 5000)), _at(created + 6000) if closed else None,
-        ))
+        data.issues.append(
+            (
+                iid,
+                pid,
+                number,
+                f"{_sentence(rng, 3).capitalize()} #{number}",
+                _sentence(rng, 12),
+                "CLOSED" if closed else "OPEN",
+                rng.randint(0, 4),
+                author,
+                assignee,
+                _at(created),
+                _at(created + rng.randint(0, 5000)),
+                _at(created + 6000) if closed else None,
+            )
+        )
         for lid in rng.sample(label_ids, k=rng.randint(0, 3)):
             data.issue_labels.append((iid, lid))
         for c in range(rng.randint(0, 10)):
             cid = len(data.comments) + 1
             at = _at(created + 10 * (c + 1))
-            data.comments.append((cid, iid, rng.choice(members) if rng.random() < 0.8
-                                  else rng.randint(1, n_users), _sentence(rng, 8), at, at))
+            data.comments.append(
+                (
+                    cid,
+                    iid,
+                    rng.choice(members) if rng.random() < 0.8 else rng.randint(1, n_users),
+                    _sentence(rng, 8),
+                    at,
+                    at,
+                )
+            )
 
 
 async def load(connection: asyncpg.Connection, data: DataSet) -> None:

@@ -46,8 +46,11 @@ class Settings(BaseSettings):
     refresh_token_ttl: int = Field(default=30 * 86400, description="Refresh token lifetime.")
     login_max_failures: int = Field(default=5, description="Failed sign-ins allowed ...")
     login_failure_window: int = Field(default=900, description="... within this many s.")
-    executor: str = Field(default="compiled", pattern="^(compiled|standard)$",
-                          description="compiled: the planned executor, standard: graphql-core.")
+    executor: str = Field(
+        default="compiled",
+        pattern="^(compiled|standard)$",
+        description="compiled: the planned executor, standard: graphql-core.",
+    )
     document_cache_size: int = 1024
     max_body_bytes: int = 1_000_000
     log_level: str = "info"

@@ -68,8 +68,9 @@ class GraphQLWebSocket:
             self.open.discard(websocket)
 
     async def close_all(self) -> None:
-        await asyncio.gather(*(_close(ws, GOING_AWAY, "Server shutting down")
-                               for ws in list(self.open)))
+        await asyncio.gather(
+            *(_close(ws, GOING_AWAY, "Server shutting down") for ws in list(self.open))
+        )
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
@@ -88,7 +89,7 @@ class _Connection:
     async def run(self) -> None:
         try:
             first = await asyncio.wait_for(self._receive(), INIT_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Refused(4408, "Connection initialisation timeout") from None
         if first.get("type") != "connection_init":
             raise Refused(4401, "Unauthorized")
@@ -117,8 +118,11 @@ class _Connection:
         await self._send({"type": "connection_ack"})
 
     async def _authenticate(self, payload: dict[str, Any]) -> Viewer:
-        header = (payload.get("Authorization") or payload.get("authorization")
-                  or self.websocket.headers.get("authorization"))
+        header = (
+            payload.get("Authorization")
+            or payload.get("authorization")
+            or self.websocket.headers.get("authorization")
+        )
         token = payload.get("authToken")
         if isinstance(header, str):
             scheme, _, token = header.partition(" ")
@@ -175,22 +179,30 @@ class _Connection:
             return
         except Exception:
             log.exception("subscription %s failed", operation_id)
-            await self._send_errors(operation_id, [{"message": "Internal server error.",
-                                                    "extensions": {"code": "INTERNAL"}}])
+            await self._send_errors(
+                operation_id,
+                [{"message": "Internal server error.", "extensions": {"code": "INTERNAL"}}],
+            )
 
     async def _run_operation(self, operation_id: str, payload: dict[str, Any]) -> None:
         query, variables = payload.get("query"), payload.get("variables")
         name = payload.get("operationName")
-        if not isinstance(query, str) or (variables is not None and not isinstance(
-                variables, dict)) or (name is not None and not isinstance(name, str)):
-            await self._send_errors(operation_id, [{"message": "Invalid subscribe payload.",
-                                                    "extensions": {"code": "BAD_REQUEST"}}])
+        if (
+            not isinstance(query, str)
+            or (variables is not None and not isinstance(variables, dict))
+            or (name is not None and not isinstance(name, str))
+        ):
+            await self._send_errors(
+                operation_id,
+                [{"message": "Invalid subscribe payload.", "extensions": {"code": "BAD_REQUEST"}}],
+            )
             return
         executor = self.endpoint.executor
         prepared = executor.prepare(query)
         if prepared.document is None:
-            await self._send_errors(operation_id, format_errors(prepared.errors,
-                                                                prepared.code or ""))
+            await self._send_errors(
+                operation_id, format_errors(prepared.errors, prepared.code or "")
+            )
             return
         operation = prepared.operation(name)
         assert self.viewer is not None
@@ -208,13 +220,24 @@ class _Connection:
         finally:
             await context.session.close()
 
-    async def _stream(self, operation_id: str, prepared: Any, context: Any,
-                      variables: dict[str, Any] | None, name: str | None) -> bool:
+    async def _stream(
+        self,
+        operation_id: str,
+        prepared: Any,
+        context: Any,
+        variables: dict[str, Any] | None,
+        name: str | None,
+    ) -> bool:
         """Send each event's result; False when the operation ended with an error."""
         executor = self.endpoint.executor
-        stream = subscribe(executor.graphql_schema, prepared.document, context_value=context,
-                           variable_values=variables, operation_name=name,
-                           **executor.executor_kwargs)
+        stream = subscribe(
+            executor.graphql_schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=name,
+            **executor.executor_kwargs,
+        )
         if asyncio.iscoroutine(stream) or isinstance(stream, asyncio.Future):
             stream = await stream
         if isinstance(stream, ExecutionResult):
@@ -224,8 +247,9 @@ class _Connection:
             async for result in stream:
                 await self._send_result(operation_id, result)
         except ClientError as error:  # raised by the resolver, e.g. a hidden project
-            await self._send_errors(operation_id, [{"message": error.message,
-                                                    "extensions": error.extensions}])
+            await self._send_errors(
+                operation_id, [{"message": error.message, "extensions": error.extensions}]
+            )
             return False
         finally:
             with contextlib.suppress(Exception):
@@ -251,4 +275,3 @@ class _Connection:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-

@@ -66,9 +66,7 @@ class Loaders:
         self.organizations_by_user: PageLoader[OrganizationRow] = PageLoader(
             s, organizations.ORGANIZATIONS_BY_USER, scope
         )
-        self.organization_count_by_user = CountLoader(
-            s, organizations.ORGANIZATIONS_BY_USER, scope
-        )
+        self.organization_count_by_user = CountLoader(s, organizations.ORGANIZATIONS_BY_USER, scope)
 
         self.project_by_id: RowLoader[int, ProjectRow] = RowLoader(
             s, projects.SELECT_PROJECTS_BY_ID, projects.project_row, _id, scope=scope

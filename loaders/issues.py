@@ -6,7 +6,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loaders._keyset import Order, Params, PageSpec, Scope
+from loaders._keyset import Order, PageSpec, Params, Scope
 from loaders.projects import VISIBLE
 from loaders.rows import ISSUE_COLUMNS, IssueRow
 

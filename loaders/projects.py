@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from loaders._keyset import Params, PageSpec, Scope
+from loaders._keyset import PageSpec, Params, Scope
 from loaders.rows import PROJECT_COLUMNS, ProjectRow
 
 # $2, $3 and $4 are the request's Scope (see Scope.arguments).

@@ -10,9 +10,7 @@ from loaders._keyset import PageSpec
 from loaders.rows import USER_COLUMNS, MemberRow, UserRow
 
 SELECT_USERS_BY_ID = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ANY($1::bigint[])"
-SELECT_USERS_BY_LOGIN = (
-    f"SELECT {USER_COLUMNS} FROM users u WHERE lower(u.login) = ANY($1::text[])"
-)
+SELECT_USERS_BY_LOGIN = f"SELECT {USER_COLUMNS} FROM users u WHERE lower(u.login) = ANY($1::text[])"
 SELECT_VIEWER = f"""
 SELECT {USER_COLUMNS},
        coalesce(array_agg(m.organization_id) FILTER (WHERE m.user_id IS NOT NULL), '{{}}'),

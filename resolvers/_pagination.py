@@ -37,8 +37,7 @@ def encode_cursor(order: Order, key: tuple[Any, int]) -> str:
 
 def decode_cursor(cursor: str, order: Order, argument: str) -> tuple[Any, int]:
     try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
-                               validate=True)
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
         version, name, value, pk = orjson.loads(raw)
     except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
         raise _bad(argument, "is not a valid cursor") from None
@@ -64,8 +63,11 @@ def _sort_value(value: Any, order: Order, argument: str) -> Any:
         raise _bad(argument, "is not a valid cursor")
     else:
         expected = int if order.attribute == "priority" else str
-    if type(value) is not expected or (expected is int and not -(2**63) <= value < 2**63) \
-            or (expected is str and "\x00" in value):
+    if (
+        type(value) is not expected
+        or (expected is int and not -(2**63) <= value < 2**63)
+        or (expected is str and "\x00" in value)
+    ):
         raise _bad(argument, "is not a valid cursor")
     return value
 
@@ -84,28 +86,20 @@ def page_request(
 ) -> PageRequest:
     """Validate Relay connection arguments into one keyset page request."""
     if first is not None and last is not None:
-        raise BadUserInput(
-            "Passing both `first` and `last` is not supported.", argument="first"
-        )
+        raise BadUserInput("Passing both `first` and `last` is not supported.", argument="first")
     if after is not None and before is not None:
-        raise BadUserInput(
-            "Passing both `after` and `before` is not supported.", argument="after"
-        )
+        raise BadUserInput("Passing both `after` and `before` is not supported.", argument="after")
     for name, size in (("first", first), ("last", last)):
         if size is not None and not 0 <= size <= MAX_PAGE_SIZE:
             raise BadUserInput(
                 f"`{name}` must be between 0 and {MAX_PAGE_SIZE}, got {size}.", argument=name
             )
     backward = last is not None or (first is None and before is not None)
-    limit = (last if backward else first)
+    limit = last if backward else first
     if limit is None:
         limit = DEFAULT_PAGE_SIZE
     cursor_text, argument = (before, "before") if backward else (after, "after")
     if (after if backward else before) is not None:
-        raise BadUserInput(
-            "Use `first` with `after`, and `last` with `before`.", argument=argument
-        )
+        raise BadUserInput("Use `first` with `after`, and `last` with `before`.", argument=argument)
     cursor = decode_cursor(cursor_text, order, argument) if cursor_text is not None else None
-    return PageRequest(
-        limit=limit, order=order, backward=backward, cursor=cursor, filters=filters
-    )
+    return PageRequest(limit=limit, order=order, backward=backward, cursor=cursor, filters=filters)

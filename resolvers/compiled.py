@@ -134,14 +134,20 @@ class CompiledExecutor:
         self._plans: OrderedDict[tuple[Any, ...], Plan | None] = OrderedDict()
         self._cache_size = cache_size
 
-    async def execute(self, document: DocumentNode, operation_name: str | None,
-                      context: Any, variables: dict[str, Any] | None) -> ExecutionResult | None:
+    async def execute(
+        self,
+        document: DocumentNode,
+        operation_name: str | None,
+        context: Any,
+        variables: dict[str, Any] | None,
+    ) -> ExecutionResult | None:
         """The result, or None when the standard executor must run this operation."""
         operation = _operation(document, operation_name)
         if operation is None or operation.operation is not OperationType.QUERY:
             return None
-        coerced = get_variable_values(self.schema, operation.variable_definitions or (),
-                                      variables or {})
+        coerced = get_variable_values(
+            self.schema, operation.variable_definitions or (), variables or {}
+        )
         if isinstance(coerced, list):
             return ExecutionResult(data=None, errors=coerced)
         plan = self._plan(document, operation, coerced)
@@ -151,10 +157,14 @@ class CompiledExecutor:
         results = await _objects(run, {plan.root_type: plan.root}, [ROOT_SOURCE], [()])
         return ExecutionResult(data=results[0], errors=run.errors or None)
 
-    def _plan(self, document: DocumentNode, operation: OperationDefinitionNode,
-              variables: Any) -> Plan | None:
-        key = (id(document), operation.name.value if operation.name else None,
-               *_directive_values(operation, document, variables))
+    def _plan(
+        self, document: DocumentNode, operation: OperationDefinitionNode, variables: Any
+    ) -> Plan | None:
+        key = (
+            id(document),
+            operation.name.value if operation.name else None,
+            *_directive_values(operation, document, variables),
+        )
         if key in self._plans:
             self._plans.move_to_end(key)
             return self._plans[key]
@@ -182,8 +192,9 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
     return next((d for d in found if d.name and d.name.value == name), None)
 
 
-def _directive_values(operation: OperationDefinitionNode, document: DocumentNode,
-                      variables: Any) -> tuple[Any, ...]:
+def _directive_values(
+    operation: OperationDefinitionNode, document: DocumentNode, variables: Any
+) -> tuple[Any, ...]:
     """The values of the variables @skip/@include use: the plan depends on them."""
     used = sorted(_directive_variables(document))
     return tuple((name, repr(variables.coerced.get(name))) for name in used)
@@ -212,23 +223,30 @@ class _Planner:
         self.owner = owner
         self.schema = owner.schema
         self.variables = variables
-        self.fragments = {d.name.value: d for d in document.definitions
-                          if isinstance(d, FragmentDefinitionNode)}
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
 
     def plan(self, operation: OperationDefinitionNode) -> Plan:
         root = self.schema.query_type
         assert root is not None
         return Plan(operation, self.fields(root, [operation.selection_set]), root.name)
 
-    def fields(self, parent: GraphQLObjectType,
-               selection_sets: Sequence[SelectionSetNode]) -> list[FieldPlan]:
+    def fields(
+        self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
+    ) -> list[FieldPlan]:
         grouped: OrderedDict[str, list[FieldNode]] = OrderedDict()
         for selection_set in selection_sets:
             self._collect(parent, selection_set, grouped, set())
         return [self._field(parent, key, nodes) for key, nodes in grouped.items()]
 
-    def _collect(self, parent: GraphQLObjectType, selection_set: SelectionSetNode,
-                 grouped: OrderedDict[str, list[FieldNode]], seen: set[str]) -> None:
+    def _collect(
+        self,
+        parent: GraphQLObjectType,
+        selection_set: SelectionSetNode,
+        grouped: OrderedDict[str, list[FieldNode]],
+        seen: set[str],
+    ) -> None:
         for selection in selection_set.selections:
             if not self._included(selection):
                 continue
@@ -260,8 +278,11 @@ class _Planner:
         target = self.schema.get_type(condition.name.value)
         if target is parent:
             return True
-        return bool(target is not None and is_abstract_type(target)
-                    and self.schema.is_sub_type(target, parent))  # type: ignore[arg-type]
+        return bool(
+            target is not None
+            and is_abstract_type(target)
+            and self.schema.is_sub_type(target, parent)
+        )  # type: ignore[arg-type]
 
     def _field(self, parent: GraphQLObjectType, key: str, nodes: list[FieldNode]) -> FieldPlan:
         name = nodes[0].name.value
@@ -270,11 +291,22 @@ class _Planner:
         if name.startswith("__"):
             raise NotCompilable(name)
         definition = parent.fields[name]
-        plan = FieldPlan(key, name, nodes, self._need(parent.name, name), definition,
-                         nullable=not isinstance(definition.type, GraphQLNonNull),
-                         is_list=False, item_nullable=True, has_args=bool(definition.args))
-        inner = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) \
+        plan = FieldPlan(
+            key,
+            name,
+            nodes,
+            self._need(parent.name, name),
+            definition,
+            nullable=not isinstance(definition.type, GraphQLNonNull),
+            is_list=False,
+            item_nullable=True,
+            has_args=bool(definition.args),
+        )
+        inner = (
+            definition.type.of_type
+            if isinstance(definition.type, GraphQLNonNull)
             else definition.type
+        )
         if isinstance(inner, GraphQLList):
             plan.is_list = True
             plan.item_nullable = not isinstance(inner.of_type, GraphQLNonNull)
@@ -282,8 +314,7 @@ class _Planner:
         if is_leaf_type(named):
             plan.serialize = _serializer(named)
             return plan
-        possible = self.schema.get_possible_types(named) if is_abstract_type(named) \
-            else [named]
+        possible = self.schema.get_possible_types(named) if is_abstract_type(named) else [named]
         sets = [n.selection_set for n in nodes if n.selection_set is not None]
         plan.children = {t.name: self.fields(t, sets) for t in possible}
         return plan
@@ -302,36 +333,44 @@ class _Planner:
         return Attr(definition.python_name)
 
 
-async def _objects(run: _Run, plans: dict[str, list[FieldPlan]], sources: list[Any],
-                   paths: list[Any]) -> list[dict[str, Any] | None]:
+async def _objects(
+    run: _Run, plans: dict[str, list[FieldPlan]], sources: list[Any], paths: list[Any]
+) -> list[dict[str, Any] | None]:
     """Complete objects of one (possibly abstract) type; None where null propagated (or
     where the source itself is None: a null item of a list that may hold nulls)."""
     if None in sources:
         present = [i for i, s in enumerate(sources) if s is not None]
-        done = await _objects(run, plans, [sources[i] for i in present],
-                              [paths[i] for i in present]) if present else []
+        done = (
+            await _objects(run, plans, [sources[i] for i in present], [paths[i] for i in present])
+            if present
+            else []
+        )
         out: list[dict[str, Any] | None] = [None] * len(sources)
         for i, result in zip(present, done, strict=True):
             out[i] = result
         return out
     if len(plans) == 1:
-        (type_name, fields), = plans.items()
+        ((type_name, fields),) = plans.items()
         return await _typed(run, type_name, fields, sources, paths)
     groups: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
         groups.setdefault(ROW_TYPES[type(source)], []).append(i)
     out = [None] * len(sources)
-    done = await asyncio.gather(*(
-        _typed(run, name, plans[name], [sources[i] for i in idx], [paths[i] for i in idx])
-        for name, idx in groups.items()))
+    done = await asyncio.gather(
+        *(
+            _typed(run, name, plans[name], [sources[i] for i in idx], [paths[i] for i in idx])
+            for name, idx in groups.items()
+        )
+    )
     for (_name, idx), results in zip(groups.items(), done, strict=True):
         for i, result in zip(idx, results, strict=True):
             out[i] = result
     return out
 
 
-async def _typed(run: _Run, type_name: str, fields: list[FieldPlan], sources: list[Any],
-                 paths: list[Any]) -> list[dict[str, Any] | None]:
+async def _typed(
+    run: _Run, type_name: str, fields: list[FieldPlan], sources: list[Any], paths: list[Any]
+) -> list[dict[str, Any] | None]:
     count = len(sources)
     dead = [False] * count
     columns: list[Any] = [None] * len(fields)
@@ -358,16 +397,29 @@ async def _typed(run: _Run, type_name: str, fields: list[FieldPlan], sources: li
             row_values.append([None] * count)  # keeps the selection order; filled below
             nested.append((plan, columns[n]))
     keys = [plan.key for plan in fields]
-    results = [dict(zip(keys, values, strict=True)) for values in zip(*row_values, strict=True)] \
-        if keys else [{} for _ in range(count)]  # every field skipped: empty objects
+    results = (
+        [dict(zip(keys, values, strict=True)) for values in zip(*row_values, strict=True)]
+        if keys
+        else [{} for _ in range(count)]
+    )  # every field skipped: empty objects
     if nested:
-        await asyncio.gather(*(_complete(run, type_name, plan, column, results, dead, paths)
-                               for plan, column in nested))
+        await asyncio.gather(
+            *(
+                _complete(run, type_name, plan, column, results, dead, paths)
+                for plan, column in nested
+            )
+        )
     return [None if dead[i] else results[i] for i in range(count)]
 
 
-def _leaves(run: _Run, type_name: str, plan: FieldPlan, values: list[Any], dead: list[bool],
-            paths: list[Any]) -> list[Any]:
+def _leaves(
+    run: _Run,
+    type_name: str,
+    plan: FieldPlan,
+    values: list[Any],
+    dead: list[bool],
+    paths: list[Any],
+) -> list[Any]:
     """A column of serialized leaf values; nulls and errors where a value may not be null
     kill their object."""
     if None in values or _ERROR in values:
@@ -387,9 +439,15 @@ def _leaves(run: _Run, type_name: str, plan: FieldPlan, values: list[Any], dead:
     return [None if v is None else serialize(v) for v in values]
 
 
-async def _complete(run: _Run, type_name: str, plan: FieldPlan, values: list[Any],
-                    results: list[dict[str, Any]], dead: list[bool],
-                    paths: list[Any]) -> None:
+async def _complete(
+    run: _Run,
+    type_name: str,
+    plan: FieldPlan,
+    values: list[Any],
+    results: list[dict[str, Any]],
+    dead: list[bool],
+    paths: list[Any],
+) -> None:
     """Complete a field of objects (or lists of objects) for every parent at once."""
     assert plan.children is not None
     key = plan.key
@@ -417,7 +475,7 @@ async def _complete(run: _Run, type_name: str, plan: FieldPlan, values: list[Any
         sources.extend(value)
         child_paths.extend([(parent, key, j) for j in range(len(value))])
     if not sources:
-        for i, _start, length in spans:
+        for i, _start, _length in spans:
             results[i][key] = []
         return
     completed = await _objects(run, plan.children, sources, child_paths)
@@ -428,7 +486,7 @@ async def _complete(run: _Run, type_name: str, plan: FieldPlan, values: list[Any
             if result is None and not plan.nullable:
                 dead[i] = True
             continue
-        items = completed[start:start + length]
+        items = completed[start : start + length]
         if not plan.item_nullable and None in items:
             results[i][key] = None
             if not plan.nullable:
@@ -437,9 +495,16 @@ async def _complete(run: _Run, type_name: str, plan: FieldPlan, values: list[Any
             results[i][key] = items
 
 
-def _drop_null_items(run: _Run, type_name: str, plan: FieldPlan, value: list[Any],
-                     results: list[dict[str, Any]], dead: list[bool], i: int,
-                     parent: Any) -> Any:
+def _drop_null_items(
+    run: _Run,
+    type_name: str,
+    plan: FieldPlan,
+    value: list[Any],
+    results: list[dict[str, Any]],
+    dead: list[bool],
+    i: int,
+    parent: Any,
+) -> Any:
     """A list with null items: fine where items may be null (they are completed as nulls),
     else the error graphql-core reports and a null list."""
     if plan.item_nullable:
@@ -473,8 +538,9 @@ def _null_error(run: _Run, type_name: str, plan: FieldPlan, path: Any) -> None:
     run.errors.append(located_error(TypeError(message), plan.nodes, _path(path)))
 
 
-async def _resolve(run: _Run, type_name: str, plan: FieldPlan, sources: list[Any],
-                   paths: list[Any]) -> list[Any]:
+async def _resolve(
+    run: _Run, type_name: str, plan: FieldPlan, sources: list[Any], paths: list[Any]
+) -> list[Any]:
     need = plan.need
     if need is None:
         return [type_name] * len(sources)
@@ -483,8 +549,11 @@ async def _resolve(run: _Run, type_name: str, plan: FieldPlan, sources: list[Any
         return [getattr(s, name) for s in sources]
     context = run.context
     try:
-        args = get_argument_values(plan.definition, plan.nodes[0], run.variables) \
-            if plan.has_args else {}
+        args = (
+            get_argument_values(plan.definition, plan.nodes[0], run.variables)
+            if plan.has_args
+            else {}
+        )
         if isinstance(need, Row):
             keys = [getattr(s, need.key) for s in sources]
             loader = getattr(context.loaders, need.loader)
@@ -501,8 +570,14 @@ async def _resolve(run: _Run, type_name: str, plan: FieldPlan, sources: list[Any
     return await _each(run, plan, need, sources, paths, args)
 
 
-async def _each(run: _Run, plan: FieldPlan, need: Each, sources: list[Any],
-                paths: list[Any], args: dict[str, Any]) -> list[Any]:
+async def _each(
+    run: _Run,
+    plan: FieldPlan,
+    need: Each,
+    sources: list[Any],
+    paths: list[Any],
+    args: dict[str, Any],
+) -> list[Any]:
     values: list[Any] = []
     pending: list[tuple[int, Any]] = []
     for i, source in enumerate(sources):

@@ -34,8 +34,14 @@ from loaders.comments import BY_CREATED_AT
 from loaders.issues import order
 from loaders.labels import BY_NAME
 from loaders.projects import project_ref
-from loaders.rows import CommentRow, IssueRow, LabelRow, MemberRow, OrganizationRow, ProjectRow
-from loaders.rows import UserRow
+from loaders.rows import (
+    CommentRow,
+    IssueRow,
+    LabelRow,
+    OrganizationRow,
+    ProjectRow,
+    UserRow,
+)
 from resolvers import _access
 from resolvers._ids import decode_id, encode_id
 from resolvers._pagination import encode_cursor, page_request
@@ -43,9 +49,14 @@ from resolvers.connection import Connection, page_info
 from resolvers.query import MAX_NODES, RateLimit
 from resolvers.types import issue_filter_of
 
-ROW_TYPES: dict[type, str] = {UserRow: "User", OrganizationRow: "Organization",
-                              ProjectRow: "Project", IssueRow: "Issue", LabelRow: "Label",
-                              CommentRow: "Comment"}
+ROW_TYPES: dict[type, str] = {
+    UserRow: "User",
+    OrganizationRow: "Organization",
+    ProjectRow: "Project",
+    IssueRow: "Issue",
+    LabelRow: "Label",
+    CommentRow: "Comment",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +99,31 @@ class EdgeSource:
     row: Any
 
 
-async def resolve_pages(need: Pages, context: Context, parents: Sequence[Any],
-                        args: dict[str, Any]) -> list[Any]:
-    request = page_request(need.order(args), args.get("first"), args.get("after"),
-                           args.get("last"), args.get("before"), need.filters(args))
+async def resolve_pages(
+    need: Pages, context: Context, parents: Sequence[Any], args: dict[str, Any]
+) -> list[Any]:
+    request = page_request(
+        need.order(args),
+        args.get("first"),
+        args.get("after"),
+        args.get("last"),
+        args.get("before"),
+        need.filters(args),
+    )
     loaders = context.loaders
     pages = getattr(loaders, need.pages)
     counts = getattr(loaders, need.counts)
     ids = [p.id for p in parents]  # the root's id is ROOT
     loaded = await pages.load_all(ids, request)
-    return [Connection(page=page, order=request.order, wrap=need.unwrap,
-                       count=partial(counts.load, (i, request.filters)))
-            for i, page in zip(ids, loaded, strict=True)]
+    return [
+        Connection(
+            page=page,
+            order=request.order,
+            wrap=need.unwrap,
+            count=partial(counts.load, (i, request.filters)),
+        )
+        for i, page in zip(ids, loaded, strict=True)
+    ]
 
 
 def _issue_order(args: dict[str, Any]) -> Any:
@@ -114,8 +138,11 @@ def _issue_filters(args: dict[str, Any]) -> Any:
     if given is None:
         return None
     states = given.get("states")
-    return issue_filter_of([s.value for s in states] if states is not None else None,
-                           given.get("assignee"), given.get("labels"))
+    return issue_filter_of(
+        [s.value for s in states] if states is not None else None,
+        given.get("assignee"),
+        given.get("labels"),
+    )
 
 
 def _created(args: dict[str, Any]) -> Any:
@@ -145,16 +172,20 @@ async def _node(context: Context, global_id: str) -> Any:
     return await getattr(context.loaders, _BY_ID[type_name]).load(pk)
 
 
-_BY_ID = {"User": "user_by_id", "Organization": "organization_by_id",
-          "Project": "project_by_id", "Issue": "issue_by_id", "Label": "label_by_id",
-          "Comment": "comment_by_id"}
+_BY_ID = {
+    "User": "user_by_id",
+    "Organization": "organization_by_id",
+    "Project": "project_by_id",
+    "Issue": "issue_by_id",
+    "Label": "label_by_id",
+    "Comment": "comment_by_id",
+}
 
 
 async def _nodes(context: Context, root: Any, args: dict[str, Any]) -> list[Any]:
     ids = args["ids"]
     if len(ids) > MAX_NODES:
-        raise BadUserInput(f"At most {MAX_NODES} ids may be given, got {len(ids)}.",
-                           argument="ids")
+        raise BadUserInput(f"At most {MAX_NODES} ids may be given, got {len(ids)}.", argument="ids")
     for global_id in ids:
         decode_id(global_id)
     return list(await asyncio.gather(*(_node(context, i) for i in ids)))
@@ -164,8 +195,9 @@ def _rate_limit(context: Context, root: Any, args: dict[str, Any]) -> RateLimit 
     state = context.rate_limit
     if state is None:
         return None
-    return RateLimit(cost=context.cost, limit=state.limit, remaining=state.remaining,
-                     reset_at=state.reset_at)
+    return RateLimit(
+        cost=context.cost, limit=state.limit, remaining=state.remaining, reset_at=state.reset_at
+    )
 
 
 async def _project_by_key(context: Context, row: OrganizationRow, args: dict[str, Any]) -> Any:
@@ -181,8 +213,10 @@ async def _issue_by_number(context: Context, row: ProjectRow, args: dict[str, An
 
 def _edges(context: Context, connection: Connection[Any], args: dict[str, Any]) -> list[Any]:
     order_, wrap = connection.order, connection.wrap
-    return [EdgeSource(encode_cursor(order_, key), wrap(row), row)
-            for row, key in zip(connection.page.rows, connection.page.keys, strict=True)]
+    return [
+        EdgeSource(encode_cursor(order_, key), wrap(row), row)
+        for row, key in zip(connection.page.rows, connection.page.keys, strict=True)
+    ]
 
 
 def _id(type_name: str) -> Each:
@@ -193,37 +227,47 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("Query", "viewer"): Each(lambda context, root, args: context.viewer.user),
     ("Query", "node"): Each(lambda context, root, args: _node(context, args["id"])),
     ("Query", "nodes"): Each(_nodes),
-    ("Query", "user"): Each(lambda context, root, args:
-                            context.loaders.user_by_login.load(args["login"].lower())),
-    ("Query", "organization"): Each(lambda context, root, args:
-                                    context.loaders.organization_by_slug.load(args["slug"])),
+    ("Query", "user"): Each(
+        lambda context, root, args: context.loaders.user_by_login.load(args["login"].lower())
+    ),
+    ("Query", "organization"): Each(
+        lambda context, root, args: context.loaders.organization_by_slug.load(args["slug"])
+    ),
     ("Query", "organizations"): Pages("organizations", "organization_count"),
     ("Query", "rateLimit"): Each(_rate_limit),
     ("User", "email"): Each(_email),
     ("User", "organizations"): Pages("organizations_by_user", "organization_count_by_user"),
-    ("User", "authoredIssues"): Pages("issues_by_author", "issue_count_by_author", _created,
-                                      _issue_filters),
-    ("User", "assignedIssues"): Pages("issues_by_assignee", "issue_count_by_assignee",
-                                      _created, _issue_filters),
+    ("User", "authoredIssues"): Pages(
+        "issues_by_author", "issue_count_by_author", _created, _issue_filters
+    ),
+    ("User", "assignedIssues"): Pages(
+        "issues_by_assignee", "issue_count_by_assignee", _created, _issue_filters
+    ),
     ("Organization", "viewerRole"): Each(_role),
     ("Organization", "viewerCanAdminister"): _org_flag("manage_members"),
     ("Organization", "viewerCanManageOwners"): _org_flag("manage_owners"),
     ("Organization", "viewerCanCreateProjects"): _org_flag("create_project"),
     ("Organization", "project"): Each(_project_by_key),
-    ("Organization", "projects"): Pages("projects_by_organization",
-                                        "project_count_by_organization"),
-    ("Organization", "members"): Pages("members_by_organization", "member_count",
-                                       filters=lambda args: None,
-                                       unwrap=lambda member: member.user),
+    ("Organization", "projects"): Pages(
+        "projects_by_organization", "project_count_by_organization"
+    ),
+    ("Organization", "members"): Pages(
+        "members_by_organization",
+        "member_count",
+        filters=lambda args: None,
+        unwrap=lambda member: member.user,
+    ),
     ("Project", "viewerCanUpdate"): _flag(_access.on_project, "update"),
     ("Project", "viewerCanCreateIssues"): _flag(_access.on_project, "create_issue"),
     ("Project", "viewerCanManageLabels"): _flag(_access.on_project, "manage_labels"),
     ("Project", "organization"): Row("organization_by_id", "organization_id"),
     ("Project", "issue"): Each(_issue_by_number),
-    ("Project", "issues"): Pages("issues_by_project", "issue_count_by_project", _issue_order,
-                                 _issue_filters),
-    ("Project", "labels"): Pages("labels_by_project", "label_count_by_project",
-                                 lambda args: BY_NAME),
+    ("Project", "issues"): Pages(
+        "issues_by_project", "issue_count_by_project", _issue_order, _issue_filters
+    ),
+    ("Project", "labels"): Pages(
+        "labels_by_project", "label_count_by_project", lambda args: BY_NAME
+    ),
     ("Issue", "viewerCanUpdate"): _flag(_access.on_issue, "edit"),
     ("Issue", "viewerCanTriage"): _flag(_access.on_issue, "update"),
     ("Issue", "viewerCanClose"): _flag(_access.on_issue, "close"),
@@ -232,8 +276,9 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("Issue", "author"): Row("user_by_id", "author_id"),
     ("Issue", "assignee"): Row("user_by_id", "assignee_id"),
     ("Issue", "labels"): Pages("labels_by_issue", "label_count_by_issue"),
-    ("Issue", "comments"): Pages("comments_by_issue", "comment_count_by_issue",
-                                 lambda args: BY_CREATED_AT),
+    ("Issue", "comments"): Pages(
+        "comments_by_issue", "comment_count_by_issue", lambda args: BY_CREATED_AT
+    ),
     ("Label", "viewerCanUpdate"): _flag(_access.on_label, "manage_labels"),
     ("Label", "viewerCanDelete"): _flag(_access.on_label, "manage_labels"),
     ("Label", "project"): Row("project_by_id", "project_id"),

@@ -25,7 +25,7 @@ class UserErrorCode(Enum):
 @strawberry.type(description="An expected failure of a mutation, tied to an input field.")
 class UserError:
     field: list[str] | None = strawberry.field(
-        description="The path to the input field at fault, e.g. [\"input\", \"login\"]."
+        description='The path to the input field at fault, e.g. ["input", "login"].'
     )
     message: str = strawberry.field(description="What went wrong, for people.")
     code: UserErrorCode = strawberry.field(description="What went wrong, for programs.")

@@ -48,8 +48,10 @@ async def _node(loaders: Loaders, global_id: str) -> Node | None:
     return NODE_CLASSES[type_name].from_row(row) if row is not None else None  # type: ignore[no-any-return]
 
 
-@strawberry.type(description="The viewer's budget of query cost points (GitHub style): "
-                 "each query spends its cost, computed before it runs.")
+@strawberry.type(
+    description="The viewer's budget of query cost points (GitHub style): "
+    "each query spends its cost, computed before it runs."
+)
 class RateLimit:
     cost: int = strawberry.field(description="What this query cost.")
     limit: int = strawberry.field(description="Points per hour.")
@@ -59,31 +61,41 @@ class RateLimit:
 
 @strawberry.type(description="The entry points of the graph.")
 class Query:
-    @strawberry.field(description="The viewer's rate limit, as of this query; null when "
-                      "budgets are not enforced.")
+    @strawberry.field(
+        description="The viewer's rate limit, as of this query; null when budgets are not enforced."
+    )
     def rate_limit(self, info: Ctx) -> RateLimit | None:
         state = info.context.rate_limit
         if state is None:
             return None
-        return RateLimit(cost=info.context.cost, limit=state.limit, remaining=state.remaining,
-                         reset_at=state.reset_at)
+        return RateLimit(
+            cost=info.context.cost,
+            limit=state.limit,
+            remaining=state.remaining,
+            reset_at=state.reset_at,
+        )
 
     @strawberry.field(description="The signed-in user; null when anonymous.")
     async def viewer(self, info: Ctx) -> User | None:
         user = info.context.viewer.user
         return User.from_row(user) if user is not None else None
 
-    @strawberry.field(description="Any object by its global id; null if it does not exist "
-                      "or the viewer may not see it.")
+    @strawberry.field(
+        description="Any object by its global id; null if it does not exist "
+        "or the viewer may not see it."
+    )
     async def node(self, info: Ctx, id: strawberry.ID) -> Node | None:
         return await _node(info.context.loaders, id)
 
-    @strawberry.field(description=f"Objects by global ids (at most {MAX_NODES}), in the order "
-                      "given; null for each that does not exist or is hidden.")
+    @strawberry.field(
+        description=f"Objects by global ids (at most {MAX_NODES}), in the order "
+        "given; null for each that does not exist or is hidden."
+    )
     async def nodes(self, info: Ctx, ids: list[strawberry.ID]) -> list[Node | None]:
         if len(ids) > MAX_NODES:
-            raise BadUserInput(f"At most {MAX_NODES} ids may be given, got {len(ids)}.",
-                               argument="ids")
+            raise BadUserInput(
+                f"At most {MAX_NODES} ids may be given, got {len(ids)}.", argument="ids"
+            )
         loaders = info.context.loaders
         for global_id in ids:
             decode_id(global_id)  # every id is checked before anything is fetched
@@ -100,10 +112,16 @@ class Query:
         return Organization.from_row(row) if row is not None else None
 
     @strawberry.field(description="Every organization, oldest first. " + PAGE_ARGUMENTS_DOC)
-    async def organizations(self, info: Ctx, first: First = None, after: After = None,
-                            last: Last = None, before: Before = None
-                            ) -> Connection[Organization]:
+    async def organizations(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Organization]:
         loaders = info.context.loaders
         request = page_request(BY_ID, first, after, last, before)
-        return await connect(loaders.organizations, loaders.organization_count, ROOT, request,
-                             Organization.from_row)
+        return await connect(
+            loaders.organizations, loaders.organization_count, ROOT, request, Organization.from_row
+        )

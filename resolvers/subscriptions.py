@@ -29,8 +29,10 @@ class IssueEventKind(Enum):
     RESYNC = "RESYNC"
 
 
-@strawberry.type(description="A change to an issue, as it happened. RESYNC (with no issue) "
-                 "means events may have been missed: fetch what you show again.")
+@strawberry.type(
+    description="A change to an issue, as it happened. RESYNC (with no issue) "
+    "means events may have been missed: fetch what you show again."
+)
 class IssueEvent:
     row: strawberry.Private[EventRow | None]
     kind: IssueEventKind = strawberry.field(description="What happened.")
@@ -72,8 +74,9 @@ class IssueEvent:
         return [Label.from_row(r) for r in rows if r is not None]
 
 
-async def _stream(info: Ctx, project_id: int, issue_id: int | None,
-                  kinds: set[str] | None) -> AsyncGenerator[IssueEvent, None]:
+async def _stream(
+    info: Ctx, project_id: int, issue_id: int | None, kinds: set[str] | None
+) -> AsyncGenerator[IssueEvent, None]:
     context = info.context
     hub = context.services.hub
     assert hub is not None, "subscriptions need the event hub"
@@ -94,16 +97,19 @@ async def _stream(info: Ctx, project_id: int, issue_id: int | None,
 @strawberry.type(description="Live updates, over WebSocket (graphql-transport-ws).")
 class Subscription:
     @strawberry.subscription(description="Every change to the issues of a project.")
-    async def issue_events(self, info: Ctx, project_id: strawberry.ID
-                           ) -> AsyncGenerator[IssueEvent, None]:
-        project = await find(info.context, project_id, "Project",
-                             info.context.loaders.project_by_id)
+    async def issue_events(
+        self, info: Ctx, project_id: strawberry.ID
+    ) -> AsyncGenerator[IssueEvent, None]:
+        project = await find(
+            info.context, project_id, "Project", info.context.loaders.project_by_id
+        )
         async for event in _stream(info, project.id, None, None):
             yield event
 
     @strawberry.subscription(description="Comments added to an issue (and RESYNC).")
-    async def issue_comment_added(self, info: Ctx, issue_id: strawberry.ID
-                                  ) -> AsyncGenerator[IssueEvent, None]:
+    async def issue_comment_added(
+        self, info: Ctx, issue_id: strawberry.ID
+    ) -> AsyncGenerator[IssueEvent, None]:
         issue = await find(info.context, issue_id, "Issue", info.context.loaders.issue_by_id)
         project = await _access.project_of(info.context, issue.project_id)
         async for event in _stream(info, project.id, issue.id, {"COMMENTED"}):

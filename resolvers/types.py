@@ -31,7 +31,7 @@ from loaders.rows import (
 from resolvers import _access
 from resolvers._ids import encode_id
 from resolvers._pagination import PAGE_ARGUMENTS_DOC, page_request
-from resolvers.connection import Connection, page_info, PageInfo
+from resolvers.connection import Connection, PageInfo, page_info
 from resolvers.enums import (
     IssueFilters,
     IssueOrder,
@@ -82,45 +82,88 @@ class User(Node):
 
     @classmethod
     def from_row(cls, row: UserRow) -> User:
-        return cls(row=row, login=row.login, name=row.name, bio=row.bio,
-                   is_site_admin=row.is_site_admin, created_at=row.created_at)
+        return cls(
+            row=row,
+            login=row.login,
+            name=row.name,
+            bio=row.bio,
+            is_site_admin=row.is_site_admin,
+            created_at=row.created_at,
+        )
 
-    @strawberry.field(description="The email address: visible to the user, site admins and "
-                      "the admins of the user's organizations; null with FORBIDDEN otherwise.")
+    @strawberry.field(
+        description="The email address: visible to the user, site admins and "
+        "the admins of the user's organizations; null with FORBIDDEN otherwise."
+    )
     async def email(self, info: Ctx) -> str | None:
         if not await _access.on_user(info.context, self.row, "read_email"):
             raise Forbidden("You may not read this user's email.")
         return self.row.email
 
     @strawberry.field(description="The organizations the user belongs to. " + PAGE_ARGUMENTS_DOC)
-    async def organizations(self, info: Ctx, first: First = None, after: After = None,
-                            last: Last = None, before: Before = None
-                            ) -> Connection[Organization]:
+    async def organizations(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Organization]:
         loaders = info.context.loaders
         request = page_request(BY_ID, first, after, last, before)
-        return await connect(loaders.organizations_by_user, loaders.organization_count_by_user,
-                             self.row.id, request, Organization.from_row)
+        return await connect(
+            loaders.organizations_by_user,
+            loaders.organization_count_by_user,
+            self.row.id,
+            request,
+            Organization.from_row,
+        )
 
     @strawberry.field(description="Issues the user opened, oldest first. " + PAGE_ARGUMENTS_DOC)
-    async def authored_issues(self, info: Ctx, first: First = None, after: After = None,
-                              last: Last = None, before: Before = None,
-                              filter_by: IssueFilters | None = None) -> Connection[Issue]:
+    async def authored_issues(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter_by: IssueFilters | None = None,
+    ) -> Connection[Issue]:
         loaders = info.context.loaders
-        request = page_request(order("CREATED_AT", False), first, after, last, before,
-                               issue_filter(filter_by))
-        return await connect(loaders.issues_by_author, loaders.issue_count_by_author,
-                             self.row.id, request, Issue.from_row)
+        request = page_request(
+            order("CREATED_AT", False), first, after, last, before, issue_filter(filter_by)
+        )
+        return await connect(
+            loaders.issues_by_author,
+            loaders.issue_count_by_author,
+            self.row.id,
+            request,
+            Issue.from_row,
+        )
 
-    @strawberry.field(description="Issues assigned to the user, oldest first. "
-                      + PAGE_ARGUMENTS_DOC)
-    async def assigned_issues(self, info: Ctx, first: First = None, after: After = None,
-                              last: Last = None, before: Before = None,
-                              filter_by: IssueFilters | None = None) -> Connection[Issue]:
+    @strawberry.field(
+        description="Issues assigned to the user, oldest first. " + PAGE_ARGUMENTS_DOC
+    )
+    async def assigned_issues(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter_by: IssueFilters | None = None,
+    ) -> Connection[Issue]:
         loaders = info.context.loaders
-        request = page_request(order("CREATED_AT", False), first, after, last, before,
-                               issue_filter(filter_by))
-        return await connect(loaders.issues_by_assignee, loaders.issue_count_by_assignee,
-                             self.row.id, request, Issue.from_row)
+        request = page_request(
+            order("CREATED_AT", False), first, after, last, before, issue_filter(filter_by)
+        )
+        return await connect(
+            loaders.issues_by_assignee,
+            loaders.issue_count_by_assignee,
+            self.row.id,
+            request,
+            Issue.from_row,
+        )
 
 
 @strawberry.type(description="A member of an organization, with the member's role.")
@@ -137,8 +180,11 @@ class OrganizationMemberConnection(Connection[User]):
         from resolvers._pagination import encode_cursor
 
         return [
-            OrganizationMemberEdge(cursor=encode_cursor(self.order, key),
-                                   node=User.from_row(row.user), role=MembershipRole(row.role))
+            OrganizationMemberEdge(
+                cursor=encode_cursor(self.order, key),
+                node=User.from_row(row.user),
+                role=MembershipRole(row.role),
+            )
             for row, key in zip(self.page.rows, self.page.keys, strict=True)
         ]
 
@@ -157,8 +203,13 @@ class Organization(Node):
 
     @classmethod
     def from_row(cls, row: OrganizationRow) -> Organization:
-        return cls(row=row, slug=row.slug, name=row.name, description=row.description,
-                   created_at=row.created_at)
+        return cls(
+            row=row,
+            slug=row.slug,
+            name=row.name,
+            description=row.description,
+            created_at=row.created_at,
+        )
 
     @strawberry.field(description="The viewer's role in the organization; null if none.")
     def viewer_role(self, info: Ctx) -> MembershipRole | None:
@@ -182,26 +233,43 @@ class Organization(Node):
         row = await info.context.loaders.project_by_key.load(project_ref(self.row.id, key))
         return Project.from_row(row) if row else None
 
-    @strawberry.field(description="The projects the viewer may see, oldest first. "
-                      + PAGE_ARGUMENTS_DOC)
-    async def projects(self, info: Ctx, first: First = None, after: After = None,
-                       last: Last = None, before: Before = None) -> Connection[Project]:
+    @strawberry.field(
+        description="The projects the viewer may see, oldest first. " + PAGE_ARGUMENTS_DOC
+    )
+    async def projects(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Project]:
         loaders = info.context.loaders
         request = page_request(BY_ID, first, after, last, before)
-        return await connect(loaders.projects_by_organization,
-                             loaders.project_count_by_organization, self.row.id, request,
-                             Project.from_row)
+        return await connect(
+            loaders.projects_by_organization,
+            loaders.project_count_by_organization,
+            self.row.id,
+            request,
+            Project.from_row,
+        )
 
     @strawberry.field(description="The members, with their roles. " + PAGE_ARGUMENTS_DOC)
-    async def members(self, info: Ctx, first: First = None, after: After = None,
-                      last: Last = None, before: Before = None
-                      ) -> OrganizationMemberConnection:
+    async def members(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> OrganizationMemberConnection:
         loaders = info.context.loaders
         request = page_request(BY_ID, first, after, last, before)
         page = await loaders.members_by_organization.load((self.row.id, request))
         count = partial(loaders.member_count.load, (self.row.id, None))
-        return OrganizationMemberConnection(page=page, order=request.order, wrap=_member_user,
-                                            count=count)
+        return OrganizationMemberConnection(
+            page=page, order=request.order, wrap=_member_user, count=count
+        )
 
 
 @strawberry.type(description="A body of work in an organization, holding issues and labels.")
@@ -216,9 +284,15 @@ class Project(Node):
 
     @classmethod
     def from_row(cls, row: ProjectRow) -> Project:
-        return cls(row=row, key=row.key, name=row.name, description=row.description,
-                   visibility=ProjectVisibility(row.visibility), archived_at=row.archived_at,
-                   created_at=row.created_at)
+        return cls(
+            row=row,
+            key=row.key,
+            name=row.name,
+            description=row.description,
+            visibility=ProjectVisibility(row.visibility),
+            archived_at=row.archived_at,
+            created_at=row.created_at,
+        )
 
     @strawberry.field(description="The viewer may update and archive the project.")
     def viewer_can_update(self, info: Ctx) -> bool:
@@ -244,27 +318,52 @@ class Project(Node):
         row = await info.context.loaders.issue_by_number.load((self.row.id, number))
         return Issue.from_row(row) if row else None
 
-    @strawberry.field(description="The project's issues, filtered and ordered (oldest first "
-                      "by default). " + PAGE_ARGUMENTS_DOC)
-    async def issues(self, info: Ctx, first: First = None, after: After = None,
-                     last: Last = None, before: Before = None,
-                     filter_by: IssueFilters | None = None,
-                     order_by: IssueOrder | None = None) -> Connection[Issue]:
+    @strawberry.field(
+        description="The project's issues, filtered and ordered (oldest first "
+        "by default). " + PAGE_ARGUMENTS_DOC
+    )
+    async def issues(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter_by: IssueFilters | None = None,
+        order_by: IssueOrder | None = None,
+    ) -> Connection[Issue]:
         loaders = info.context.loaders
         field = order_by.field if order_by else IssueOrderField.CREATED_AT
         descending = order_by is not None and order_by.direction is OrderDirection.DESC
-        request = page_request(order(field.value, descending), first, after, last, before,
-                               issue_filter(filter_by))
-        return await connect(loaders.issues_by_project, loaders.issue_count_by_project,
-                             self.row.id, request, Issue.from_row)
+        request = page_request(
+            order(field.value, descending), first, after, last, before, issue_filter(filter_by)
+        )
+        return await connect(
+            loaders.issues_by_project,
+            loaders.issue_count_by_project,
+            self.row.id,
+            request,
+            Issue.from_row,
+        )
 
     @strawberry.field(description="The project's labels, by name. " + PAGE_ARGUMENTS_DOC)
-    async def labels(self, info: Ctx, first: First = None, after: After = None,
-                     last: Last = None, before: Before = None) -> Connection[Label]:
+    async def labels(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Label]:
         loaders = info.context.loaders
         request = page_request(BY_NAME, first, after, last, before)
-        return await connect(loaders.labels_by_project, loaders.label_count_by_project,
-                             self.row.id, request, Label.from_row)
+        return await connect(
+            loaders.labels_by_project,
+            loaders.label_count_by_project,
+            self.row.id,
+            request,
+            Label.from_row,
+        )
 
 
 def issue_filter(filters: IssueFilters | None) -> Hashable:
@@ -274,8 +373,9 @@ def issue_filter(filters: IssueFilters | None) -> Hashable:
     return issue_filter_of(states, filters.assignee, filters.labels)
 
 
-def issue_filter_of(states: list[str] | None, assignee: str | None,
-                    labels: list[str] | None) -> IssueFilter:
+def issue_filter_of(
+    states: list[str] | None, assignee: str | None, labels: list[str] | None
+) -> IssueFilter:
     """The loaders' filter from the `filterBy` argument's values (shared by both executors)."""
     if labels is not None and len(labels) > 100:
         raise BadUserInput("At most 100 label names may be given.", argument="filterBy")
@@ -300,10 +400,17 @@ class Issue(Node):
 
     @classmethod
     def from_row(cls, row: IssueRow) -> Issue:
-        return cls(row=row, number=row.number, title=row.title, body=row.body,
-                   state=IssueState(row.state), priority=row.priority,
-                   created_at=row.created_at, updated_at=row.updated_at,
-                   closed_at=row.closed_at)
+        return cls(
+            row=row,
+            number=row.number,
+            title=row.title,
+            body=row.body,
+            state=IssueState(row.state),
+            priority=row.priority,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            closed_at=row.closed_at,
+        )
 
     @strawberry.field(description="The viewer may edit the title and body.")
     async def viewer_can_update(self, info: Ctx) -> bool:
@@ -337,20 +444,42 @@ class Issue(Node):
         return User.from_row(await info.context.loaders.user_by_id.load(self.row.assignee_id))
 
     @strawberry.field(description="The issue's labels. " + PAGE_ARGUMENTS_DOC)
-    async def labels(self, info: Ctx, first: First = None, after: After = None,
-                     last: Last = None, before: Before = None) -> Connection[Label]:
+    async def labels(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Label]:
         loaders = info.context.loaders
         request = page_request(BY_ID, first, after, last, before)
-        return await connect(loaders.labels_by_issue, loaders.label_count_by_issue,
-                             self.row.id, request, Label.from_row)
+        return await connect(
+            loaders.labels_by_issue,
+            loaders.label_count_by_issue,
+            self.row.id,
+            request,
+            Label.from_row,
+        )
 
     @strawberry.field(description="The issue's comments, oldest first. " + PAGE_ARGUMENTS_DOC)
-    async def comments(self, info: Ctx, first: First = None, after: After = None,
-                       last: Last = None, before: Before = None) -> Connection[Comment]:
+    async def comments(
+        self,
+        info: Ctx,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Comment]:
         loaders = info.context.loaders
         request = page_request(BY_CREATED_AT, first, after, last, before)
-        return await connect(loaders.comments_by_issue, loaders.comment_count_by_issue,
-                             self.row.id, request, Comment.from_row)
+        return await connect(
+            loaders.comments_by_issue,
+            loaders.comment_count_by_issue,
+            self.row.id,
+            request,
+            Comment.from_row,
+        )
 
 
 @strawberry.type(description="A named, colored tag for a project's issues.")
@@ -408,5 +537,15 @@ class Comment(Node):
 NODE_CLASSES: dict[str, Any] = {
     cls.__name__: cls for cls in (User, Organization, Project, Issue, Label, Comment)
 }
-__all__ = ["NODE_CLASSES", "Comment", "Issue", "Label", "Node", "Organization", "PageInfo",
-           "Project", "User", "page_info"]
+__all__ = [
+    "NODE_CLASSES",
+    "Comment",
+    "Issue",
+    "Label",
+    "Node",
+    "Organization",
+    "PageInfo",
+    "Project",
+    "User",
+    "page_info",
+]

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from graphql import OperationType
 
 from app.__main__ import prepare_database
 from app.auth import Tokens
@@ -28,8 +29,6 @@ from app.execution import Executor, format_errors
 from app.policy import ANONYMOUS, Access, Viewer
 from app.settings import Settings
 from loaders.users import load_viewer
-from graphql import OperationType
-
 from resolvers.compiled import CompiledExecutor
 from resolvers.schema import schema
 
@@ -118,13 +117,20 @@ def _under_null(data: Any, path: list[Any]) -> bool:
 def same_errors(errors: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """Errors in a comparable order: executors may finish fields in different orders."""
     return sorted((repr(e.get("path")), e["message"], repr(e.get("extensions"))) for e in errors)
-TEST_SETTINGS = Settings(bcrypt_rounds=4, jwt_secret="test-secret-" + "x" * 32,
-                         max_body_bytes=100_000)
+
+
+TEST_SETTINGS = Settings(
+    bcrypt_rounds=4, jwt_secret="test-secret-" + "x" * 32, max_body_bytes=100_000
+)
 
 
 def services_with(access: Access | None = None) -> Services:
-    tokens = Tokens(TEST_SETTINGS.jwt_secret or "", TEST_SETTINGS.jwt_issuer,
-                    TEST_SETTINGS.jwt_audience, TEST_SETTINGS.access_token_ttl)
+    tokens = Tokens(
+        TEST_SETTINGS.jwt_secret or "",
+        TEST_SETTINGS.jwt_issuer,
+        TEST_SETTINGS.jwt_audience,
+        TEST_SETTINGS.access_token_ttl,
+    )
     return Services(settings=TEST_SETTINGS, access=access or Access(), tokens=tokens)
 
 
@@ -145,9 +151,12 @@ def run(conn: asyncpg.Connection) -> Run:
     """Execute a document in-process, on the test's transaction, as `viewer` (a login, a
     Viewer, or None for anonymous), optionally with other `services` (another policy)."""
 
-    async def execute(query: str, variables: dict[str, Any] | None = None,
-                      viewer: Viewer | str | None = None,
-                      services: Services | None = None) -> Outcome:
+    async def execute(
+        query: str,
+        variables: dict[str, Any] | None = None,
+        viewer: Viewer | str | None = None,
+        services: Services | None = None,
+    ) -> Outcome:
         prepared = _executor.prepare(query)
         if prepared.document is None:
             return Outcome(None, format_errors(prepared.errors, prepared.code or ""))
@@ -158,23 +167,33 @@ def run(conn: asyncpg.Connection) -> Run:
         result = await _executor.execute(prepared, context, variables)
         await session.close()  # waits for any statement still running
         outcome = Outcome(result.data, format_errors(result.errors or []), session.log)
-        if prepared.operation(None) is not None and \
-                prepared.operation(None).operation is OperationType.QUERY:  # type: ignore[union-attr]
+        if (
+            prepared.operation(None) is not None
+            and prepared.operation(None).operation is OperationType.QUERY
+        ):  # type: ignore[union-attr]
             await _differential(prepared, viewer, services, variables, outcome)
         return outcome
 
-    async def _differential(prepared: Any, viewer: Viewer, services: Services | None,
-                            variables: dict[str, Any] | None, standard: Outcome) -> None:
+    async def _differential(
+        prepared: Any,
+        viewer: Viewer,
+        services: Services | None,
+        variables: dict[str, Any] | None,
+        standard: Outcome,
+    ) -> None:
         """Every query of the suite also runs through the compiled executor: same answer,
         no more SQL statements."""
         session = RecordingSession(conn)
-        context = build_context(session, Viewer(viewer.user, dict(viewer.roles)),
-                                services or _services)
+        context = build_context(
+            session, Viewer(viewer.user, dict(viewer.roles)), services or _services
+        )
         result = await _compiled.execute(prepared, context, variables)
         await session.close()
         assert result.data == standard.data
-        compiled, expected = same_errors(format_errors(result.errors or [])), \
-            same_errors(standard.errors)
+        compiled, expected = (
+            same_errors(format_errors(result.errors or [])),
+            same_errors(standard.errors),
+        )
         assert set(expected) <= set(compiled)
         # graphql-core stops waiting for the other fields of an object that an error has
         # nulled, so it may not report their errors; every error only the compiled executor
@@ -182,8 +201,7 @@ def run(conn: asyncpg.Connection) -> Run:
         for path, *_ in set(compiled) - set(expected):
             assert _under_null(standard.data, eval(path)), path
         if not standard.errors:  # (an error lets graphql-core skip the rest of an object)
-            assert len(session.log) <= len(standard.statements), (session.log,
-                                                                  standard.statements)
+            assert len(session.log) <= len(standard.statements), (session.log, standard.statements)
 
     return execute
 

@@ -51,8 +51,18 @@ class ThrowawayPostgres:
 
     def start(self) -> None:
         """Start again on the same data folder and socket, as pgserver first started it."""
-        self._run(["-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
-                   "-l", str(self.pgdata / "log"), "start"])
+        self._run(
+            [
+                "-w",
+                "-o",
+                '-h ""',
+                "-o",
+                f"-k {self.socket_dir}",
+                "-l",
+                str(self.pgdata / "log"),
+                "start",
+            ]
+        )
         self.running = True
 
     def log_tail(self, lines: int = 40) -> str:
@@ -93,9 +103,12 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
             with contextlib.suppress(subprocess.SubprocessError, OSError):
                 import pgserver
 
-                pgserver.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata,
-                                user="pgserver" if _is_root() else None,
-                                timeout=PG_CTL_TIMEOUT)
+                pgserver.pg_ctl(
+                    ["-w", "-m", "immediate", "stop"],
+                    pgdata=pgdata,
+                    user="pgserver" if _is_root() else None,
+                    timeout=PG_CTL_TIMEOUT,
+                )
             shutil.rmtree(pgdata, ignore_errors=True)
 
 

@@ -24,10 +24,25 @@ def server_processes(count: int, database_url: str, **env: str) -> Iterator[list
     """Start `count` uvicorn processes of the app; yield their base URLs; stop them."""
     environment = os.environ | {"DATABASE_URL": database_url, "LOG_LEVEL": "warning"} | env
     ports = [free_port() for _ in range(count)]
-    processes = [subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
-         "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=environment)
-        for port in ports]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=environment,
+        )
+        for port in ports
+    ]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         for url, process in zip(urls, processes, strict=True):

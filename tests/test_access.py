@@ -29,22 +29,35 @@ query($pub: ID!, $priv: ID!, $privIssue: ID!, $issue: ID!, $comment: ID!, $org: 
   user(login: $target) { email }
 }
 """
-COLUMNS = ("read_public", "read_private", "read_private_issue", "update_project",
-           "create_issue", "edit_issue", "triage_issue", "close_issue", "comment",
-           "update_comment", "delete_comment", "administer", "manage_owners",
-           "create_projects", "read_email")
+COLUMNS = (
+    "read_public",
+    "read_private",
+    "read_private_issue",
+    "update_project",
+    "create_issue",
+    "edit_issue",
+    "triage_issue",
+    "close_issue",
+    "comment",
+    "update_comment",
+    "delete_comment",
+    "administer",
+    "manage_owners",
+    "create_projects",
+    "read_email",
+)
 T, F = True, False
 EXPECTED = {
     #            pub priv pIss updP crtI edit tria clos cmnt updC delC admn ownr crtP mail
     "anonymous": (T, F, F, F, F, F, F, F, F, F, F, F, F, F, F),
-    "outsider":  (T, F, F, F, F, F, F, F, F, F, F, F, F, F, F),
-    "member":    (T, T, T, F, T, F, F, F, T, F, F, F, F, F, F),
-    "target":    (T, T, T, F, T, F, F, F, T, F, F, F, F, F, T),
-    "admin":     (T, T, T, T, T, T, T, T, T, F, T, T, F, T, T),
-    "owner":     (T, T, T, T, T, T, T, T, T, F, T, T, T, T, T),
-    "root":      (T, T, T, T, T, T, T, T, T, T, T, T, T, T, T),
-    "author":    (T, F, F, F, F, T, F, T, F, T, T, F, F, F, F),
-    "assignee":  (T, F, F, F, F, F, F, T, F, F, F, F, F, F, F),
+    "outsider": (T, F, F, F, F, F, F, F, F, F, F, F, F, F, F),
+    "member": (T, T, T, F, T, F, F, F, T, F, F, F, F, F, F),
+    "target": (T, T, T, F, T, F, F, F, T, F, F, F, F, F, T),
+    "admin": (T, T, T, T, T, T, T, T, T, F, T, T, F, T, T),
+    "owner": (T, T, T, T, T, T, T, T, T, F, T, T, T, T, T),
+    "root": (T, T, T, T, T, T, T, T, T, T, T, T, T, T, T),
+    "author": (T, F, F, F, F, T, F, T, F, T, T, F, F, F, F),
+    "assignee": (T, F, F, F, F, F, F, T, F, F, F, F, F, F, F),
 }
 
 
@@ -52,8 +65,12 @@ async def _world(make: Any, conn: asyncpg.Connection) -> dict[str, Any]:
     logins = ["outsider", "member", "target", "admin", "owner", "author", "assignee"]
     users = {name: await make.user(login=f"acl-{name}") for name in logins}
     org = await make.organization(slug="acl-org")
-    for name, role in [("member", "MEMBER"), ("target", "MEMBER"), ("admin", "ADMIN"),
-                       ("owner", "OWNER")]:
+    for name, role in [
+        ("member", "MEMBER"),
+        ("target", "MEMBER"),
+        ("admin", "ADMIN"),
+        ("owner", "OWNER"),
+    ]:
         await make.member(org, users[name], role)
     public = await make.project(org, key="PUB", visibility="PUBLIC")
     private = await make.project(org, key="PRIV", visibility="PRIVATE")
@@ -61,27 +78,41 @@ async def _world(make: Any, conn: asyncpg.Connection) -> dict[str, Any]:
     comment = await make.comment(issue, users["author"])
     private_issue = await make.issue(private, users["member"])
     return {
-        "pub": encode_id("Project", public), "priv": encode_id("Project", private),
-        "privIssue": encode_id("Issue", private_issue), "issue": encode_id("Issue", issue),
-        "comment": encode_id("Comment", comment), "org": "acl-org", "target": "acl-target",
+        "pub": encode_id("Project", public),
+        "priv": encode_id("Project", private),
+        "privIssue": encode_id("Issue", private_issue),
+        "issue": encode_id("Issue", issue),
+        "comment": encode_id("Comment", comment),
+        "org": "acl-org",
+        "target": "acl-target",
     }
 
 
 def _observed(data: dict[str, Any]) -> tuple[bool, ...]:
     pub, issue, comment, org = data["pub"], data["issue"], data["comment"], data["organization"]
     return (
-        pub is not None, data["priv"] is not None, data["privIssue"] is not None,
-        pub["viewerCanUpdate"], pub["viewerCanCreateIssues"], issue["viewerCanUpdate"],
-        issue["viewerCanTriage"], issue["viewerCanClose"], issue["viewerCanComment"],
-        comment["viewerCanUpdate"], comment["viewerCanDelete"], org["viewerCanAdminister"],
-        org["viewerCanManageOwners"], org["viewerCanCreateProjects"],
+        pub is not None,
+        data["priv"] is not None,
+        data["privIssue"] is not None,
+        pub["viewerCanUpdate"],
+        pub["viewerCanCreateIssues"],
+        issue["viewerCanUpdate"],
+        issue["viewerCanTriage"],
+        issue["viewerCanClose"],
+        issue["viewerCanComment"],
+        comment["viewerCanUpdate"],
+        comment["viewerCanDelete"],
+        org["viewerCanAdminister"],
+        org["viewerCanManageOwners"],
+        org["viewerCanCreateProjects"],
         data["user"]["email"] is not None,
     )
 
 
 @pytest.mark.parametrize("role", list(EXPECTED))
-async def test_role_sees_and_may_do_what_the_rules_say(role: str, run: Run, make: Any,
-                                                       conn: asyncpg.Connection) -> None:
+async def test_role_sees_and_may_do_what_the_rules_say(
+    role: str, run: Run, make: Any, conn: asyncpg.Connection
+) -> None:
     variables = await _world(make, conn)
     viewer = None if role == "anonymous" else "root" if role == "root" else f"acl-{role}"
 
@@ -92,20 +123,24 @@ async def test_role_sees_and_may_do_what_the_rules_say(role: str, run: Run, make
     reads_private = EXPECTED[role][1]
     assert outcome.data["organization"]["projects"]["totalCount"] == (2 if reads_private else 1)
     email_errors = [e for e in outcome.errors if e["path"] == ["user", "email"]]
-    assert [e["extensions"]["code"] for e in email_errors] == ([] if EXPECTED[role][-1]
-                                                               else ["FORBIDDEN"])
+    assert [e["extensions"]["code"] for e in email_errors] == (
+        [] if EXPECTED[role][-1] else ["FORBIDDEN"]
+    )
     assert len(outcome.errors) == len(email_errors)
 
 
-async def test_changing_a_policy_line_changes_behaviour(run: Run, make: Any,
-                                                        conn: asyncpg.Connection,
-                                                        tmp_path: Path) -> None:
+SHIPPED = Path(__file__).resolve().parent.parent / "app" / "access"
+
+
+async def test_changing_a_policy_line_changes_behaviour(
+    run: Run, make: Any, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
     variables = await _world(make, conn)
-    shipped = Path(__file__).resolve().parent.parent / "app" / "access"
     edited = tmp_path / "policy.csv"
-    edited.write_text((shipped / "policy.csv").read_text().replace(
-        "p, public, project, read\n", ""))
-    members_only = services_with(Access(shipped / "model.conf", edited))
+    edited.write_text(
+        (SHIPPED / "policy.csv").read_text().replace("p, public, project, read\n", "")
+    )
+    members_only = services_with(Access(SHIPPED / "model.conf", edited))
 
     before = await run(CHECKS, variables)
     after = await run(CHECKS, variables, services=members_only)
@@ -117,8 +152,9 @@ async def test_changing_a_policy_line_changes_behaviour(run: Run, make: Any,
     assert member_after.data["organization"]["projects"]["totalCount"] == 2
 
 
-async def test_decisions_are_made_once_per_traits_not_per_row(run: Run, make: Any,
-                                                              conn: asyncpg.Connection) -> None:
+async def test_decisions_are_made_once_per_traits_not_per_row(
+    run: Run, make: Any, conn: asyncpg.Connection
+) -> None:
     author = await make.user(login="acl-many")
     org = await make.organization(slug="acl-many-org")
     await make.member(org, author, "MEMBER")
@@ -141,13 +177,16 @@ async def test_decisions_are_made_once_per_traits_not_per_row(run: Run, make: An
     outcome = await run(query, viewer="acl-many", services=services_with(access))
 
     nodes = outcome.data["organization"]["project"]["issues"]["nodes"]
-    assert len(nodes) == 30 and all(n == {"viewerCanUpdate": True, "viewerCanClose": True,
-                                          "viewerCanComment": True} for n in nodes)
+    assert len(nodes) == 30 and all(
+        n == {"viewerCanUpdate": True, "viewerCanClose": True, "viewerCanComment": True}
+        for n in nodes
+    )
     assert calls <= 6  # the scope (3 at most) and one per (traits, action), not 90
 
 
-async def test_hidden_objects_are_missing_not_forbidden(run: Run, make: Any,
-                                                        conn: asyncpg.Connection) -> None:
+async def test_hidden_objects_are_missing_not_forbidden(
+    run: Run, make: Any, conn: asyncpg.Connection
+) -> None:
     variables = await _world(make, conn)
     query = """query($priv: ID!) { node(id: $priv) { id }
         organization(slug: "acl-org") { project(key: "PRIV") { key } } }"""

@@ -23,18 +23,30 @@ VIEWER = "{ viewer { login email } }"
 _n = itertools.count(1)
 
 
-async def _gql(client: Any, query: str, variables: dict[str, Any] | None = None,
-               token: str | None = None) -> Any:
+async def _gql(
+    client: Any, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    return await client.post("/graphql", json={"query": query, "variables": variables or {}},
-                             headers=headers)
+    return await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
 
 
 async def _sign_up(client: Any, password: str = "correct horse") -> tuple[str, dict[str, Any]]:
     login = f"auth-{datetime.now(UTC).timestamp():.0f}-{next(_n)}"
-    response = await _gql(client, SIGN_UP, {"input": {
-        "login": login, "email": f"{login}@example.test", "password": password,
-        "name": "Auth Test", "clientMutationId": "m1"}})
+    response = await _gql(
+        client,
+        SIGN_UP,
+        {
+            "input": {
+                "login": login,
+                "email": f"{login}@example.test",
+                "password": password,
+                "name": "Auth Test",
+                "clientMutationId": "m1",
+            }
+        },
+    )
     body = response.json()
     payload = body["data"]["signUp"]
     assert payload["userErrors"] == [], payload
@@ -54,18 +66,30 @@ async def test_sign_up_signs_in_and_the_token_names_the_viewer(client: Any) -> N
 async def test_sign_up_refuses_bad_and_taken_input_with_user_errors(client: Any) -> None:
     login, _ = await _sign_up(client)
     cases = [
-        ({"login": "-bad", "email": "x@example.test", "password": "long enough"},
-         [(["input", "login"], "INVALID")]),
-        ({"login": "fine-one", "email": "nope", "password": "long enough"},
-         [(["input", "email"], "INVALID")]),
-        ({"login": "fine-two", "email": "y@example.test", "password": "short"},
-         [(["input", "password"], "TOO_SHORT")]),
-        ({"login": "fine-three", "email": "z@example.test", "password": "é" * 37},
-         [(["input", "password"], "TOO_LONG")]),
-        ({"login": login.upper(), "email": "w@example.test", "password": "long enough"},
-         [(["input", "login"], "TAKEN")]),
-        ({"login": "fine-four", "email": f"{login}@EXAMPLE.test", "password": "long enough"},
-         [(["input", "email"], "TAKEN")]),
+        (
+            {"login": "-bad", "email": "x@example.test", "password": "long enough"},
+            [(["input", "login"], "INVALID")],
+        ),
+        (
+            {"login": "fine-one", "email": "nope", "password": "long enough"},
+            [(["input", "email"], "INVALID")],
+        ),
+        (
+            {"login": "fine-two", "email": "y@example.test", "password": "short"},
+            [(["input", "password"], "TOO_SHORT")],
+        ),
+        (
+            {"login": "fine-three", "email": "z@example.test", "password": "é" * 37},
+            [(["input", "password"], "TOO_LONG")],
+        ),
+        (
+            {"login": login.upper(), "email": "w@example.test", "password": "long enough"},
+            [(["input", "login"], "TAKEN")],
+        ),
+        (
+            {"login": "fine-four", "email": f"{login}@EXAMPLE.test", "password": "long enough"},
+            [(["input", "email"], "TAKEN")],
+        ),
     ]
     for data, expected in cases:
         response = await _gql(client, SIGN_UP, {"input": data})
@@ -76,24 +100,41 @@ async def test_sign_up_refuses_bad_and_taken_input_with_user_errors(client: Any)
 
 async def test_log_in_with_login_or_email_and_same_answer_for_unknown(client: Any) -> None:
     login, _ = await _sign_up(client)
-    by_login = await _gql(client, LOG_IN, {"input": {"login": login.upper(),
-                                                     "password": "correct horse"}})
-    by_email = await _gql(client, LOG_IN, {"input": {"login": f"{login}@example.test",
-                                                     "password": "correct horse"}})
+    by_login = await _gql(
+        client, LOG_IN, {"input": {"login": login.upper(), "password": "correct horse"}}
+    )
+    by_email = await _gql(
+        client, LOG_IN, {"input": {"login": f"{login}@example.test", "password": "correct horse"}}
+    )
     wrong = await _gql(client, LOG_IN, {"input": {"login": login, "password": "wrong horse"}})
-    unknown = await _gql(client, LOG_IN, {"input": {"login": "nobody-at-all",
-                                                    "password": "wrong horse"}})
+    unknown = await _gql(
+        client, LOG_IN, {"input": {"login": "nobody-at-all", "password": "wrong horse"}}
+    )
     assert by_login.json()["data"]["logIn"]["viewer"] == {"login": login}
     assert by_email.json()["data"]["logIn"]["viewer"] == {"login": login}
-    assert wrong.json()["data"] == unknown.json()["data"] == {"logIn": {
-        "viewer": None, "tokens": None, "userErrors": [
-            {"field": None, "message": "Wrong login or password.",
-             "code": "INVALID_CREDENTIALS"}]}}
+    assert (
+        wrong.json()["data"]
+        == unknown.json()["data"]
+        == {
+            "logIn": {
+                "viewer": None,
+                "tokens": None,
+                "userErrors": [
+                    {
+                        "field": None,
+                        "message": "Wrong login or password.",
+                        "code": "INVALID_CREDENTIALS",
+                    }
+                ],
+            }
+        }
+    )
 
 
 async def test_demo_user_signs_in_with_the_documented_password(client: Any) -> None:
-    response = await _gql(client, LOG_IN, {"input": {"login": "alice",
-                                                     "password": "alice-in-acme"}})
+    response = await _gql(
+        client, LOG_IN, {"input": {"login": "alice", "password": "alice-in-acme"}}
+    )
     assert response.json()["data"]["logIn"]["viewer"] == {"login": "alice"}
 
 
@@ -101,8 +142,7 @@ async def test_repeated_failures_are_rate_limited(client: Any) -> None:
     login, _ = await _sign_up(client)
     for _ in range(TEST_SETTINGS.login_max_failures):
         await _gql(client, LOG_IN, {"input": {"login": login, "password": "wrong horse"}})
-    blocked = await _gql(client, LOG_IN, {"input": {"login": login,
-                                                    "password": "correct horse"}})
+    blocked = await _gql(client, LOG_IN, {"input": {"login": login, "password": "correct horse"}})
     error = blocked.json()["errors"][0]
     assert error["extensions"]["code"] == "RATE_LIMITED"
     assert 0 < error["extensions"]["retryAfter"] <= TEST_SETTINGS.login_failure_window
@@ -133,8 +173,13 @@ async def test_log_out_revokes_the_session(client: Any) -> None:
 
 def _forge(**changes: Any) -> str:
     now = datetime.now(UTC)
-    claims: dict[str, Any] = {"sub": "1", "iat": now, "exp": now + timedelta(minutes=5),
-                              "aud": TEST_SETTINGS.jwt_audience, "iss": TEST_SETTINGS.jwt_issuer}
+    claims: dict[str, Any] = {
+        "sub": "1",
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        "aud": TEST_SETTINGS.jwt_audience,
+        "iss": TEST_SETTINGS.jwt_issuer,
+    }
     key = changes.pop("key", TEST_SETTINGS.jwt_secret)
     algorithm = changes.pop("algorithm", "HS256")
     for name, value in changes.items():
@@ -145,22 +190,37 @@ def _forge(**changes: Any) -> str:
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
-@pytest.mark.parametrize("token", [
-    _forge(exp=datetime.now(UTC) - timedelta(seconds=5)),
-    _forge(key="another-secret-of-sufficient-length-000"),
-    _forge(aud="someone-else"),
-    _forge(iss="someone-else"),
-    _forge(exp=None),
-    _forge(sub=None),
-    _forge(sub="not-a-number"),
-    _forge(algorithm="none", key=None),
-    "not.a.jwt",
-    "",
-], ids=["expired", "wrong-key", "wrong-audience", "wrong-issuer", "no-exp", "no-sub",
-        "bad-sub", "alg-none", "garbage", "empty"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        _forge(exp=datetime.now(UTC) - timedelta(seconds=5)),
+        _forge(key="another-secret-of-sufficient-length-000"),
+        _forge(aud="someone-else"),
+        _forge(iss="someone-else"),
+        _forge(exp=None),
+        _forge(sub=None),
+        _forge(sub="not-a-number"),
+        _forge(algorithm="none", key=None),
+        "not.a.jwt",
+        "",
+    ],
+    ids=[
+        "expired",
+        "wrong-key",
+        "wrong-audience",
+        "wrong-issuer",
+        "no-exp",
+        "no-sub",
+        "bad-sub",
+        "alg-none",
+        "garbage",
+        "empty",
+    ],
+)
 async def test_bad_tokens_are_401_not_anonymous(client: Any, token: str) -> None:
-    response = await client.post("/graphql", json={"query": VIEWER},
-                                 headers={"authorization": f"Bearer {token}"})
+    response = await client.post(
+        "/graphql", json={"query": VIEWER}, headers={"authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith('Bearer realm="issuegraph"')
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -168,14 +228,16 @@ async def test_bad_tokens_are_401_not_anonymous(client: Any, token: str) -> None
 
 
 async def test_other_authorization_schemes_are_401(client: Any) -> None:
-    response = await client.post("/graphql", json={"query": VIEWER},
-                                 headers={"authorization": "Basic YWxpY2U6eA=="})
+    response = await client.post(
+        "/graphql", json={"query": VIEWER}, headers={"authorization": "Basic YWxpY2U6eA=="}
+    )
     assert response.status_code == 401
 
 
 async def test_signed_in_member_reads_private_project(client: Any) -> None:
-    token = (await _gql(client, LOG_IN, {"input": {"login": "bob", "password":
-                                                   "bob-builds-web"}})).json()
+    token = (
+        await _gql(client, LOG_IN, {"input": {"login": "bob", "password": "bob-builds-web"}})
+    ).json()
     access = token["data"]["logIn"]["tokens"]["accessToken"]
     query = '{ organization(slug: "acme") { project(key: "OPS") { key } } }'
     anonymous = (await _gql(client, query)).json()

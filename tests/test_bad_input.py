@@ -75,8 +75,12 @@ Check = Callable[[httpx.Response, dict[str, Any]], None]
 # Request builders ---------------------------------------------------------------------
 
 
-def raw(body: bytes | Callable[[], AsyncIterator[bytes]], content_type: str | None = JSON_TYPE,
-        headers: Headers | None = None, method: str = "POST") -> Send:
+def raw(
+    body: bytes | Callable[[], AsyncIterator[bytes]],
+    content_type: str | None = JSON_TYPE,
+    headers: Headers | None = None,
+    method: str = "POST",
+) -> Send:
     """Send `body` exactly as given (a callable makes a streamed body, no Content-Length)."""
 
     async def send(client: httpx.AsyncClient) -> httpx.Response:
@@ -95,9 +99,15 @@ def post(payload: Any, *, strict: bool = True, headers: Headers | None = None) -
     return raw(body, headers={**(STRICT if strict else LEGACY), **(headers or {})})
 
 
-def gql(query: str, variables: Any = None, *, operation_name: Any = None,
-        extensions: Any = None, strict: bool = True,
-        headers: Headers | None = None) -> Send:
+def gql(
+    query: str,
+    variables: Any = None,
+    *,
+    operation_name: Any = None,
+    extensions: Any = None,
+    strict: bool = True,
+    headers: Headers | None = None,
+) -> Send:
     payload: dict[str, Any] = {"query": query}
     if variables is not None:
         payload["variables"] = variables
@@ -108,11 +118,12 @@ def gql(query: str, variables: Any = None, *, operation_name: Any = None,
     return post(payload, strict=strict, headers=headers)
 
 
-def get(params: dict[str, str], *, headers: Headers | None = None,
-        strict: bool = True) -> Send:
+def get(params: dict[str, str], *, headers: Headers | None = None, strict: bool = True) -> Send:
     async def send(client: httpx.AsyncClient) -> httpx.Response:
-        sent: Headers = {**(STRICT if strict else LEGACY),
-                         **(PREFLIGHT if headers is None else headers)}
+        sent: Headers = {
+            **(STRICT if strict else LEGACY),
+            **(PREFLIGHT if headers is None else headers),
+        }
         return await client.get("/graphql", params=params, headers=sent)
 
     return send
@@ -138,8 +149,12 @@ def signed_in(query: str, variables: dict[str, Any] | None = None) -> Send:
     async def send(client: httpx.AsyncClient) -> httpx.Response:
         found = await client.post("/graphql", json={"query": '{ user(login: "alice") { id } }'})
         _, pk = decode_id(found.json()["data"]["user"]["id"], "User")
-        tokens = Tokens(TEST_SETTINGS.jwt_secret or "", TEST_SETTINGS.jwt_issuer,
-                        TEST_SETTINGS.jwt_audience, TEST_SETTINGS.access_token_ttl)
+        tokens = Tokens(
+            TEST_SETTINGS.jwt_secret or "",
+            TEST_SETTINGS.jwt_issuer,
+            TEST_SETTINGS.jwt_audience,
+            TEST_SETTINGS.access_token_ttl,
+        )
         return await gql(query, variables, headers=bearer(tokens.issue(pk).token))(client)
 
     return send
@@ -163,8 +178,14 @@ def sha(text: str) -> str:
 
 def token(*, key: str | None = None, algorithm: str = "HS256", **claims: Any) -> str:
     now = datetime.now(UTC)
-    payload = {"sub": "1", "iat": now, "exp": now + timedelta(minutes=5),
-               "aud": TEST_SETTINGS.jwt_audience, "iss": TEST_SETTINGS.jwt_issuer, **claims}
+    payload = {
+        "sub": "1",
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        "aud": TEST_SETTINGS.jwt_audience,
+        "iss": TEST_SETTINGS.jwt_issuer,
+        **claims,
+    }
     with warnings.catch_warnings():  # HS512 with the service's 44-byte key: "too short"
         warnings.simplefilter("ignore")
         return jwt.encode(payload, key or TEST_SETTINGS.jwt_secret or "", algorithm=algorithm)
@@ -174,9 +195,17 @@ def unsigned_token() -> str:
     """An `alg: none` token written by hand (PyJWT will not decode one, but may encode)."""
     now = int(datetime.now(UTC).timestamp())
     header = b64(json.dumps({"alg": "none", "typ": "JWT"}))
-    claims = b64(json.dumps({"sub": "1", "iat": now, "exp": now + 300,
-                             "aud": TEST_SETTINGS.jwt_audience,
-                             "iss": TEST_SETTINGS.jwt_issuer}))
+    claims = b64(
+        json.dumps(
+            {
+                "sub": "1",
+                "iat": now,
+                "exp": now + 300,
+                "aud": TEST_SETTINGS.jwt_audience,
+                "iss": TEST_SETTINGS.jwt_issuer,
+            }
+        )
+    )
     return f"{header}.{claims}."
 
 
@@ -184,8 +213,10 @@ ISSUE_1 = encode_id("Issue", 1)
 ORGANIZATION_1 = encode_id("Organization", 1)
 USER = "query($l: String!) { user(login: $l) { login } }"
 NODE = "query($id: ID!) { node(id: $id) { id } }"
-PROJECTS_AFTER = 'query($c: String) { organization(slug: "acme") { projects(first: 1, after: $c)' \
-                 " { totalCount } } }"
+PROJECTS_AFTER = (
+    'query($c: String) { organization(slug: "acme") { projects(first: 1, after: $c)'
+    " { totalCount } } }"
+)
 ISSUES_BY_PRIORITY_AFTER = """query($c: String) { organization(slug: "acme") {
   project(key: "WEB") { issues(first: 1, after: $c, orderBy: {field: PRIORITY, direction: DESC})
   { totalCount } } } }"""
@@ -206,38 +237,60 @@ def nested(opening: str, closing: str, levels: int, inner: str) -> str:
 
 
 # 50 levels of organization → projects → nodes → organization …: depth 151.
-DEEP_ORGANIZATIONS = '{ organization(slug: "acme") { ' + nested(
-    "projects(first: 1) { nodes { organization { ", " } } }", 50, "slug") + " } }"
+DEEP_ORGANIZATIONS = (
+    '{ organization(slug: "acme") { '
+    + nested("projects(first: 1) { nodes { organization { ", " } } }", 50, "slug")
+    + " } }"
+)
 # issue → project → organization → project → issue …, 12 times round: depth 50.
-DEEP_ISSUES = f'{{ node(id: "{ISSUE_1}") {{ ... on Issue {{ ' + nested(
-    'project { organization { project(key: "WEB") { issue(number: 1) { ', " } } } }", 12,
-    "title") + " } } }"
+DEEP_ISSUES = (
+    f'{{ node(id: "{ISSUE_1}") {{ ... on Issue {{ '
+    + nested(
+        'project { organization { project(key: "WEB") { issue(number: 1) { ',
+        " } } } }",
+        12,
+        "title",
+    )
+    + " } } }"
+)
 # Past graphql-core's parser nesting limit (200): 268 selection sets.
-TOO_NESTED_TO_PARSE = "{ viewer { " + nested(
-    "organizations { nodes { members { nodes { ", " } } } }", 67, "login") + " } }"
+TOO_NESTED_TO_PARSE = (
+    "{ viewer { "
+    + nested("organizations { nodes { members { nodes { ", " } } } }", 67, "login")
+    + " } }"
+)
 # __type { fields { type { fields { type … 40 times: depth 81. ofType would not count.
-INTROSPECTION_BOMB = '{ __type(name: "Query") { ' + nested(
-    "fields { type { ", " } }", 40, "name") + " } }"
+INTROSPECTION_BOMB = (
+    '{ __type(name: "Query") { ' + nested("fields { type { ", " } }", 40, "name") + " } }"
+)
 # ofType nests as deep as the parser allows, but only as deep as the schema's wrappers go.
-OF_TYPE_TOWER = '{ __type(name: "Query") { fields { type { ' + nested(
-    "ofType { ", " }", 180, "name") + " } } } }"
+OF_TYPE_TOWER = (
+    '{ __type(name: "Query") { fields { type { '
+    + nested("ofType { ", " }", 180, "name")
+    + " } } } }"
+)
 
 
 def fragment_bomb(levels: int = 30) -> str:
     """Each fragment spreads the previous one twice under two aliases: 2^30 leaves."""
-    def twice(i: int) -> str:
-        return f"organizations(first: 1) {{ nodes {{ members(first: 1) {{ nodes {{ ...F{i - 1}" \
-               " } } } }"
 
-    fragments = "\n".join(f"fragment F{i} on User {{ a: {twice(i)} b: {twice(i)} }}"
-                          for i in range(1, levels + 1))
+    def twice(i: int) -> str:
+        return (
+            f"organizations(first: 1) {{ nodes {{ members(first: 1) {{ nodes {{ ...F{i - 1}"
+            " } } } }"
+        )
+
+    fragments = "\n".join(
+        f"fragment F{i} on User {{ a: {twice(i)} b: {twice(i)} }}" for i in range(1, levels + 1)
+    )
     return f"{{ viewer {{ ...F{levels} }} }}\n{fragments}\nfragment F0 on User {{ login }}"
 
 
 def flat_fragment_bomb(levels: int = 30) -> str:
     """Each fragment spreads the previous one twice at one place: merges to one field."""
-    fragments = "\n".join(f"fragment F{i} on Query {{ ...F{i - 1} ...F{i - 1} }}"
-                          for i in range(1, levels + 1))
+    fragments = "\n".join(
+        f"fragment F{i} on Query {{ ...F{i - 1} ...F{i - 1} }}" for i in range(1, levels + 1)
+    )
     return f"{{ ...F{levels} }}\n{fragments}\nfragment F0 on Query {{ __typename }}"
 
 
@@ -259,8 +312,10 @@ def deep_json(levels: int, closed: bool = True) -> bytes:
 
 
 def multipart_body() -> bytes:
-    return (b"--XyZ\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n"
-            b'{"query": "{ __typename }"}\r\n--XyZ--\r\n')
+    return (
+        b'--XyZ\r\nContent-Disposition: form-data; name="operations"\r\n\r\n'
+        b'{"query": "{ __typename }"}\r\n--XyZ--\r\n'
+    )
 
 
 def exactly(size: int) -> bytes:
@@ -302,8 +357,9 @@ def sign_in_refused(response: httpx.Response, body: dict[str, Any]) -> None:
 
 
 def request_id_replaced(response: httpx.Response, body: dict[str, Any]) -> None:
-    assert re.fullmatch(r"[A-Za-z0-9._-]{1,128}", response.headers["x-request-id"]), \
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,128}", response.headers["x-request-id"]), (
         response.headers["x-request-id"][:200]
+    )
     assert body.get("data") == {"__typename": "Query"}, body
 
 
@@ -355,55 +411,105 @@ CASES = [
     # Broken JSON: a request that is not JSON is a 400 whatever the Accept header.
     Case("json-truncated", raw(b'{"query": "{ __typename }"'), 400, BAD),
     Case("json-trailing-garbage", raw(b'{"query": "{ __typename }"} trailing'), 400, BAD),
-    Case("json-two-documents", raw(b'{"query": "{ __typename }"}{"query": "{ __typename }"}'),
-         400, BAD),
+    Case(
+        "json-two-documents",
+        raw(b'{"query": "{ __typename }"}{"query": "{ __typename }"}'),
+        400,
+        BAD,
+    ),
     Case("json-nan", raw(b'{"query": "{ __typename }", "variables": {"n": NaN}}'), 400, BAD),
     # Well-formed JSON numbers past what a double holds: RFC 8259 section 6 lets a parser
     # limit the range it accepts, and a clear 400 beats a silent infinity.
-    Case("json-number-out-of-range",
-         raw(b'{"query": "{ __typename }", "variables": {"n": 1e999}}'), 400, BAD),
+    Case(
+        "json-number-out-of-range",
+        raw(b'{"query": "{ __typename }", "variables": {"n": 1e999}}'),
+        400,
+        BAD,
+    ),
     Case("json-single-quotes", raw(b"{'query': '{ __typename }'}"), 400, BAD),
     Case("json-trailing-comma", raw(b'{"query": "{ __typename }",}'), 400, BAD),
     Case("json-comment", raw(b'// hello\n{"query": "{ __typename }"}'), 400, BAD),
     # 100,000 levels of arrays is 200 kB: over the body cap before anything parses it.
     Case("json-arrays-100k-deep", raw(deep_json(100_000)), 413, "PAYLOAD_TOO_LARGE"),
     # Under the cap: 99,000 unclosed levels, and 49,000 closed ones inside `variables`.
-    Case("json-arrays-99k-deep-unclosed",
-         raw(b'{"query": "{ __typename }", "variables": {"a": ' + deep_json(99_000, False)),
-         400, BAD),
-    Case("json-arrays-49k-deep-in-variables",
-         raw(b'{"query": "{ __typename }", "variables": {"a": ' + deep_json(49_000) + b"}}"),
-         400, BAD),
+    Case(
+        "json-arrays-99k-deep-unclosed",
+        raw(b'{"query": "{ __typename }", "variables": {"a": ' + deep_json(99_000, False)),
+        400,
+        BAD,
+    ),
+    Case(
+        "json-arrays-49k-deep-in-variables",
+        raw(b'{"query": "{ __typename }", "variables": {"a": ' + deep_json(49_000) + b"}}"),
+        400,
+        BAD,
+    ),
     Case("json-objects-10k-deep", raw(b'{"a": ' * 10_000 + b"1" + b"}" * 10_000), 400, BAD),
-    Case("json-invalid-utf8", raw(b'{"query": "{ user(login: \\"\xff\xfe\\") { login } }"}'),
-         400, BAD),
+    Case(
+        "json-invalid-utf8",
+        raw(b'{"query": "{ user(login: \\"\xff\xfe\\") { login } }"}'),
+        400,
+        BAD,
+    ),
     Case("json-overlong-utf8", raw(b'{"query": "{ __typename }", "x": "\xc0\xaf"}'), 400, BAD),
     # RFC 8259 8.1: senders MUST NOT add a BOM, parsers MAY ignore one. GraphQL-over-HTTP
     # asks for UTF-8 JSON; refusing it with a clear 400 is the stricter, allowed answer.
     Case("json-bom", raw(b'\xef\xbb\xbf{"query": "{ __typename }"}'), 400, BAD),
     # JSON allows the escape `\ud800`, but it is not a Unicode scalar value: no valid string.
-    Case("json-lone-surrogate-in-variable",
-         raw(b'{"query": "query($l: String!) { user(login: $l) { login } }",'
-             b' "variables": {"l": "\\ud800"}}'), 400, BAD),
+    Case(
+        "json-lone-surrogate-in-variable",
+        raw(
+            b'{"query": "query($l: String!) { user(login: $l) { login } }",'
+            b' "variables": {"l": "\\ud800"}}'
+        ),
+        400,
+        BAD,
+    ),
     # Wrong content types: the spec's MUST is application/json; anything else is a 415.
-    Case("content-type-text-plain", raw(b'{"query": "{ __typename }"}', "text/plain"),
-         415, "UNSUPPORTED_MEDIA_TYPE"),
-    Case("content-type-form-urlencoded",
-         raw(b"query=%7B__typename%7D", "application/x-www-form-urlencoded"),
-         415, "UNSUPPORTED_MEDIA_TYPE"),
-    Case("content-type-multipart", raw(multipart_body(), "multipart/form-data; boundary=XyZ"),
-         415, "UNSUPPORTED_MEDIA_TYPE"),
-    Case("content-type-missing", raw(b'{"query": "{ __typename }"}', None),
-         415, "UNSUPPORTED_MEDIA_TYPE"),
-    Case("content-type-application-graphql", raw(b"{ __typename }", "application/graphql"),
-         415, "UNSUPPORTED_MEDIA_TYPE"),
-    Case("content-type-json-lookalike",
-         raw(b'{"query": "{ __typename }"}', "application/jsonx"), 415,
-         "UNSUPPORTED_MEDIA_TYPE"),
+    Case(
+        "content-type-text-plain",
+        raw(b'{"query": "{ __typename }"}', "text/plain"),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    ),
+    Case(
+        "content-type-form-urlencoded",
+        raw(b"query=%7B__typename%7D", "application/x-www-form-urlencoded"),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    ),
+    Case(
+        "content-type-multipart",
+        raw(multipart_body(), "multipart/form-data; boundary=XyZ"),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    ),
+    Case(
+        "content-type-missing",
+        raw(b'{"query": "{ __typename }"}', None),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    ),
+    Case(
+        "content-type-application-graphql",
+        raw(b"{ __typename }", "application/graphql"),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    ),
+    Case(
+        "content-type-json-lookalike",
+        raw(b'{"query": "{ __typename }"}', "application/jsonx"),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    ),
     # The media type is case-insensitive and may carry parameters: this one is fine.
-    Case("content-type-uppercase-with-charset",
-         raw(b'{"query": "{ __typename }"}', "Application/JSON; charset=UTF-8"),
-         200, None, data_is({"__typename": "Query"})),
+    Case(
+        "content-type-uppercase-with-charset",
+        raw(b'{"query": "{ __typename }"}', "Application/JSON; charset=UTF-8"),
+        200,
+        None,
+        data_is({"__typename": "Query"}),
+    ),
     # Empty and non-object bodies.
     Case("body-empty", raw(b""), 400, BAD),
     Case("body-whitespace", raw(b" \r\n\t "), 400, BAD),
@@ -431,14 +537,22 @@ CASES = [
     # Size: over the body cap (declared, or streamed without a Content-Length) → 413;
     # under the cap but over the token limit → QUERY_TOO_COMPLEX (a document error: 400
     # with graphql-response+json, 200 with application/json).
-    Case("body-over-cap-declared", post({"query": "{ __typename }", "x": "y" * MAX_BODY}),
-         413, "PAYLOAD_TOO_LARGE"),
-    Case("body-exactly-at-cap", raw(exactly(MAX_BODY), headers=LEGACY), 200, None,
-         data_is({"__typename": "Query"})),
+    Case(
+        "body-over-cap-declared",
+        post({"query": "{ __typename }", "x": "y" * MAX_BODY}),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    ),
+    Case(
+        "body-exactly-at-cap",
+        raw(exactly(MAX_BODY), headers=LEGACY),
+        200,
+        None,
+        data_is({"__typename": "Query"}),
+    ),
     Case("body-over-cap-streamed", raw(streamed_over_cap), 413, "PAYLOAD_TOO_LARGE"),
     Case("tokens-over-limit", gql(TOKENS_OVER_LIMIT), 400, COMPLEX, no_data),
-    Case("tokens-over-limit-legacy", gql(TOKENS_OVER_LIMIT, strict=False), 200, COMPLEX,
-         no_data),
+    Case("tokens-over-limit-legacy", gql(TOKENS_OVER_LIMIT, strict=False), 200, COMPLEX, no_data),
     # Query limits.
     Case("aliases-1000", gql(ALIASES_1000), 400, COMPLEX, no_data),
     Case("depth-50-organization-levels", gql(DEEP_ORGANIZATIONS), 400, COMPLEX, no_data),
@@ -448,273 +562,648 @@ CASES = [
     # graphql-core's MaxIntrospectionDepthRule (graphql-js's too) refuses it at validation,
     # before the depth limit would.
     Case("introspection-depth-bomb", gql(INTROSPECTION_BOMB), 400, INVALID, no_data),
-    Case("introspection-of-type-tower", gql(OF_TYPE_TOWER, strict=False), 200, None,
-         introspected),
-    Case("fragment-cycle", gql("{ viewer { ...A } } fragment A on User { ...B login }"
-                               " fragment B on User { ...A }"), 400, INVALID, no_data),
-    Case("fragment-self-cycle", gql("{ viewer { ...A } } fragment A on User { ...A }"),
-         400, INVALID, no_data),
+    Case("introspection-of-type-tower", gql(OF_TYPE_TOWER, strict=False), 200, None, introspected),
+    Case(
+        "fragment-cycle",
+        gql("{ viewer { ...A } } fragment A on User { ...B login } fragment B on User { ...A }"),
+        400,
+        INVALID,
+        no_data,
+    ),
+    Case(
+        "fragment-self-cycle",
+        gql("{ viewer { ...A } } fragment A on User { ...A }"),
+        400,
+        INVALID,
+        no_data,
+    ),
     Case("fragment-bomb-30-aliased", gql(fragment_bomb()), 400, COMPLEX, no_data),
     # Valid: the 2^30 spreads merge into one field, and are answered at once.
-    Case("fragment-bomb-30-merged", gql(flat_fragment_bomb()), 200, None,
-         data_is({"__typename": "Query"})),
+    Case(
+        "fragment-bomb-30-merged",
+        gql(flat_fragment_bomb()),
+        200,
+        None,
+        data_is({"__typename": "Query"}),
+    ),
     # `@include` is not repeatable: 1,000 of them on one field is a validation error.
     Case("directive-flood-1000-on-one-field", gql(INCLUDE_1000), 400, INVALID, no_data),
-    Case("directive-flood-60-inline-fragments", gql(INCLUDE_ON_60_FRAGMENTS), 400, COMPLEX,
-         no_data),
+    Case(
+        "directive-flood-60-inline-fragments", gql(INCLUDE_ON_60_FRAGMENTS), 400, COMPLEX, no_data
+    ),
     Case("directive-unknown", gql("{ __typename @nope }"), 400, INVALID, no_data),
     Case("directive-include-without-if", gql("{ __typename @include }"), 400, INVALID, no_data),
-    Case("directive-include-if-string", gql('{ __typename @include(if: "yes") }'), 400, INVALID,
-         no_data),
+    Case(
+        "directive-include-if-string",
+        gql('{ __typename @include(if: "yes") }'),
+        400,
+        INVALID,
+        no_data,
+    ),
     Case("cost-100x100x100", gql(COST_100_CUBED), 400, COMPLEX, no_data),
     # Within the query limit, but more than the whole hourly budget: no Retry-After helps.
-    Case("cost-over-anonymous-budget", gql(OVER_ANONYMOUS_BUDGET), 429, "RATE_LIMITED",
-         no_data_nor_retry_after),
+    Case(
+        "cost-over-anonymous-budget",
+        gql(OVER_ANONYMOUS_BUDGET),
+        429,
+        "RATE_LIMITED",
+        no_data_nor_retry_after,
+    ),
     # `nodes` is non-null at the root: the field error nulls `data`, which the response
     # keeps (`"data": null`); per GraphQL-over-HTTP that SHOULD be a 200, even with
     # graphql-response+json ("Using 4xx and 5xx status codes in this situation is not
     # recommended"): the request itself was fine and did execute.
-    Case("nodes-101-ids", gql("query($ids: [ID!]!) { nodes(ids: $ids) { id } }",
-                              {"ids": [encode_id("User", i) for i in range(1, 102)]}),
-         200, INPUT, data_null_present),
+    Case(
+        "nodes-101-ids",
+        gql(
+            "query($ids: [ID!]!) { nodes(ids: $ids) { id } }",
+            {"ids": [encode_id("User", i) for i in range(1, 102)]},
+        ),
+        200,
+        INPUT,
+        data_null_present,
+    ),
     # The same with application/json: a 200, and `data: null` still in the response.
-    Case("nodes-101-ids-legacy",
-         gql("query($ids: [ID!]!) { nodes(ids: $ids) { id } }",
-             {"ids": [encode_id("User", i) for i in range(1, 102)]}, strict=False),
-         200, INPUT, data_null_present),
+    Case(
+        "nodes-101-ids-legacy",
+        gql(
+            "query($ids: [ID!]!) { nodes(ids: $ids) { id } }",
+            {"ids": [encode_id("User", i) for i in range(1, 102)]},
+            strict=False,
+        ),
+        200,
+        INPUT,
+        data_null_present,
+    ),
     # Variables: a value that cannot be coerced is a request error (no `data`).
-    Case("variable-string-for-int",
-         gql("query($n: Int!) { organizations(first: $n) { totalCount } }", {"n": "10"}),
-         400, INPUT, no_data),
-    Case("variable-float-for-int",
-         gql("query($n: Int!) { organizations(first: $n) { totalCount } }", {"n": 1.5}),
-         400, INPUT, no_data),
-    Case("variable-missing-required",
-         gql("query($n: Int!) { organizations(first: $n) { totalCount } }", {}),
-         400, INPUT, no_data),
+    Case(
+        "variable-string-for-int",
+        gql("query($n: Int!) { organizations(first: $n) { totalCount } }", {"n": "10"}),
+        400,
+        INPUT,
+        no_data,
+    ),
+    Case(
+        "variable-float-for-int",
+        gql("query($n: Int!) { organizations(first: $n) { totalCount } }", {"n": 1.5}),
+        400,
+        INPUT,
+        no_data,
+    ),
+    Case(
+        "variable-missing-required",
+        gql("query($n: Int!) { organizations(first: $n) { totalCount } }", {}),
+        400,
+        INPUT,
+        no_data,
+    ),
     Case("variable-null-for-non-null", gql(USER, {"l": None}), 400, INPUT, no_data),
-    Case("variable-int-overflow", gql("query($n: Int) { organizations(first: $n) { totalCount }"
-                                      " }", {"n": 2**31}), 400, INPUT, no_data),
-    Case("variable-unknown-input-field", gql(ISSUES_FILTERED, {"f": {"bogus": 1}}), 400, INPUT,
-         no_data),
-    Case("variable-bad-enum", gql(ISSUES_FILTERED, {"f": {"states": ["MAYBE"]}}), 400, INPUT,
-         no_data),
-    Case("variable-list-1000-deep",
-         raw(b'{"query": "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", "variables":'
-             b' {"ids": ' + deep_json(1_000) + b"}}", headers=STRICT), 400, INPUT, no_data),
-    Case("variable-type-not-an-input", gql("query($u: User) { viewer { login } }"), 400, INVALID,
-         no_data),
+    Case(
+        "variable-int-overflow",
+        gql("query($n: Int) { organizations(first: $n) { totalCount } }", {"n": 2**31}),
+        400,
+        INPUT,
+        no_data,
+    ),
+    Case(
+        "variable-unknown-input-field",
+        gql(ISSUES_FILTERED, {"f": {"bogus": 1}}),
+        400,
+        INPUT,
+        no_data,
+    ),
+    Case(
+        "variable-bad-enum", gql(ISSUES_FILTERED, {"f": {"states": ["MAYBE"]}}), 400, INPUT, no_data
+    ),
+    Case(
+        "variable-list-1000-deep",
+        raw(
+            b'{"query": "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", "variables":'
+            b' {"ids": ' + deep_json(1_000) + b"}}",
+            headers=STRICT,
+        ),
+        400,
+        INPUT,
+        no_data,
+    ),
+    Case(
+        "variable-type-not-an-input",
+        gql("query($u: User) { viewer { login } }"),
+        400,
+        INVALID,
+        no_data,
+    ),
     # The spec's CoerceVariableValues reads only the declared variables: extra ones are
     # ignored, not an error (graphql-js and GitHub do the same).
-    Case("variable-extra-unknown-is-ignored", gql(HEALTHY, {"stray": 1, "more": [1, 2]}), 200,
-         None, data_is(HEALTHY_DATA)),
+    Case(
+        "variable-extra-unknown-is-ignored",
+        gql(HEALTHY, {"stray": 1, "more": [1, 2]}),
+        200,
+        None,
+        data_is(HEALTHY_DATA),
+    ),
     # Page arguments. A literal out of Int's range is a validation error; a bad page size
     # is an error on its field, which nulls `organization` (nullable): partial data, 200.
-    Case("first-2-to-the-31-literal",
-         gql("{ organizations(first: 2147483648) { totalCount } }"), 400, INVALID, no_data),
-    Case("first-negative",
-         gql('{ organization(slug: "acme") { projects(first: -1) { totalCount } } }'),
-         200, INPUT, data_is({"organization": None})),
-    Case("first-101",
-         gql('{ organization(slug: "acme") { projects(first: 101) { totalCount } } }'),
-         200, INPUT, data_is({"organization": None})),
-    Case("first-and-last",
-         gql('{ organization(slug: "acme") { projects(first: 1, last: 1) { totalCount } } }'),
-         200, INPUT, data_is({"organization": None})),
+    Case(
+        "first-2-to-the-31-literal",
+        gql("{ organizations(first: 2147483648) { totalCount } }"),
+        400,
+        INVALID,
+        no_data,
+    ),
+    Case(
+        "first-negative",
+        gql('{ organization(slug: "acme") { projects(first: -1) { totalCount } } }'),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
+    Case(
+        "first-101",
+        gql('{ organization(slug: "acme") { projects(first: 101) { totalCount } } }'),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
+    Case(
+        "first-and-last",
+        gql('{ organization(slug: "acme") { projects(first: 1, last: 1) { totalCount } } }'),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
     # Global ids: malformed ones are BAD_USER_INPUT on `node` (nullable: partial data).
-    Case("id-not-base64", gql(NODE, {"id": "!!not base64!!"}), 200, INPUT,
-         data_is({"node": None})),
-    Case("id-no-primary-key", gql(NODE, {"id": b64("Issue:abc")}), 200, INPUT,
-         data_is({"node": None})),
+    Case("id-not-base64", gql(NODE, {"id": "!!not base64!!"}), 200, INPUT, data_is({"node": None})),
+    Case(
+        "id-no-primary-key",
+        gql(NODE, {"id": b64("Issue:abc")}),
+        200,
+        INPUT,
+        data_is({"node": None}),
+    ),
     Case("id-zero", gql(NODE, {"id": b64("Issue:0")}), 200, INPUT, data_is({"node": None})),
-    Case("id-past-bigint", gql(NODE, {"id": b64("Issue:99999999999999999999")}), 200, INPUT,
-         data_is({"node": None})),
-    Case("id-unknown-type", gql(NODE, {"id": b64("Secret:1")}), 200, INPUT,
-         data_is({"node": None})),
-    Case("id-padded-non-canonical", gql(NODE, {"id": ISSUE_1 + "=="}), 200, INPUT,
-         data_is({"node": None})),
-    Case("id-arabic-indic-digits", gql(NODE, {"id": b64("Issue:١٢")}), 200, INPUT,
-         data_is({"node": None})),
+    Case(
+        "id-past-bigint",
+        gql(NODE, {"id": b64("Issue:99999999999999999999")}),
+        200,
+        INPUT,
+        data_is({"node": None}),
+    ),
+    Case(
+        "id-unknown-type", gql(NODE, {"id": b64("Secret:1")}), 200, INPUT, data_is({"node": None})
+    ),
+    Case(
+        "id-padded-non-canonical",
+        gql(NODE, {"id": ISSUE_1 + "=="}),
+        200,
+        INPUT,
+        data_is({"node": None}),
+    ),
+    Case(
+        "id-arabic-indic-digits",
+        gql(NODE, {"id": b64("Issue:١٢")}),
+        200,
+        INPUT,
+        data_is({"node": None}),
+    ),
     Case("id-50k-chars", gql(NODE, {"id": "A" * 50_000}), 200, INPUT, data_is({"node": None})),
-    Case("id-well-formed-but-missing", gql(NODE, {"id": encode_id("Issue", 2**62)}), 200, None,
-         data_is({"node": None})),
-    Case("id-of-another-type-in-mutation",
-         signed_in("mutation($i: AddCommentInput!) { addComment(input: $i) { comment { id } } }",
-                   {"i": {"issueId": ORGANIZATION_1, "body": "never written"}}),
-         200, INPUT, data_is({"addComment": None})),
+    Case(
+        "id-well-formed-but-missing",
+        gql(NODE, {"id": encode_id("Issue", 2**62)}),
+        200,
+        None,
+        data_is({"node": None}),
+    ),
+    Case(
+        "id-of-another-type-in-mutation",
+        signed_in(
+            "mutation($i: AddCommentInput!) { addComment(input: $i) { comment { id } } }",
+            {"i": {"issueId": ORGANIZATION_1, "body": "never written"}},
+        ),
+        200,
+        INPUT,
+        data_is({"addComment": None}),
+    ),
     # Cursors: anything the server did not issue for this ordering is BAD_USER_INPUT.
-    Case("cursor-random-base64", gql(PROJECTS_AFTER, {"c": b64(b"\x8f\x01random\xff")}), 200,
-         INPUT, data_is({"organization": None})),
-    Case("cursor-not-base64", gql(PROJECTS_AFTER, {"c": "%%%"}), 200, INPUT,
-         data_is({"organization": None})),
-    Case("cursor-json-object", gql(PROJECTS_AFTER, {"c": b64('{"id": 1}')}), 200, INPUT,
-         data_is({"organization": None})),
-    Case("cursor-json-short-array", gql(PROJECTS_AFTER, {"c": cursor(1, "ID", 1)}), 200, INPUT,
-         data_is({"organization": None})),
-    Case("cursor-other-version", gql(PROJECTS_AFTER, {"c": cursor(2, "ID", 5, 5)}), 200, INPUT,
-         data_is({"organization": None})),
-    Case("cursor-pk-past-bigint", gql(PROJECTS_AFTER, {"c": cursor(1, "ID", 2**63, 2**63)}),
-         200, INPUT, data_is({"organization": None})),
-    Case("cursor-deeply-nested-json", gql(PROJECTS_AFTER, {"c": b64(deep_json(5_000))}), 200,
-         INPUT, data_is({"organization": None})),
-    Case("cursor-of-another-ordering",
-         gql(ISSUES_BY_PRIORITY_AFTER, {"c": cursor(1, "CREATED_AT",
-                                                    "2026-01-05T09:00:00+00:00", 1)}),
-         200, INPUT, data_is({"organization": {"project": None}})),
-    Case("cursor-priority-as-string",
-         gql(ISSUES_BY_PRIORITY_AFTER, {"c": cursor(1, "PRIORITY", "2", 1)}),
-         200, INPUT, data_is({"organization": {"project": None}})),
+    Case(
+        "cursor-random-base64",
+        gql(PROJECTS_AFTER, {"c": b64(b"\x8f\x01random\xff")}),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
+    Case(
+        "cursor-not-base64",
+        gql(PROJECTS_AFTER, {"c": "%%%"}),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
+    Case(
+        "cursor-json-object",
+        gql(PROJECTS_AFTER, {"c": b64('{"id": 1}')}),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
+    Case(
+        "cursor-json-short-array",
+        gql(PROJECTS_AFTER, {"c": cursor(1, "ID", 1)}),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
+    Case(
+        "cursor-other-version",
+        gql(PROJECTS_AFTER, {"c": cursor(2, "ID", 5, 5)}),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
+    Case(
+        "cursor-pk-past-bigint",
+        gql(PROJECTS_AFTER, {"c": cursor(1, "ID", 2**63, 2**63)}),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
+    Case(
+        "cursor-deeply-nested-json",
+        gql(PROJECTS_AFTER, {"c": b64(deep_json(5_000))}),
+        200,
+        INPUT,
+        data_is({"organization": None}),
+    ),
+    Case(
+        "cursor-of-another-ordering",
+        gql(
+            ISSUES_BY_PRIORITY_AFTER, {"c": cursor(1, "CREATED_AT", "2026-01-05T09:00:00+00:00", 1)}
+        ),
+        200,
+        INPUT,
+        data_is({"organization": {"project": None}}),
+    ),
+    Case(
+        "cursor-priority-as-string",
+        gql(ISSUES_BY_PRIORITY_AFTER, {"c": cursor(1, "PRIORITY", "2", 1)}),
+        200,
+        INPUT,
+        data_is({"organization": {"project": None}}),
+    ),
     # A cursor whose sort value PostgreSQL cannot hold (a NUL in text): still the client's
     # mistake, never a database error.
-    Case("cursor-name-with-nul", gql(LABELS_AFTER, {"c": cursor(1, "NAME", "bug\u0000", 1)}),
-         200, INPUT, data_is({"organization": {"project": None}})),
+    Case(
+        "cursor-name-with-nul",
+        gql(LABELS_AFTER, {"c": cursor(1, "NAME", "bug\u0000", 1)}),
+        200,
+        INPUT,
+        data_is({"organization": {"project": None}}),
+    ),
     # A timestamp that cannot be given to PostgreSQL (it falls before year 1 in UTC), and
     # one without a time zone (never issued by the server). Either is refused as
     # BAD_USER_INPUT or read as a position; never a database error, never a retry storm.
-    Case("cursor-date-out-of-range",
-         gql(COMMENTS_AFTER, {"c": cursor(1, "CREATED_AT", "0001-01-01T00:00:00+05:00", 1)}),
-         200, (None, INPUT), lambda r, b: None),
-    Case("cursor-date-naive",
-         gql(COMMENTS_AFTER, {"c": cursor(1, "CREATED_AT", "2026-01-05T09:00:00", 1)}),
-         200, (None, INPUT), lambda r, b: None),
-    Case("filter-101-label-names",
-         gql(ISSUES_FILTERED, {"f": {"labels": [f"l{i}" for i in range(101)]}}), 200, INPUT,
-         data_is({"organization": {"project": None}})),
+    Case(
+        "cursor-date-out-of-range",
+        gql(COMMENTS_AFTER, {"c": cursor(1, "CREATED_AT", "0001-01-01T00:00:00+05:00", 1)}),
+        200,
+        (None, INPUT),
+        lambda r, b: None,
+    ),
+    Case(
+        "cursor-date-naive",
+        gql(COMMENTS_AFTER, {"c": cursor(1, "CREATED_AT", "2026-01-05T09:00:00", 1)}),
+        200,
+        (None, INPUT),
+        lambda r, b: None,
+    ),
+    Case(
+        "filter-101-label-names",
+        gql(ISSUES_FILTERED, {"f": {"labels": [f"l{i}" for i in range(101)]}}),
+        200,
+        INPUT,
+        data_is({"organization": {"project": None}}),
+    ),
     # Unicode: odd but valid strings are just strings. A login no user can have finds none.
-    Case("unicode-lone-surrogate-in-document",
-         gql('{ user(login: "\\ud800") { login } }'), 400, PARSE, no_data),
+    Case(
+        "unicode-lone-surrogate-in-document",
+        gql('{ user(login: "\\ud800") { login } }'),
+        400,
+        PARSE,
+        no_data,
+    ),
     Case("unicode-nul-raw-in-document", gql("{ __typename }\u0000"), 400, PARSE, no_data),
-    Case("unicode-nul-in-login-variable", gql(USER, {"l": "ali\u0000ce"}), 200,
-         (None, INPUT), data_is({"user": None})),
-    Case("unicode-nul-escape-in-login-literal", gql('{ user(login: "ali\\u0000ce") { login } }'),
-         200, (None, INPUT), data_is({"user": None})),
-    Case("unicode-rtl-and-zero-width-login", gql(USER, {"l": "\u202ealice\u200d\ufeff"}), 200,
-         None, data_is({"user": None})),
-    Case("unicode-fullwidth-login", gql(USER, {"l": "\uff41\uff4c\uff49\uff43\uff45"}), 200, None,
-         data_is({"user": None})),
-    Case("unicode-emoji-in-filter",
-         gql(ISSUES_FILTERED, {"f": {"labels": ["🐛", "👩‍💻"], "assignee": "🦄"}}), 200, None,
-         data_is({"organization": {"project": {"issues": {"totalCount": 0}}}})),
-    Case("unicode-nul-in-filter", gql(ISSUES_FILTERED, {"f": {"labels": ["bug\u0000"]}}), 200,
-         (None, INPUT), lambda r, b: None),
-    Case("unicode-nul-in-slug", gql('{ organization(slug: "acme\\u0000") { name } }'), 200,
-         (None, INPUT), data_is({"organization": None})),
-    Case("unicode-emoji-slug", gql('{ organization(slug: "🏢") { name } }'), 200, None,
-         data_is({"organization": None})),
+    Case(
+        "unicode-nul-in-login-variable",
+        gql(USER, {"l": "ali\u0000ce"}),
+        200,
+        (None, INPUT),
+        data_is({"user": None}),
+    ),
+    Case(
+        "unicode-nul-escape-in-login-literal",
+        gql('{ user(login: "ali\\u0000ce") { login } }'),
+        200,
+        (None, INPUT),
+        data_is({"user": None}),
+    ),
+    Case(
+        "unicode-rtl-and-zero-width-login",
+        gql(USER, {"l": "\u202ealice\u200d\ufeff"}),
+        200,
+        None,
+        data_is({"user": None}),
+    ),
+    Case(
+        "unicode-fullwidth-login",
+        gql(USER, {"l": "\uff41\uff4c\uff49\uff43\uff45"}),
+        200,
+        None,
+        data_is({"user": None}),
+    ),
+    Case(
+        "unicode-emoji-in-filter",
+        gql(ISSUES_FILTERED, {"f": {"labels": ["🐛", "👩‍💻"], "assignee": "🦄"}}),
+        200,
+        None,
+        data_is({"organization": {"project": {"issues": {"totalCount": 0}}}}),
+    ),
+    Case(
+        "unicode-nul-in-filter",
+        gql(ISSUES_FILTERED, {"f": {"labels": ["bug\u0000"]}}),
+        200,
+        (None, INPUT),
+        lambda r, b: None,
+    ),
+    Case(
+        "unicode-nul-in-slug",
+        gql('{ organization(slug: "acme\\u0000") { name } }'),
+        200,
+        (None, INPUT),
+        data_is({"organization": None}),
+    ),
+    Case(
+        "unicode-emoji-slug",
+        gql('{ organization(slug: "🏢") { name } }'),
+        200,
+        None,
+        data_is({"organization": None}),
+    ),
     # Tokens: a bad token is a 401 with a challenge, never anonymity.
-    Case("token-forged", gql("{ viewer { login } }",
-                             headers=bearer(token(key="not-the-secret-" + "y" * 32))),
-         401, UNAUTH, header_starts("www-authenticate", 'Bearer realm="issuegraph"')),
-    Case("token-expired", gql("{ viewer { login } }", headers=bearer(token(
-        exp=datetime.now(UTC) - timedelta(hours=1), iat=datetime.now(UTC) - timedelta(hours=2)))),
-         401, UNAUTH, header_starts("www-authenticate", 'Bearer realm="issuegraph"')),
-    Case("token-alg-none", gql("{ viewer { login } }", headers=bearer(unsigned_token())),
-         401, UNAUTH, header_starts("www-authenticate", 'Bearer realm="issuegraph"')),
-    Case("token-hs512-with-the-right-key",
-         gql("{ viewer { login } }", headers=bearer(token(algorithm="HS512"))),
-         401, UNAUTH, header_starts("www-authenticate", 'Bearer realm="issuegraph"')),
-    Case("token-8k-garbage", gql("{ viewer { login } }", headers=bearer("x." * 4_000)),
-         401, UNAUTH, header_starts("www-authenticate", 'Bearer realm="issuegraph"')),
-    Case("token-latin1-bytes", gql("{ viewer { login } }",
-                                   headers={"authorization": b"Bearer \xff\xfe\xfd"}),
-         401, UNAUTH, header_starts("www-authenticate", 'Bearer realm="issuegraph"')),
-    Case("authorization-bearer-without-token",
-         gql("{ viewer { login } }", headers={"authorization": "Bearer"}),
-         401, UNAUTH, header_starts("www-authenticate", 'Bearer realm="issuegraph"')),
+    Case(
+        "token-forged",
+        gql("{ viewer { login } }", headers=bearer(token(key="not-the-secret-" + "y" * 32))),
+        401,
+        UNAUTH,
+        header_starts("www-authenticate", 'Bearer realm="issuegraph"'),
+    ),
+    Case(
+        "token-expired",
+        gql(
+            "{ viewer { login } }",
+            headers=bearer(
+                token(
+                    exp=datetime.now(UTC) - timedelta(hours=1),
+                    iat=datetime.now(UTC) - timedelta(hours=2),
+                )
+            ),
+        ),
+        401,
+        UNAUTH,
+        header_starts("www-authenticate", 'Bearer realm="issuegraph"'),
+    ),
+    Case(
+        "token-alg-none",
+        gql("{ viewer { login } }", headers=bearer(unsigned_token())),
+        401,
+        UNAUTH,
+        header_starts("www-authenticate", 'Bearer realm="issuegraph"'),
+    ),
+    Case(
+        "token-hs512-with-the-right-key",
+        gql("{ viewer { login } }", headers=bearer(token(algorithm="HS512"))),
+        401,
+        UNAUTH,
+        header_starts("www-authenticate", 'Bearer realm="issuegraph"'),
+    ),
+    Case(
+        "token-8k-garbage",
+        gql("{ viewer { login } }", headers=bearer("x." * 4_000)),
+        401,
+        UNAUTH,
+        header_starts("www-authenticate", 'Bearer realm="issuegraph"'),
+    ),
+    Case(
+        "token-latin1-bytes",
+        gql("{ viewer { login } }", headers={"authorization": b"Bearer \xff\xfe\xfd"}),
+        401,
+        UNAUTH,
+        header_starts("www-authenticate", 'Bearer realm="issuegraph"'),
+    ),
+    Case(
+        "authorization-bearer-without-token",
+        gql("{ viewer { login } }", headers={"authorization": "Bearer"}),
+        401,
+        UNAUTH,
+        header_starts("www-authenticate", 'Bearer realm="issuegraph"'),
+    ),
     # GitHub's legacy `token <t>` scheme is not one this server speaks.
-    Case("authorization-token-scheme",
-         gql("{ viewer { login } }", headers={"authorization": "token abc123"}),
-         401, UNAUTH, header_starts("www-authenticate", 'Bearer realm="issuegraph"')),
+    Case(
+        "authorization-token-scheme",
+        gql("{ viewer { login } }", headers={"authorization": "token abc123"}),
+        401,
+        UNAUTH,
+        header_starts("www-authenticate", 'Bearer realm="issuegraph"'),
+    ),
     # A token signed with the right key whose subject no database id can be: still a bad
     # token (401), not a failure inside the server.
-    Case("token-subject-past-bigint",
-         gql("{ viewer { login } }", headers=bearer(token(sub="9" * 30))),
-         401, UNAUTH, header_starts("www-authenticate", 'Bearer realm="issuegraph"')),
+    Case(
+        "token-subject-past-bigint",
+        gql("{ viewer { login } }", headers=bearer(token(sub="9" * 30))),
+        401,
+        UNAUTH,
+        header_starts("www-authenticate", 'Bearer realm="issuegraph"'),
+    ),
     # Sign-in with a login no account can have is just a wrong login: the same user error
     # as any other, not a database failure (the throttle keys are stored in PostgreSQL).
-    Case("sign-in-nul-in-login", gql(LOG_IN, {"i": {"login": "ali\u0000ce",
-                                                    "password": "wrong horse"}}),
-         200, None, sign_in_refused),
-    Case("sign-in-20k-char-login", gql(LOG_IN, {"i": {"login": NOISE_20K,
-                                                      "password": "wrong horse"}}),
-         200, None, sign_in_refused),
+    Case(
+        "sign-in-nul-in-login",
+        gql(LOG_IN, {"i": {"login": "ali\u0000ce", "password": "wrong horse"}}),
+        200,
+        None,
+        sign_in_refused,
+    ),
+    Case(
+        "sign-in-20k-char-login",
+        gql(LOG_IN, {"i": {"login": NOISE_20K, "password": "wrong horse"}}),
+        200,
+        None,
+        sign_in_refused,
+    ),
     # GET.
-    Case("get-mutation", get({"query": 'mutation { logOut(input: {refreshToken: "x"})'
-                                       " { revoked } }"}), 405, "METHOD_NOT_ALLOWED",
-         header_starts("allow", "POST")),
-    Case("get-without-preflight-header", get({"query": "{ __typename }"}, headers={}),
-         400, "CSRF_REJECTED"),
+    Case(
+        "get-mutation",
+        get({"query": 'mutation { logOut(input: {refreshToken: "x"}) { revoked } }'}),
+        405,
+        "METHOD_NOT_ALLOWED",
+        header_starts("allow", "POST"),
+    ),
+    Case(
+        "get-without-preflight-header",
+        get({"query": "{ __typename }"}, headers={}),
+        400,
+        "CSRF_REJECTED",
+    ),
     # A content type is not a preflight header: a form can send text/plain, a page can't
     # send application/json cross-site without a preflight, but a GET has no body anyway.
-    Case("get-with-only-a-content-type",
-         get({"query": "{ __typename }"}, headers={"content-type": JSON_TYPE}),
-         400, "CSRF_REJECTED"),
+    Case(
+        "get-with-only-a-content-type",
+        get({"query": "{ __typename }"}, headers={"content-type": JSON_TYPE}),
+        400,
+        "CSRF_REJECTED",
+    ),
     Case("get-without-query", get({}), 400, BAD),
-    Case("get-variables-not-json", get({"query": "{ __typename }", "variables": "{nope"}),
-         400, BAD),
+    Case(
+        "get-variables-not-json", get({"query": "{ __typename }", "variables": "{nope"}), 400, BAD
+    ),
     Case("get-variables-array", get({"query": "{ __typename }", "variables": "[1]"}), 400, BAD),
-    Case("get-variables-deeply-nested",
-         get({"query": "{ __typename }", "variables": '{"a": ' + "[" * 5_000 + "]" * 5_000
-              + "}"}), 400, BAD),
+    Case(
+        "get-variables-deeply-nested",
+        get({"query": "{ __typename }", "variables": '{"a": ' + "[" * 5_000 + "]" * 5_000 + "}"}),
+        400,
+        BAD,
+    ),
     # %FF is not UTF-8: the query string decodes to U+FFFD, which no GraphQL token holds.
-    Case("get-invalid-utf8-in-query-string", get_raw("/graphql?query=%7B%FF__typename%7D"),
-         400, PARSE, no_data),
-    Case("get-extensions-not-json", get({"query": "{ __typename }", "extensions": "{"}),
-         400, BAD),
+    Case(
+        "get-invalid-utf8-in-query-string",
+        get_raw("/graphql?query=%7B%FF__typename%7D"),
+        400,
+        PARSE,
+        no_data,
+    ),
+    Case("get-extensions-not-json", get({"query": "{ __typename }", "extensions": "{"}), 400, BAD),
     # The endpoint speaks GET and POST; other methods are a 405 naming them, in JSON like
     # every other answer of the endpoint.
-    Case("method-put", raw(b'{"query": "{ __typename }"}', method="PUT"), 405,
-         "METHOD_NOT_ALLOWED", allows("GET", "POST")),
-    Case("method-delete", raw(b"", None, method="DELETE"), 405, "METHOD_NOT_ALLOWED",
-         allows("GET", "POST")),
+    Case(
+        "method-put",
+        raw(b'{"query": "{ __typename }"}', method="PUT"),
+        405,
+        "METHOD_NOT_ALLOWED",
+        allows("GET", "POST"),
+    ),
+    Case(
+        "method-delete",
+        raw(b"", None, method="DELETE"),
+        405,
+        "METHOD_NOT_ALLOWED",
+        allows("GET", "POST"),
+    ),
     # A request id a client sends is echoed only if it is sane: no control characters or
     # markup make it into the response (or the logs).
-    Case("request-id-injection",
-         gql("{ __typename }", headers={"x-request-id": "abc\x1b[31m<script>" + "x" * 5_000}),
-         200, None, request_id_replaced),
+    Case(
+        "request-id-injection",
+        gql("{ __typename }", headers={"x-request-id": "abc\x1b[31m<script>" + "x" * 5_000}),
+        200,
+        None,
+        request_id_replaced,
+    ),
     # Operations.
     Case("subscription-over-http", gql(SUBSCRIPTION), 400, INPUT, no_data),
-    Case("operation-name-unknown", gql("query A { __typename }", operation_name="B"), 400, INPUT,
-         no_data),
-    Case("operation-name-of-a-fragment",
-         gql("query A { ...F } fragment F on Query { __typename }", operation_name="F"),
-         400, INPUT, no_data),
-    Case("operation-name-10k-chars", gql("query A { __typename }", operation_name="Z" * 10_000),
-         400, INPUT, no_data),
-    Case("two-anonymous-operations", gql("{ __typename } { __typename }"), 400, INVALID,
-         no_data),
+    Case(
+        "operation-name-unknown",
+        gql("query A { __typename }", operation_name="B"),
+        400,
+        INPUT,
+        no_data,
+    ),
+    Case(
+        "operation-name-of-a-fragment",
+        gql("query A { ...F } fragment F on Query { __typename }", operation_name="F"),
+        400,
+        INPUT,
+        no_data,
+    ),
+    Case(
+        "operation-name-10k-chars",
+        gql("query A { __typename }", operation_name="Z" * 10_000),
+        400,
+        INPUT,
+        no_data,
+    ),
+    Case("two-anonymous-operations", gql("{ __typename } { __typename }"), 400, INVALID, no_data),
     Case("only-a-fragment", gql("fragment F on Query { __typename }"), 400, INVALID, no_data),
     Case("type-definition-as-document", gql("type Evil { x: Int }"), 400, INVALID, no_data),
     Case("comment-only-document", gql("# nothing here"), 400, PARSE, no_data),
-    Case("same-key-two-fields",
-         gql('{ a: user(login: "alice") { login } a: organization(slug: "acme") { name } }'),
-         400, INVALID, no_data),
+    Case(
+        "same-key-two-fields",
+        gql('{ a: user(login: "alice") { login } a: organization(slug: "acme") { name } }'),
+        400,
+        INVALID,
+        no_data,
+    ),
     # 5,000 unknown fields: validation stops after 100 errors; the answer stays small.
-    Case("unknown-fields-5000", gql("{ " + " ".join(f"f{i}" for i in range(5_000)) + " }"),
-         400, INVALID, no_data),
+    Case(
+        "unknown-fields-5000",
+        gql("{ " + " ".join(f"f{i}" for i in range(5_000)) + " }"),
+        400,
+        INVALID,
+        no_data,
+    ),
     Case("unknown-field-legacy", gql("{ nope }", strict=False), 200, INVALID, no_data),
     # Persisted queries. An unknown hash is PERSISTED_QUERY_NOT_FOUND with a 200, as Apollo
     # answers it (a client retries with the document; nothing may cache or mask the answer).
     # A malformed persistedQuery extension is a malformed request: BAD_REQUEST, as Apollo's
     # BadRequestError("Unsupported persisted query version") and as this server already
     # answers a hash that does not match its document.
-    Case("persisted-unknown-hash",
-         post({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha("nope")}}},
-              strict=False), 200, "PERSISTED_QUERY_NOT_FOUND", no_data),
-    Case("persisted-hash-not-hex",
-         post({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "z" * 64}}}),
-         400, BAD, no_data),
-    Case("persisted-hash-too-short",
-         post({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "abc"}}}),
-         400, BAD, no_data),
-    Case("persisted-wrong-version",
-         post({"extensions": {"persistedQuery": {"version": 2, "sha256Hash": sha("{ a }")}}}),
-         400, BAD, no_data),
-    Case("persisted-not-an-object",
-         post({"extensions": {"persistedQuery": "sha256:" + sha("{ a }")}}), 400, BAD, no_data),
-    Case("persisted-hash-of-another-document",
-         gql("{ __typename }", extensions={"persistedQuery": {
-             "version": 1, "sha256Hash": sha("{ viewer { login } }")}}), 400, BAD, no_data),
+    Case(
+        "persisted-unknown-hash",
+        post(
+            {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha("nope")}}},
+            strict=False,
+        ),
+        200,
+        "PERSISTED_QUERY_NOT_FOUND",
+        no_data,
+    ),
+    Case(
+        "persisted-hash-not-hex",
+        post({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "z" * 64}}}),
+        400,
+        BAD,
+        no_data,
+    ),
+    Case(
+        "persisted-hash-too-short",
+        post({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "abc"}}}),
+        400,
+        BAD,
+        no_data,
+    ),
+    Case(
+        "persisted-wrong-version",
+        post({"extensions": {"persistedQuery": {"version": 2, "sha256Hash": sha("{ a }")}}}),
+        400,
+        BAD,
+        no_data,
+    ),
+    Case(
+        "persisted-not-an-object",
+        post({"extensions": {"persistedQuery": "sha256:" + sha("{ a }")}}),
+        400,
+        BAD,
+        no_data,
+    ),
+    Case(
+        "persisted-hash-of-another-document",
+        gql(
+            "{ __typename }",
+            extensions={
+                "persistedQuery": {"version": 1, "sha256Hash": sha("{ viewer { login } }")}
+            },
+        ),
+        400,
+        BAD,
+        no_data,
+    ),
 ]
 
 
@@ -734,8 +1223,11 @@ async def http(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(TEST_SETTINGS, database=database)
     n = next(_addresses)
     async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False,
-                                        client=(f"10.99.{n // 250}.{n % 250 + 1}", 40000))
+        transport = httpx.ASGITransport(
+            app=manager.app,
+            raise_app_exceptions=False,
+            client=(f"10.99.{n // 250}.{n % 250 + 1}", 40000),
+        )
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
 
@@ -751,7 +1243,8 @@ def assert_clean_answer(response: httpx.Response, case: Case) -> dict[str, Any]:
     shown = f"{case.id}: {response.status_code} {response.text[:600]!r}"
     assert response.status_code == case.status, shown
     assert response.headers.get("content-type", "").startswith(
-        ("application/json", "application/graphql-response+json")), shown
+        ("application/json", "application/graphql-response+json")
+    ), shown
     body = response.json()
     assert isinstance(body, dict), shown
     leak = LEAKS.search(response.text)
@@ -773,8 +1266,9 @@ def assert_clean_answer(response: httpx.Response, case: Case) -> dict[str, Any]:
 async def assert_healthy(client: httpx.AsyncClient) -> None:
     normal = await asyncio.wait_for(client.post("/graphql", json={"query": HEALTHY}), GUARD)
     assert normal.status_code == 200, normal.text[:600]
-    assert normal.json() == {"data": HEALTHY_DATA,
-                             "extensions": normal.json().get("extensions")}, normal.text[:600]
+    assert normal.json() == {"data": HEALTHY_DATA, "extensions": normal.json().get("extensions")}, (
+        normal.text[:600]
+    )
     ready = await asyncio.wait_for(client.get("/readyz"), GUARD)
     assert ready.status_code == 200, ready.text
 
@@ -794,9 +1288,12 @@ async def test_the_server_is_healthy_after_the_whole_table(http: httpx.AsyncClie
         await asyncio.wait_for(case.send(http), GUARD)
     await assert_healthy(http)
     burst = await asyncio.wait_for(
-        asyncio.gather(*(case.send(http) for case in CASES), return_exceptions=True),
-        GUARD * 3)
-    crashed = {case.id: repr(result) for case, result in zip(CASES, burst, strict=True)
-               if isinstance(result, BaseException)}
+        asyncio.gather(*(case.send(http) for case in CASES), return_exceptions=True), GUARD * 3
+    )
+    crashed = {
+        case.id: repr(result)
+        for case, result in zip(CASES, burst, strict=True)
+        if isinstance(result, BaseException)
+    }
     assert crashed == {}
     await assert_healthy(http)

@@ -43,8 +43,9 @@ async def test_nested_query_costs_one_statement_per_level_at_any_size(
     if signed_in:
         org = await make.conn.fetchval("SELECT id FROM organizations WHERE slug = $1", slug)
         await make.member(org, user, "MEMBER")
-        viewer = await viewer_for(make.conn, await make.conn.fetchval(
-            "SELECT login FROM users WHERE id = $1", user))
+        viewer = await viewer_for(
+            make.conn, await make.conn.fetchval("SELECT login FROM users WHERE id = $1", user)
+        )
 
     small = await run(NESTED, {"slug": slug, "n": 2}, viewer=viewer)
     large = await run(NESTED, {"slug": slug, "n": 20}, viewer=viewer)
@@ -68,7 +69,10 @@ async def test_access_flags_and_emails_add_a_constant_number_of_statements(
     await make.member(org, admin, "ADMIN")
     await make.conn.execute(  # the authors of issues and comments are members
         "INSERT INTO memberships (organization_id, user_id, role) SELECT DISTINCT $1::bigint,"
-        " author_id, 'MEMBER' FROM comments WHERE author_id <> $2", org, user)
+        " author_id, 'MEMBER' FROM comments WHERE author_id <> $2",
+        org,
+        user,
+    )
     await make.member(org, user, "MEMBER")
     query = """query($s: String!, $n: Int!) { organization(slug: $s) { projects(first: $n) {
       nodes { viewerCanUpdate issues(first: $n) { nodes { viewerCanUpdate viewerCanClose

@@ -31,13 +31,18 @@ async def _deep_project(make: Any, conn: asyncpg.Connection, size: int) -> str:
         SELECT $1, g, 'Issue ' || g, $2, g % 5, timestamptz '2026-01-01' + g * interval '1 s',
                timestamptz '2026-01-01' + g * interval '1 s'
         FROM generate_series(1, $3) g
-        """, project, user, size)
+        """,
+        project,
+        user,
+        size,
+    )
     await conn.execute("ANALYZE issues")
     return "deep-org"
 
 
-async def test_page_past_ten_thousand_is_an_index_seek(run: Run, make: Any,
-                                                        conn: asyncpg.Connection) -> None:
+async def test_page_past_ten_thousand_is_an_index_seek(
+    run: Run, make: Any, conn: asyncpg.Connection
+) -> None:
     slug = await _deep_project(make, conn, 12_000)
     for order in [None, {"field": "PRIORITY", "direction": "DESC"}]:
         cursor = None
@@ -48,8 +53,7 @@ async def test_page_past_ten_thousand_is_an_index_seek(run: Run, make: Any,
 
         outcome = await run(PAGE, {"org": slug, "after": deep, "order": order})
 
-        numbers = [n["number"] for n in outcome.data["organization"]["project"]["issues"]
-                   ["nodes"]]
+        numbers = [n["number"] for n in outcome.data["organization"]["project"]["issues"]["nodes"]]
         assert len(numbers) == 50
         sql, args = outcome.statements[-1]
         assert "OFFSET" not in sql.upper()

@@ -18,35 +18,57 @@ from tests.conftest import Run
 GRAPH = schema._schema
 VIEWERS = [None, "bob", "alice", "carol", "root"]
 SKIP_FIELDS = {"rateLimit"}
-CONNECTION_ARGS = st.fixed_dictionaries({}, optional={
-    "first": st.sampled_from([0, 1, 2, 5, 101]),
-    "last": st.sampled_from([1, 3]),
-    "after": st.sampled_from(['"bm90LWEtY3Vyc29y"', '"WzEsIklEIiwxLDFd"']),
-})
-ISSUE_ARGS = st.fixed_dictionaries({}, optional={
-    "orderBy": st.sampled_from(["{field: PRIORITY, direction: DESC}",
-                                "{field: UPDATED_AT, direction: ASC}",
-                                "{field: CREATED_AT, direction: DESC}"]),
-    "filterBy": st.sampled_from(["{states: [OPEN]}", '{labels: ["bug", "docs"]}',
-                                 '{assignee: "bob", states: [OPEN, CLOSED]}']),
-})
+CONNECTION_ARGS = st.fixed_dictionaries(
+    {},
+    optional={
+        "first": st.sampled_from([0, 1, 2, 5, 101]),
+        "last": st.sampled_from([1, 3]),
+        "after": st.sampled_from(['"bm90LWEtY3Vyc29y"', '"WzEsIklEIiwxLDFd"']),
+    },
+)
+ISSUE_ARGS = st.fixed_dictionaries(
+    {},
+    optional={
+        "orderBy": st.sampled_from(
+            [
+                "{field: PRIORITY, direction: DESC}",
+                "{field: UPDATED_AT, direction: ASC}",
+                "{field: CREATED_AT, direction: DESC}",
+            ]
+        ),
+        "filterBy": st.sampled_from(
+            [
+                "{states: [OPEN]}",
+                '{labels: ["bug", "docs"]}',
+                '{assignee: "bob", states: [OPEN, CLOSED]}',
+            ]
+        ),
+    },
+)
 
 
 def _ids() -> list[str]:
-    return [encode_id(t, n) for t in ("User", "Issue", "Project", "Comment", "Label",
-                                      "Organization") for n in (1, 2, 7)] + ["bad-id"]
+    return [
+        encode_id(t, n)
+        for t in ("User", "Issue", "Project", "Comment", "Label", "Organization")
+        for n in (1, 2, 7)
+    ] + ["bad-id"]
 
 
 FIXED_ARGS: dict[tuple[str, str], st.SearchStrategy[dict[str, str]]] = {
     ("Query", "user"): st.sampled_from(["alice", "bob", "ALICE", "nobody"]).map(
-        lambda v: {"login": f'"{v}"'}),
+        lambda v: {"login": f'"{v}"'}
+    ),
     ("Query", "organization"): st.sampled_from(["acme", "globex", "nope"]).map(
-        lambda v: {"slug": f'"{v}"'}),
+        lambda v: {"slug": f'"{v}"'}
+    ),
     ("Query", "node"): st.sampled_from(_ids()).map(lambda v: {"id": f'"{v}"'}),
     ("Query", "nodes"): st.lists(st.sampled_from(_ids()), max_size=4).map(
-        lambda ids: {"ids": "[" + ", ".join(f'"{i}"' for i in ids) + "]"}),
+        lambda ids: {"ids": "[" + ", ".join(f'"{i}"' for i in ids) + "]"}
+    ),
     ("Organization", "project"): st.sampled_from(["WEB", "OPS", "NOPE"]).map(
-        lambda v: {"key": f'"{v}"'}),
+        lambda v: {"key": f'"{v}"'}
+    ),
     ("Project", "issue"): st.sampled_from([1, 2, 0, 999999]).map(lambda v: {"number": str(v)}),
 }
 
@@ -54,8 +76,11 @@ FIXED_ARGS: dict[tuple[str, str], st.SearchStrategy[dict[str, str]]] = {
 @st.composite
 def selection(draw: Any, type_name: str, depth: int) -> str:
     graphql_type = GRAPH.type_map[type_name]
-    possible = GRAPH.get_possible_types(graphql_type) if not hasattr(graphql_type, "fields") \
-        or type_name == "Node" else None
+    possible = (
+        GRAPH.get_possible_types(graphql_type)
+        if not hasattr(graphql_type, "fields") or type_name == "Node"
+        else None
+    )
     if possible is not None:  # an interface: __typename and fragments on its types
         parts = ["__typename", "id"]
         for concrete in draw(st.lists(st.sampled_from(possible), max_size=2, unique=True)):
@@ -81,16 +106,16 @@ def selection(draw: Any, type_name: str, depth: int) -> str:
     return " ".join(parts) or "__typename"
 
 
-def _field(draw: Any, type_name: str, name: str,
-           depth: int) -> tuple[str, str | None] | None:
+def _field(draw: Any, type_name: str, name: str, depth: int) -> tuple[str, str | None] | None:
     definition = GRAPH.type_map[type_name].fields[name]  # type: ignore[union-attr]
     args = dict(draw(FIXED_ARGS[(type_name, name)])) if (type_name, name) in FIXED_ARGS else {}
     if "first" in definition.args:
         args |= draw(CONNECTION_ARGS)
     if "orderBy" in definition.args or "filterBy" in definition.args:
         args |= {k: v for k, v in draw(ISSUE_ARGS).items() if k in definition.args}
-    if any(isinstance(a.type, GraphQLNonNull) and k not in args
-           for k, a in definition.args.items()):
+    if any(
+        isinstance(a.type, GraphQLNonNull) and k not in args for k, a in definition.args.items()
+    ):
         return None
     rendered = f"{name}({', '.join(f'{k}: {v}' for k, v in args.items())})" if args else name
     named = get_named_type(definition.type)
@@ -104,8 +129,9 @@ def _field(draw: Any, type_name: str, name: str,
 QUERIES: list[tuple[str, str | None, bool]] = []
 
 
-@settings(max_examples=120, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 @given(selection("Query", 0), st.sampled_from(VIEWERS), st.booleans())
 def _collect(body: str, viewer: str | None, flag: bool) -> None:
     document = f"query Random($flag: Boolean!) {{ {body} }}"
@@ -114,7 +140,8 @@ def _collect(body: str, viewer: str | None, flag: bool) -> None:
 
 
 async def test_random_queries_answer_the_same_through_both_executors(
-        run: Run, conn: asyncpg.Connection) -> None:
+    run: Run, conn: asyncpg.Connection
+) -> None:
     if not QUERIES:
         _collect()
     assert len(QUERIES) >= 80

@@ -12,8 +12,10 @@ async def test_migrations_are_recorded_and_safe_to_run_twice(conn: asyncpg.Conne
     versions = [v for v, _ in migration_files()]
     assert versions == sorted(versions)
     assert await migrate(conn) == []
-    recorded = [r["version"] for r in await conn.fetch(
-        "SELECT version FROM schema_migrations ORDER BY version")]
+    recorded = [
+        r["version"]
+        for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    ]
     assert recorded == versions
 
 
@@ -38,11 +40,14 @@ async def test_demo_accounts_and_organizations(conn: asyncpg.Connection) -> None
     roles = await conn.fetch(
         "SELECT u.login, o.slug, m.role FROM memberships m JOIN users u ON u.id = m.user_id"
         " JOIN organizations o ON o.id = m.organization_id"
-        " WHERE u.login IN ('alice', 'bob', 'carol') ORDER BY u.login")
+        " WHERE u.login IN ('alice', 'bob', 'carol') ORDER BY u.login"
+    )
     assert [tuple(r) for r in roles] == [("alice", "acme", "OWNER"), ("bob", "acme", "MEMBER")]
-    projects = await conn.fetch("SELECT key, visibility FROM projects p JOIN organizations o"
-                                " ON o.id = p.organization_id WHERE o.slug = 'acme'"
-                                " AND key IN ('WEB', 'OPS') ORDER BY key")
+    projects = await conn.fetch(
+        "SELECT key, visibility FROM projects p JOIN organizations o"
+        " ON o.id = p.organization_id WHERE o.slug = 'acme'"
+        " AND key IN ('WEB', 'OPS') ORDER BY key"
+    )
     assert [tuple(r) for r in projects] == [("OPS", "PRIVATE"), ("WEB", "PUBLIC")]
     assert await conn.fetchval("SELECT count(*) FROM organizations WHERE slug = 'globex'") == 1
     assert await conn.fetchval("SELECT is_site_admin FROM users WHERE login = 'root'")

@@ -17,13 +17,19 @@ async def test_every_type_round_trips_through_node(run: Run, conn: asyncpg.Conne
         "User": await conn.fetchval("SELECT id FROM users WHERE login = 'alice'"),
         "Organization": await conn.fetchval("SELECT id FROM organizations WHERE slug = 'acme'"),
         "Project": await conn.fetchval("SELECT id FROM projects WHERE key = 'WEB'"),
-        "Issue": await conn.fetchval("SELECT i.id FROM issues i JOIN projects p ON"
-                                     " p.id = i.project_id WHERE p.key = 'WEB' LIMIT 1"),
-        "Label": await conn.fetchval("SELECT l.id FROM labels l JOIN projects p ON"
-                                     " p.id = l.project_id WHERE p.key = 'WEB' LIMIT 1"),
-        "Comment": await conn.fetchval("SELECT c.id FROM comments c JOIN issues i ON"
-                                       " i.id = c.issue_id JOIN projects p ON"
-                                       " p.id = i.project_id WHERE p.key = 'WEB' LIMIT 1"),
+        "Issue": await conn.fetchval(
+            "SELECT i.id FROM issues i JOIN projects p ON"
+            " p.id = i.project_id WHERE p.key = 'WEB' LIMIT 1"
+        ),
+        "Label": await conn.fetchval(
+            "SELECT l.id FROM labels l JOIN projects p ON"
+            " p.id = l.project_id WHERE p.key = 'WEB' LIMIT 1"
+        ),
+        "Comment": await conn.fetchval(
+            "SELECT c.id FROM comments c JOIN issues i ON"
+            " i.id = c.issue_id JOIN projects p ON"
+            " p.id = i.project_id WHERE p.key = 'WEB' LIMIT 1"
+        ),
     }
     for type_name, pk in ids.items():
         global_id = encode_id(type_name, pk)
@@ -39,8 +45,15 @@ async def test_nodes_keeps_order_and_answers_null_for_missing(run: Run) -> None:
 
 
 async def test_malformed_ids_are_bad_user_input(run: Run) -> None:
-    for bad in ["", "!!!", encode_id("Secret", 1), "VXNlcjphYmM", encode_id("User", 0),
-                "VXNlcjotMQ", "VXNlcjox\x00"]:
+    for bad in [
+        "",
+        "!!!",
+        encode_id("Secret", 1),
+        "VXNlcjphYmM",
+        encode_id("User", 0),
+        "VXNlcjotMQ",
+        "VXNlcjox\x00",
+    ]:
         outcome = await run(NODE, {"id": bad})
         assert outcome.codes == ["BAD_USER_INPUT"], bad
         assert outcome.data == {"node": None}
@@ -54,8 +67,9 @@ async def test_too_many_ids_is_bad_user_input(run: Run) -> None:
     assert outcome.statements == []
 
 
-async def test_private_project_does_not_exist_for_anonymous(run: Run, conn: asyncpg.Connection,
-                                                            make: Any) -> None:
+async def test_private_project_does_not_exist_for_anonymous(
+    run: Run, conn: asyncpg.Connection, make: Any
+) -> None:
     user = await make.user()
     org = await make.organization(slug="hidden-things")
     private = await make.project(org, key="SECRET", visibility="PRIVATE")
@@ -64,40 +78,59 @@ async def test_private_project_does_not_exist_for_anonymous(run: Run, conn: asyn
     comment = await make.comment(issue, user)
     label = await make.label(private)
 
-    for type_name, pk in [("Project", private), ("Issue", issue), ("Comment", comment),
-                          ("Label", label)]:
+    for type_name, pk in [
+        ("Project", private),
+        ("Issue", issue),
+        ("Comment", comment),
+        ("Label", label),
+    ]:
         outcome = await run(NODE, {"id": encode_id(type_name, pk)})
         assert outcome.data == {"node": None} and outcome.errors == [], type_name
-    outcome = await run('{ organization(slug: "hidden-things") { project(key: "SECRET") { key }'
-                        " projects { totalCount nodes { key } } } }")
-    assert outcome.data == {"organization": {"project": None, "projects": {
-        "totalCount": 1, "nodes": [{"key": "OPEN"}]}}}
+    outcome = await run(
+        '{ organization(slug: "hidden-things") { project(key: "SECRET") { key }'
+        " projects { totalCount nodes { key } } } }"
+    )
+    assert outcome.data == {
+        "organization": {"project": None, "projects": {"totalCount": 1, "nodes": [{"key": "OPEN"}]}}
+    }
     login = await conn.fetchval("SELECT login FROM users WHERE id = $1", user)
-    outcome = await run("query($l: String!) { user(login: $l) { authoredIssues { totalCount }"
-                        " } }", {"l": login})
+    outcome = await run(
+        "query($l: String!) { user(login: $l) { authoredIssues { totalCount } } }", {"l": login}
+    )
     assert outcome.data == {"user": {"authoredIssues": {"totalCount": 0}}}
 
 
 async def test_email_is_forbidden_on_its_path_only(run: Run) -> None:
     outcome = await run('{ user(login: "ALICE") { login name email } viewer { login } }')
-    assert outcome.data == {"user": {"login": "alice", "name": "Alice Liddell", "email": None},
-                            "viewer": None}
+    assert outcome.data == {
+        "user": {"login": "alice", "name": "Alice Liddell", "email": None},
+        "viewer": None,
+    }
     assert outcome.codes == ["FORBIDDEN"]
     assert outcome.errors[0]["path"] == ["user", "email"]
 
 
 async def test_members_carry_roles(run: Run) -> None:
-    outcome = await run('{ organization(slug: "acme") { members(first: 2) { totalCount'
-                        " edges { role node { login } } } } }")
+    outcome = await run(
+        '{ organization(slug: "acme") { members(first: 2) { totalCount'
+        " edges { role node { login } } } } }"
+    )
     members = outcome.data["organization"]["members"]
-    assert members["edges"] == [{"role": "OWNER", "node": {"login": "alice"}},
-                                {"role": "MEMBER", "node": {"login": "bob"}}]
+    assert members["edges"] == [
+        {"role": "OWNER", "node": {"login": "alice"}},
+        {"role": "MEMBER", "node": {"login": "bob"}},
+    ]
     assert members["totalCount"] > 2
 
 
 async def test_user_organizations_and_missing_entry_points(run: Run) -> None:
-    outcome = await run('{ user(login: "alice") { organizations { nodes { slug } } }'
-                        ' nobody: user(login: "nobody-here") { login }'
-                        ' organization(slug: "no-such-org") { name } }')
-    assert outcome.data == {"user": {"organizations": {"nodes": [{"slug": "acme"}]}},
-                            "nobody": None, "organization": None}
+    outcome = await run(
+        '{ user(login: "alice") { organizations { nodes { slug } } }'
+        ' nobody: user(login: "nobody-here") { login }'
+        ' organization(slug: "no-such-org") { name } }'
+    )
+    assert outcome.data == {
+        "user": {"organizations": {"nodes": [{"slug": "acme"}]}},
+        "nobody": None,
+        "organization": None,
+    }

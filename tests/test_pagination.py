@@ -26,7 +26,7 @@ query($org: String!, $key: String!, $first: Int, $after: String, $last: Int, $be
 async def _project(make: Any, issues: int = 7) -> tuple[str, int, int]:
     user = await make.user()
     org = await make.organization()
-    slug = (await make.conn.fetchval("SELECT slug FROM organizations WHERE id = $1", org))
+    slug = await make.conn.fetchval("SELECT slug FROM organizations WHERE id = $1", org)
     project = await make.project(org, key="PAGE")
     for n in range(1, issues + 1):
         await make.issue(project, user, priority=n % 3, state="CLOSED" if n % 2 else "OPEN")
@@ -43,8 +43,7 @@ async def test_forward_pages_visit_every_issue_once_in_order(run: Run, make: Any
     seen: list[int] = []
     after = None
     while True:
-        page = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "first": 3,
-                                          "after": after}))
+        page = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "first": 3, "after": after}))
         seen += [e["node"]["number"] for e in page["edges"]]
         assert page["pageInfo"]["hasPreviousPage"] is (after is not None)
         if not page["pageInfo"]["hasNextPage"]:
@@ -59,8 +58,7 @@ async def test_backward_pages_visit_every_issue_once_in_order(run: Run, make: An
     seen: list[int] = []
     before = None
     while True:
-        page = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "last": 3,
-                                          "before": before}))
+        page = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "last": 3, "before": before}))
         seen = [e["node"]["number"] for e in page["edges"]] + seen
         if not page["pageInfo"]["hasPreviousPage"]:
             break
@@ -70,43 +68,90 @@ async def test_backward_pages_visit_every_issue_once_in_order(run: Run, make: An
 
 async def test_cursors_stay_valid_when_rows_are_inserted(run: Run, make: Any) -> None:
     slug, project, user = await _project(make)
-    first = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "first": 3,
-                                       "order": {"field": "CREATED_AT", "direction": "DESC"}}))
+    first = _issues(
+        await run(
+            ISSUES,
+            {
+                "org": slug,
+                "key": "PAGE",
+                "first": 3,
+                "order": {"field": "CREATED_AT", "direction": "DESC"},
+            },
+        )
+    )
     await make.issue(project, user)  # newest: sorts before the page already read
-    rest = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "first": 10,
-                                      "after": first["pageInfo"]["endCursor"],
-                                      "order": {"field": "CREATED_AT", "direction": "DESC"}}))
+    rest = _issues(
+        await run(
+            ISSUES,
+            {
+                "org": slug,
+                "key": "PAGE",
+                "first": 10,
+                "after": first["pageInfo"]["endCursor"],
+                "order": {"field": "CREATED_AT", "direction": "DESC"},
+            },
+        )
+    )
     numbers = [e["node"]["number"] for e in first["edges"] + rest["edges"]]
     assert numbers == [7, 6, 5, 4, 3, 2, 1]
 
 
 async def test_order_by_priority_descending_breaks_ties_by_id(run: Run, make: Any) -> None:
     slug, _, _ = await _project(make)
-    page = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "first": 4,
-                                      "order": {"field": "PRIORITY", "direction": "DESC"}}))
-    nxt = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "first": 10,
-                                     "after": page["pageInfo"]["endCursor"],
-                                     "order": {"field": "PRIORITY", "direction": "DESC"}}))
+    page = _issues(
+        await run(
+            ISSUES,
+            {
+                "org": slug,
+                "key": "PAGE",
+                "first": 4,
+                "order": {"field": "PRIORITY", "direction": "DESC"},
+            },
+        )
+    )
+    nxt = _issues(
+        await run(
+            ISSUES,
+            {
+                "org": slug,
+                "key": "PAGE",
+                "first": 10,
+                "after": page["pageInfo"]["endCursor"],
+                "order": {"field": "PRIORITY", "direction": "DESC"},
+            },
+        )
+    )
     got = [(e["node"]["priority"], e["node"]["number"]) for e in page["edges"] + nxt["edges"]]
     assert got == [(2, 5), (2, 2), (1, 7), (1, 4), (1, 1), (0, 6), (0, 3)]
 
 
-async def test_filters_apply_to_the_page_and_the_count(run: Run, make: Any,
-                                                       conn: asyncpg.Connection) -> None:
+async def test_filters_apply_to_the_page_and_the_count(
+    run: Run, make: Any, conn: asyncpg.Connection
+) -> None:
     slug, project, user = await _project(make)
     login = await conn.fetchval("SELECT login FROM users WHERE id = $1", user)
     bug = await make.label(project, name="bug")
-    await conn.execute("UPDATE issues SET assignee_id = $1 WHERE project_id = $2 AND number"
-                       " IN (2, 3)", user, project)
-    await conn.execute("INSERT INTO issue_labels SELECT id, $1 FROM issues WHERE project_id ="
-                       " $2 AND number IN (3, 4)", bug, project)
+    await conn.execute(
+        "UPDATE issues SET assignee_id = $1 WHERE project_id = $2 AND number IN (2, 3)",
+        user,
+        project,
+    )
+    await conn.execute(
+        "INSERT INTO issue_labels SELECT id, $1 FROM issues WHERE project_id ="
+        " $2 AND number IN (3, 4)",
+        bug,
+        project,
+    )
 
-    open_ = _issues(await run(ISSUES, {"org": slug, "key": "PAGE",
-                                       "filter": {"states": ["OPEN"]}}))
-    mine = _issues(await run(ISSUES, {"org": slug, "key": "PAGE",
-                                      "filter": {"assignee": login.upper()}}))
-    bugs_open = _issues(await run(ISSUES, {"org": slug, "key": "PAGE",
-                                           "filter": {"labels": ["bug"], "states": ["OPEN"]}}))
+    open_ = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "filter": {"states": ["OPEN"]}}))
+    mine = _issues(
+        await run(ISSUES, {"org": slug, "key": "PAGE", "filter": {"assignee": login.upper()}})
+    )
+    bugs_open = _issues(
+        await run(
+            ISSUES, {"org": slug, "key": "PAGE", "filter": {"labels": ["bug"], "states": ["OPEN"]}}
+        )
+    )
 
     assert [e["node"]["number"] for e in open_["edges"]] == [2, 4, 6]
     assert open_["totalCount"] == 3
@@ -116,8 +161,10 @@ async def test_filters_apply_to_the_page_and_the_count(run: Run, make: Any,
 
 
 async def test_default_page_size_is_twenty(run: Run) -> None:
-    outcome = await run('{ organization(slug: "acme") { project(key: "WEB") {'
-                        " issues { nodes { number } pageInfo { hasNextPage } } } } }")
+    outcome = await run(
+        '{ organization(slug: "acme") { project(key: "WEB") {'
+        " issues { nodes { number } pageInfo { hasNextPage } } } } }"
+    )
     issues = outcome.data["organization"]["project"]["issues"]
     assert len(issues["nodes"]) == 20 and issues["pageInfo"]["hasNextPage"] is True
 
@@ -125,16 +172,31 @@ async def test_default_page_size_is_twenty(run: Run) -> None:
 async def test_empty_connection(run: Run, make: Any) -> None:
     slug, _, _ = await _project(make, issues=0)
     page = _issues(await run(ISSUES, {"org": slug, "key": "PAGE", "first": 5}))
-    assert page == {"totalCount": 0, "edges": [], "pageInfo": {
-        "hasNextPage": False, "hasPreviousPage": False, "startCursor": None,
-        "endCursor": None}}
+    assert page == {
+        "totalCount": 0,
+        "edges": [],
+        "pageInfo": {
+            "hasNextPage": False,
+            "hasPreviousPage": False,
+            "startCursor": None,
+            "endCursor": None,
+        },
+    }
 
 
 async def test_bad_page_arguments_are_bad_user_input(run: Run, make: Any) -> None:
     slug, _, _ = await _project(make)
-    by_priority = _issues(await run(ISSUES, {
-        "org": slug, "key": "PAGE", "first": 1,
-        "order": {"field": "PRIORITY", "direction": "ASC"}}))["pageInfo"]["endCursor"]
+    by_priority = _issues(
+        await run(
+            ISSUES,
+            {
+                "org": slug,
+                "key": "PAGE",
+                "first": 1,
+                "order": {"field": "PRIORITY", "direction": "ASC"},
+            },
+        )
+    )["pageInfo"]["endCursor"]
     cases: list[tuple[dict[str, Any], str]] = [
         ({"first": 101}, "between 0 and 100"),
         ({"last": -1}, "between 0 and 100"),

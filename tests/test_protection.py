@@ -4,6 +4,7 @@ timeouts, and the operational endpoints."""
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -21,33 +22,48 @@ async def test_too_complex_is_refused_before_any_sql(client: Any) -> None:
     error = response.json()["errors"][0]
     # 1 organizations + 100 projects pages + 100² issues pages + 100³ comments pages
     assert error["extensions"] == {
-        "code": "QUERY_TOO_COMPLEX", "figure": "cost", "value": 1_010_101, "limit": 50_000,
-        "requestId": response.headers["x-request-id"]}
+        "code": "QUERY_TOO_COMPLEX",
+        "figure": "cost",
+        "value": 1_010_101,
+        "limit": 50_000,
+        "requestId": response.headers["x-request-id"],
+    }
     assert error["message"] == "The query's cost is 1,010,101, over the limit of 50,000."
     assert "server-timing" not in response.headers  # nothing was executed
 
 
 async def test_depth_and_aliases_are_limited(database: Database) -> None:
     async with app_client(database, max_depth=3, max_aliases=2) as http:
-        deep = await http.post("/graphql", json={"query": '{ organization(slug: "acme") {'
-                                                 ' projects { nodes { organization { name }'
-                                                 " } } } }"})
-        aliased = await http.post("/graphql", json={"query": "{ a: viewer { id } b: viewer"
-                                                    " { id } c: viewer { id } }"})
+        deep = await http.post(
+            "/graphql",
+            json={
+                "query": '{ organization(slug: "acme") {'
+                " projects { nodes { organization { name }"
+                " } } } }"
+            },
+        )
+        aliased = await http.post(
+            "/graphql", json={"query": "{ a: viewer { id } b: viewer { id } c: viewer { id } }"}
+        )
     assert deep.json()["errors"][0]["extensions"]["figure"] == "depth"
     assert aliased.json()["errors"][0]["extensions"]["figure"] == "aliases"
 
 
 async def test_every_response_reports_its_cost_and_the_budget(client: Any) -> None:
-    query = '{ rateLimit { cost limit remaining } organization(slug: "acme") {' \
-            " projects(first: 10) { nodes { issues(first: 5) { totalCount } } } } }"
+    query = (
+        '{ rateLimit { cost limit remaining } organization(slug: "acme") {'
+        " projects(first: 10) { nodes { issues(first: 5) { totalCount } } } } }"
+    )
     first = (await client.post("/graphql", json={"query": query})).json()
     second = (await client.post("/graphql", json={"query": query})).json()
     cost = first["extensions"]["cost"]
     assert cost["requested"] == 11 and cost["limit"] == 5_000
     assert second["extensions"]["cost"]["remaining"] == cost["remaining"] - 11
-    assert second["data"]["rateLimit"] == {"cost": 11, "limit": 5_000,
-                                           "remaining": cost["remaining"] - 11}
+    assert second["data"]["rateLimit"] == {
+        "cost": 11,
+        "limit": 5_000,
+        "remaining": cost["remaining"] - 11,
+    }
 
 
 async def test_over_budget_is_429_with_retry_after(database: Database) -> None:
@@ -70,36 +86,48 @@ async def test_automatic_persisted_queries(client: Any) -> None:
     persisted = {"persistedQuery": {"version": 1, "sha256Hash": _sha(query)}}
     unknown = await client.post("/graphql", json={"extensions": persisted})
     registered = await client.post("/graphql", json={"query": query, "extensions": persisted})
-    by_hash = await client.get("/graphql", headers={"graphql-preflight": "1"}, params={
-        "extensions": '{"persistedQuery": {"version": 1, "sha256Hash": "%s"}}' % _sha(query)})
-    mismatch = await client.post("/graphql", json={"query": "{ viewer { id } }",
-                                                   "extensions": persisted})
+    by_hash = await client.get(
+        "/graphql",
+        headers={"graphql-preflight": "1"},
+        params={
+            "extensions": json.dumps({"persistedQuery": {"version": 1, "sha256Hash": _sha(query)}})
+        },
+    )
+    mismatch = await client.post(
+        "/graphql", json={"query": "{ viewer { id } }", "extensions": persisted}
+    )
     assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
-    assert registered.json()["data"] == by_hash.json()["data"] == {
-        "organization": {"slug": "globex"}}
+    assert (
+        registered.json()["data"] == by_hash.json()["data"] == {"organization": {"slug": "globex"}}
+    )
     assert mismatch.status_code == 400
 
 
-async def test_persisted_queries_only_refuses_new_documents(database: Database,
-                                                            tmp_path: Any) -> None:
+async def test_persisted_queries_only_refuses_new_documents(
+    database: Database, tmp_path: Any
+) -> None:
     allowed = '{ organization(slug: "acme") { name } }'
     manifest = tmp_path / "persisted-queries.json"
-    manifest.write_text('{"q1": %s}' % __import__("json").dumps(allowed))
-    async with app_client(database, persisted_queries_only=True,
-                          persisted_queries_file=str(manifest)) as http:
-        by_hash = await http.post("/graphql", json={"extensions": {"persistedQuery": {
-            "version": 1, "sha256Hash": _sha(allowed)}}})
+    manifest.write_text(json.dumps({"q1": allowed}))
+    async with app_client(
+        database, persisted_queries_only=True, persisted_queries_file=str(manifest)
+    ) as http:
+        by_hash = await http.post(
+            "/graphql",
+            json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": _sha(allowed)}}},
+        )
         by_text = await http.post("/graphql", json={"query": allowed})
         other = await http.post("/graphql", json={"query": "{ viewer { id } }"})
-    assert by_hash.json()["data"] == by_text.json()["data"] == {"organization": {
-        "name": "Acme Inc."}}
+    assert (
+        by_hash.json()["data"] == by_text.json()["data"] == {"organization": {"name": "Acme Inc."}}
+    )
     assert other.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_ALLOWED"
 
 
 async def test_introspection_and_graphiql_can_be_turned_off(database: Database) -> None:
     async with app_client(database, introspection=False, graphiql=False) as http:
         schema = await http.post("/graphql", json={"query": "{ __schema { types { name } } }"})
-        typo = await http.post("/graphql", json={"query": "{ organisation(slug: \"a\") { id } }"})
+        typo = await http.post("/graphql", json={"query": '{ organisation(slug: "a") { id } }'})
         page = await http.get("/graphql", headers={"accept": "text/html"})
         typename = await http.post("/graphql", json={"query": "{ __typename }"})
     assert schema.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
@@ -114,7 +142,8 @@ async def test_suggestions_are_on_with_introspection(client: Any) -> None:
 
 
 async def test_statement_timeout_is_a_clear_error_and_the_pool_recovers(
-        database: Database, database_url: str) -> None:
+    database: Database, database_url: str
+) -> None:
     slow = Database.connect  # a separate pool whose statements time out at once
     timed = await slow(database_url, min_size=1, max_size=1, statement_timeout_ms=1)
     try:
@@ -153,13 +182,17 @@ async def test_health_metrics_and_request_ids(client: Any) -> None:
     assert any(s.labels.get("operation") == "Named" for s in requests.samples)
     errors = families["issuegraph_graphql_errors"]
     assert any(s.labels.get("code") == "GRAPHQL_VALIDATION_FAILED" for s in errors.samples)
-    for name in ("issuegraph_sql_statements_per_request", "issuegraph_query_cost",
-                 "issuegraph_db_pool_size"):
+    for name in (
+        "issuegraph_sql_statements_per_request",
+        "issuegraph_query_cost",
+        "issuegraph_db_pool_size",
+    ):
         assert name in families
 
 
 @pytest.mark.parametrize("accept", ["application/json", "application/graphql-response+json"])
 async def test_media_types(client: Any, accept: str) -> None:
-    response = await client.post("/graphql", json={"query": "{ viewer { id } }"},
-                                 headers={"accept": accept})
+    response = await client.post(
+        "/graphql", json={"query": "{ viewer { id } }"}, headers={"accept": accept}
+    )
     assert response.headers["content-type"].startswith(accept)

@@ -72,6 +72,7 @@ WAITING_ON_LOCKS = """SELECT count(*) FROM pg_stat_activity WHERE datname = curr
 # HTTP calls and how their answers are judged
 # ---------------------------------------------------------------------------------------
 
+
 @dataclass
 class Call:
     """One HTTP request and its answer (`failure` when there was no answer)."""
@@ -132,11 +133,13 @@ class Api:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def graphql(self, kind: str, query: str, token: str | None = None,
-                      **variables: Any) -> Call:
+    async def graphql(
+        self, kind: str, query: str, token: str | None = None, **variables: Any
+    ) -> Call:
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        return await self._call(kind, "POST", "/graphql", headers=headers,
-                                json={"query": query, "variables": variables})
+        return await self._call(
+            kind, "POST", "/graphql", headers=headers, json={"query": query, "variables": variables}
+        )
 
     async def readyz(self) -> Call:
         return await self._call("readyz", "GET", "/readyz")
@@ -165,6 +168,7 @@ class Api:
 # ---------------------------------------------------------------------------------------
 # 1. A database restart under load
 # ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class Acme:
@@ -196,8 +200,9 @@ class Ledger:
             issue = call.body["data"]["createIssue"]["issue"]
             assert issue["title"] == self.title(cmid), call
             earlier = self.acknowledged.get(cmid)
-            assert earlier in (None, issue["id"]), \
+            assert earlier in (None, issue["id"]), (
                 f"{cmid} acknowledged as {earlier} and then as {issue['id']}"
+            )
             self.acknowledged[cmid] = issue["id"]
             if cmid in self.pending:
                 self.pending.remove(cmid)
@@ -205,18 +210,21 @@ class Ledger:
             self.pending.append(cmid)
 
 
-async def _create(api: Api, token: str, project: int | None, ledger: Ledger, cmid: str,
-                  kind: str = "create") -> Call:
+async def _create(
+    api: Api, token: str, project: int | None, ledger: Ledger, cmid: str, kind: str = "create"
+) -> Call:
     # A retry (project None) goes to the project of the first attempt.
     project = ledger.sent[cmid] if project is None else ledger.sent.setdefault(cmid, project)
-    call = await api.graphql(kind, CREATE, token, p=encode_id("Project", project),
-                             t=ledger.title(cmid), c=cmid)
+    call = await api.graphql(
+        kind, CREATE, token, p=encode_id("Project", project), t=ledger.title(cmid), c=cmid
+    )
     ledger.record(cmid, call)
     return call
 
 
-async def _client(api: Api, token: str, acme: Acme, ledger: Ledger, number: int,
-                  stop: asyncio.Event) -> None:
+async def _client(
+    api: Api, token: str, acme: Acme, ledger: Ledger, number: int, stop: asyncio.Event
+) -> None:
     """Queries and creates, alternately; an unacknowledged create is sent again (same
     clientMutationId) before any new one, as a careful client would."""
     project = encode_id("Project", acme.web)
@@ -236,17 +244,25 @@ async def _acme(url: str) -> Acme:
     connection = await asyncpg.connect(url)
     try:
         alice = await connection.fetchval("SELECT id FROM users WHERE login = 'alice'")
-        projects = dict(await connection.fetch(
-            "SELECT p.key, p.id FROM projects p JOIN organizations o ON o.id ="
-            " p.organization_id WHERE o.slug = 'acme' AND p.key IN ('WEB', 'OPS')"))
+        projects = dict(
+            await connection.fetch(
+                "SELECT p.key, p.id FROM projects p JOIN organizations o ON o.id ="
+                " p.organization_id WHERE o.slug = 'acme' AND p.key IN ('WEB', 'OPS')"
+            )
+        )
         ops_issue = await connection.fetchval(
-            "SELECT id FROM issues WHERE project_id = $1 ORDER BY id LIMIT 1", projects["OPS"])
+            "SELECT id FROM issues WHERE project_id = $1 ORDER BY id LIMIT 1", projects["OPS"]
+        )
         numbers = await connection.fetchrow(
             "SELECT issue_count, (SELECT max(number) FROM issues WHERE project_id = $1)"
-            " FROM projects WHERE id = $1", projects["WEB"])
+            " FROM projects WHERE id = $1",
+            projects["WEB"],
+        )
         role = await connection.fetchval(
             "SELECT m.role FROM memberships m JOIN organizations o ON o.id = m.organization_id"
-            " WHERE o.slug = 'acme' AND m.user_id = $1", alice)
+            " WHERE o.slug = 'acme' AND m.user_id = $1",
+            alice,
+        )
     finally:
         await connection.close()
     assert role == "OWNER" and ops_issue is not None
@@ -285,9 +301,11 @@ async def _until_waiting(connection: asyncpg.Connection, count: int) -> None:
     activity = await connection.fetch(
         "SELECT state, wait_event_type, wait_event, left(query, 120) AS query"
         " FROM pg_stat_activity WHERE datname = current_database()"
-        " AND pid <> pg_backend_pid()")
-    raise AssertionError(f"only {waiting} of {count} requests reached the lock: "
-                         + "\n".join(map(str, activity)))
+        " AND pid <> pg_backend_pid()"
+    )
+    raise AssertionError(
+        f"only {waiting} of {count} requests reached the lock: " + "\n".join(map(str, activity))
+    )
 
 
 @pytest.fixture
@@ -305,14 +323,21 @@ async def test_database_restart_under_load(throwaway: ThrowawayPostgres, mode: s
     token = services_with().tokens.issue(acme.alice).token
     ledger = Ledger(uuid.uuid4().hex[:8])
 
-    with server_processes(1, url, JWT_SECRET=TEST_SETTINGS.jwt_secret or "",
-                          BCRYPT_ROUNDS="4", DB_CONNECT_TIMEOUT="1", DB_ACQUIRE_TIMEOUT="1",
-                          CIRCUIT_RESET="1") as (base,):
+    with server_processes(
+        1,
+        url,
+        JWT_SECRET=TEST_SETTINGS.jwt_secret or "",
+        BCRYPT_ROUNDS="4",
+        DB_CONNECT_TIMEOUT="1",
+        DB_ACQUIRE_TIMEOUT="1",
+        CIRCUIT_RESET="1",
+    ) as (base,):
         started = time.monotonic()
         api = Api(base, started)
         stop = asyncio.Event()
-        load = [asyncio.create_task(_client(api, token, acme, ledger, n, stop))
-                for n in range(CLIENTS)]
+        load = [
+            asyncio.create_task(_client(api, token, acme, ledger, n, stop)) for n in range(CLIENTS)
+        ]
         try:
             figures = await _restart(throwaway, mode, url, api, token, acme, ledger, stop)
             await asyncio.wait_for(asyncio.gather(*load), REQUEST_TIMEOUT + 5)
@@ -335,20 +360,31 @@ async def test_database_restart_under_load(throwaway: ThrowawayPostgres, mode: s
     assert not problems, "\n\n".join(problems)
 
 
-async def _restart(pg: ThrowawayPostgres, mode: str, url: str, api: Api, token: str,
-                   acme: Acme, ledger: Ledger, stop: asyncio.Event) -> dict[str, Any]:
+async def _restart(
+    pg: ThrowawayPostgres,
+    mode: str,
+    url: str,
+    api: Api,
+    token: str,
+    acme: Acme,
+    ledger: Ledger,
+    stop: asyncio.Event,
+) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     await asyncio.sleep(WARM_UP)
-    healthy = await api.graphql("probe: query before", QUERY, token,
-                                p=encode_id("Project", acme.web))
+    healthy = await api.graphql(
+        "probe: query before", QUERY, token, p=encode_id("Project", acme.web)
+    )
     assert healthy.ok, healthy
-    created = await _create(api, token, acme.web, ledger, f"{ledger.tag}-before",
-                            "probe: create before")
+    created = await _create(
+        api, token, acme.web, ledger, f"{ledger.tag}-before", "probe: create before"
+    )
     count, highest = acme.web_numbers
     assert created.ok, (
         f"createIssue fails on a healthy database, before any restart: {created}\n(the "
         f"freshly prepared database has projects.issue_count = {count} for WEB, whose "
-        f"issues go up to #{highest})")
+        f"issues go up to #{highest})"
+    )
     assert (await api.readyz()).status == 200
 
     # Requests in flight when the database goes, at each stage where a connection can be
@@ -357,27 +393,50 @@ async def _restart(pg: ThrowawayPostgres, mode: str, url: str, api: Api, token: 
     # `users`); a query inside execution, waiting for the comments table; and then every
     # signed-in request, the load's included, while loading its viewer, before execution,
     # waiting for the users table.
-    async with _locks(url, f"SELECT 1 FROM projects WHERE id = {acme.ops} FOR UPDATE",
-                      "LOCK TABLE comments IN ACCESS EXCLUSIVE MODE") as locker:
+    async with _locks(
+        url,
+        f"SELECT 1 FROM projects WHERE id = {acme.ops} FOR UPDATE",
+        "LOCK TABLE comments IN ACCESS EXCLUSIVE MODE",
+    ) as locker:
         in_flight = [
-            asyncio.create_task(api.graphql("probe: create in flight", CREATE, token,
-                                            p=encode_id("Project", acme.ops),
-                                            t=f"resilience {ledger.tag} in flight", c=None)),
-            asyncio.create_task(api.graphql("probe: query in flight", COMMENTS, token,
-                                            i=encode_id("Issue", acme.ops_issue))),
+            asyncio.create_task(
+                api.graphql(
+                    "probe: create in flight",
+                    CREATE,
+                    token,
+                    p=encode_id("Project", acme.ops),
+                    t=f"resilience {ledger.tag} in flight",
+                    c=None,
+                )
+            ),
+            asyncio.create_task(
+                api.graphql(
+                    "probe: query in flight", COMMENTS, token, i=encode_id("Issue", acme.ops_issue)
+                )
+            ),
         ]
         await _until_waiting(locker, len(in_flight))
         await locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        in_flight.append(asyncio.create_task(api.graphql(
-            "probe: query in flight (viewer)", QUERY, token, p=encode_id("Project", acme.web))))
+        in_flight.append(
+            asyncio.create_task(
+                api.graphql(
+                    "probe: query in flight (viewer)",
+                    QUERY,
+                    token,
+                    p=encode_id("Project", acme.web),
+                )
+            )
+        )
         await _until_waiting(locker, len(in_flight) + CLIENTS)
         figures["stop_began"] = time.monotonic() - api.started
         await asyncio.to_thread(pg.stop, mode)
         figures["stopped"] = time.monotonic() - api.started
-    figures["in_flight"] = await asyncio.wait_for(asyncio.gather(*in_flight),
-                                                  REQUEST_TIMEOUT + 5)
-    figures["in_flight_load"] = [c for c in api.calls if c.sent < figures["stop_began"]
-                                 and c.sent + c.took > figures["stop_began"]]
+    figures["in_flight"] = await asyncio.wait_for(asyncio.gather(*in_flight), REQUEST_TIMEOUT + 5)
+    figures["in_flight_load"] = [
+        c
+        for c in api.calls
+        if c.sent < figures["stop_began"] and c.sent + c.took > figures["stop_began"]
+    ]
 
     # While it is down: /readyz says so, and every kind of request fails fast.
     down_until = time.monotonic() + DOWNTIME
@@ -386,11 +445,17 @@ async def _restart(pg: ThrowawayPostgres, mode: str, url: str, api: Api, token: 
         if time.monotonic() >= down_until or n >= 40:
             break
         probes.append(await api.readyz())
-        probes.append(await api.graphql("probe: query while down", QUERY, token,
-                                        p=encode_id("Project", acme.web)))
+        probes.append(
+            await api.graphql(
+                "probe: query while down", QUERY, token, p=encode_id("Project", acme.web)
+            )
+        )
         probes.append(await api.graphql("probe: anonymous query while down", ANONYMOUS_QUERY))
-        probes.append(await _create(api, token, acme.web, ledger, f"{ledger.tag}-down-{n}",
-                                    "probe: create while down"))
+        probes.append(
+            await _create(
+                api, token, acme.web, ledger, f"{ledger.tag}-down-{n}", "probe: create while down"
+            )
+        )
         await asyncio.sleep(0.1)
     figures["start_began"] = time.monotonic() - api.started
     await asyncio.to_thread(pg.start)
@@ -401,8 +466,9 @@ async def _restart(pg: ThrowawayPostgres, mode: str, url: str, api: Api, token: 
     query_ok = ready_ok = None
     while time.monotonic() < deadline and (query_ok is None or ready_ok is None):
         if query_ok is None:
-            call = await api.graphql("probe: query after", QUERY, token,
-                                     p=encode_id("Project", acme.web))
+            call = await api.graphql(
+                "probe: query after", QUERY, token, p=encode_id("Project", acme.web)
+            )
             if call.ok:
                 query_ok = time.monotonic() - api.started
         if ready_ok is None and (await api.readyz()).status == 200:
@@ -412,7 +478,8 @@ async def _restart(pg: ThrowawayPostgres, mode: str, url: str, api: Api, token: 
     assert query_ok is not None and ready_ok is not None, (
         f"not recovered {RECOVERY_BOUND:g}s after the database came back: query "
         f"{'ok' if query_ok else 'failing'}, /readyz {'ok' if ready_ok else 'failing'}; "
-        f"last calls:\n" + "\n".join(map(str, api.calls[-6:])) + "\n" + pg.log_tail())
+        f"last calls:\n" + "\n".join(map(str, api.calls[-6:])) + "\n" + pg.log_tail()
+    )
     figures["recovered"] = max(query_ok, ready_ok)
     await asyncio.sleep(AFTER_RECOVERY)
     stop.set()
@@ -424,23 +491,28 @@ def _brief(call: Call) -> str:
 
 
 def _report_restart(mode: str, figures: dict[str, Any], api: Api, ledger: Ledger) -> None:
-    down = [c for c in api.calls if figures["stopped"] <= c.sent
-            and c.sent + c.took <= figures["start_began"]]
+    down = [
+        c
+        for c in api.calls
+        if figures["stopped"] <= c.sent and c.sent + c.took <= figures["start_began"]
+    ]
     kinds: dict[str, int] = {}
     for call in api.calls:
         label = "ok" if call.ok else ("unavailable" if call.unavailable else "other")
         kinds[label] = kinds.get(label, 0) + 1
-    print(f"\n[restart, {mode}] stop took {figures['stopped'] - figures['stop_began']:.2f}s; "
-          f"down {figures['start_began'] - figures['stopped']:.2f}s "
-          f"(start took {figures['started'] - figures['start_began']:.2f}s); "
-          f"queries ok {figures['query_ok'] - figures['started']:.2f}s and /readyz 200 "
-          f"{figures['ready_ok'] - figures['started']:.2f}s after it was back; "
-          f"{len(down)} requests while down, slowest answer "
-          f"{max((c.took for c in down), default=0):.3f}s; answers {kinds}; "
-          f"{len(figures['in_flight_load'])} in flight at the stop: "
-          + "; ".join(sorted(set(map(_brief, figures["in_flight_load"]))))
-          + f"; creates sent {len(ledger.sent)}, acknowledged {len(ledger.acknowledged)}, "
-          f"never acknowledged {len(ledger.pending)}")
+    print(
+        f"\n[restart, {mode}] stop took {figures['stopped'] - figures['stop_began']:.2f}s; "
+        f"down {figures['start_began'] - figures['stopped']:.2f}s "
+        f"(start took {figures['started'] - figures['start_began']:.2f}s); "
+        f"queries ok {figures['query_ok'] - figures['started']:.2f}s and /readyz 200 "
+        f"{figures['ready_ok'] - figures['started']:.2f}s after it was back; "
+        f"{len(down)} requests while down, slowest answer "
+        f"{max((c.took for c in down), default=0):.3f}s; answers {kinds}; "
+        f"{len(figures['in_flight_load'])} in flight at the stop: "
+        + "; ".join(sorted(set(map(_brief, figures["in_flight_load"]))))
+        + f"; creates sent {len(ledger.sent)}, acknowledged {len(ledger.acknowledged)}, "
+        f"never acknowledged {len(ledger.pending)}"
+    )
 
 
 def _check_answers(calls: list[Call], figures: dict[str, Any]) -> list[str]:
@@ -451,16 +523,19 @@ def _check_answers(calls: list[Call], figures: dict[str, Any]) -> list[str]:
         problems.append("requests without an answer:\n" + "\n".join(map(str, hung[:10])))
     wrong = [c for c in calls if not (c.ok or c.unavailable or c.failure)]
     if wrong:
-        problems.append("answers neither successful nor UNAVAILABLE (503 with Retry-After, "
-                        "or errors all UNAVAILABLE):\n" + "\n".join(map(str, wrong[:10])))
+        problems.append(
+            "answers neither successful nor UNAVAILABLE (503 with Retry-After, "
+            "or errors all UNAVAILABLE):\n" + "\n".join(map(str, wrong[:10]))
+        )
     # While the database was down nothing succeeded, and /readyz said 503.
     probes = figures["down_probes"]
     if not probes:
         problems.append("no request was sent while the database was down")
     not_unavailable = [c for c in probes if not c.unavailable]
     if not_unavailable:
-        problems.append("while the database was down:\n" + "\n".join(
-            map(str, not_unavailable[:10])))
+        problems.append(
+            "while the database was down:\n" + "\n".join(map(str, not_unavailable[:10]))
+        )
     # Once recovered, it stays recovered.
     after = [c for c in calls if c.sent >= figures["recovered"] and c.kind != "readyz"]
     failed_after = [c for c in after if not c.ok]
@@ -476,16 +551,23 @@ async def _check_writes(url: str, acme: Acme, ledger: Ledger) -> list[str]:
     try:
         issues = await connection.fetch(
             "SELECT id, project_id, title FROM issues WHERE title LIKE $1",
-            f"resilience {ledger.tag}-%")
-        receipts = dict(await connection.fetch(
-            "SELECT client_mutation_id, result_id FROM mutation_receipts WHERE user_id = $1"
-            " AND mutation = 'createIssue' AND client_mutation_id LIKE $2",
-            acme.alice, f"{ledger.tag}-%"))
+            f"resilience {ledger.tag}-%",
+        )
+        receipts = dict(
+            await connection.fetch(
+                "SELECT client_mutation_id, result_id FROM mutation_receipts WHERE user_id = $1"
+                " AND mutation = 'createIssue' AND client_mutation_id LIKE $2",
+                acme.alice,
+                f"{ledger.tag}-%",
+            )
+        )
     finally:
         await connection.close()
-    print(f"[restart] creates acknowledged {len(ledger.acknowledged)}, found "
-          f"{len(issues)} issues for {len(ledger.sent)} clientMutationIds sent, "
-          f"{sum(ledger.attempts.values())} create requests in all")
+    print(
+        f"[restart] creates acknowledged {len(ledger.acknowledged)}, found "
+        f"{len(issues)} issues for {len(ledger.sent)} clientMutationIds sent, "
+        f"{sum(ledger.attempts.values())} create requests in all"
+    )
     problems = []
     by_title: dict[str, list[int]] = {}
     for row in issues:
@@ -493,17 +575,24 @@ async def _check_writes(url: str, acme: Acme, ledger: Ledger) -> list[str]:
     duplicated = {title: ids for title, ids in by_title.items() if len(ids) > 1}
     if duplicated:
         problems.append(f"creates repeated under one clientMutationId: {duplicated}")
-    missing = {cmid: issue for cmid, issue in ledger.acknowledged.items()
-               if by_title.get(ledger.title(cmid)) != [decode_id(issue, "Issue")[1]]}
+    missing = {
+        cmid: issue
+        for cmid, issue in ledger.acknowledged.items()
+        if by_title.get(ledger.title(cmid)) != [decode_id(issue, "Issue")[1]]
+    }
     if missing:
         problems.append(f"acknowledged creates not (or not so) in the database: {missing}")
-    wrong_receipts = {cmid: receipts.get(cmid) for cmid, issue in ledger.acknowledged.items()
-                      if receipts.get(cmid) != decode_id(issue, "Issue")[1]}
+    wrong_receipts = {
+        cmid: receipts.get(cmid)
+        for cmid, issue in ledger.acknowledged.items()
+        if receipts.get(cmid) != decode_id(issue, "Issue")[1]
+    }
     if wrong_receipts:
         problems.append(f"receipts not naming the acknowledged issue: {wrong_receipts}")
     if ledger.pending:
-        problems.append(f"creates never acknowledged, even once the database was back: "
-                        f"{ledger.pending}")
+        problems.append(
+            f"creates never acknowledged, even once the database was back: {ledger.pending}"
+        )
     unasked = set(by_title) - {ledger.title(cmid) for cmid in ledger.sent}
     if unasked:
         problems.append(f"issues no client asked for: {unasked}")
@@ -514,18 +603,34 @@ async def _check_writes(url: str, acme: Acme, ledger: Ledger) -> list[str]:
 # 2. A graceful shutdown on SIGTERM
 # ---------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
-def _server_process(database_url: str, log: Path, **env: str) -> Iterator[
-        tuple[subprocess.Popen[bytes], str]]:
+def _server_process(
+    database_url: str, log: Path, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """One uvicorn process as tests/servers.py starts them, but handed to the test (to be
     signalled) and logging at INFO (uvicorn's shutdown steps) to `log`."""
     environment = os.environ | {"DATABASE_URL": database_url, "LOG_LEVEL": "info"} | env
     port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
-             "127.0.0.1", "--port", str(port), "--log-level", "info"],
-            env=environment, stdout=output, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "info",
+            ],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_healthy(base, process)
@@ -551,14 +656,18 @@ async def _world(database_url: str) -> World:
         tag = uuid.uuid4().hex[:8]
         owner = await connection.fetchval(
             "INSERT INTO users (login, email, password_hash) VALUES ($1, $1 || '@x.test', '!')"
-            " RETURNING id", f"shutdown-{tag}")
+            " RETURNING id",
+            f"shutdown-{tag}",
+        )
         org = await connection.fetchval(
-            "INSERT INTO organizations (slug, name) VALUES ($1, $1) RETURNING id",
-            f"shutdown-{tag}")
+            "INSERT INTO organizations (slug, name) VALUES ($1, $1) RETURNING id", f"shutdown-{tag}"
+        )
         await connection.execute("INSERT INTO memberships VALUES ($1, $2, 'OWNER')", org, owner)
         project = await connection.fetchval(
             "INSERT INTO projects (organization_id, key, name, visibility) VALUES ($1, 'DOWN',"
-            " 'Shutdown', 'PUBLIC') RETURNING id", org)
+            " 'Shutdown', 'PUBLIC') RETURNING id",
+            org,
+        )
     finally:
         await connection.close()
     return World(project, owner, services_with().tokens.issue(owner).token)
@@ -567,18 +676,37 @@ async def _world(database_url: str) -> World:
 async def _subscribed(base: str, world: World) -> ClientConnection:
     """A graphql-transport-ws connection subscribed (anonymously) to the project's events,
     the subscription known to be live (it delivered a probe's event)."""
-    ws = await connect(base.replace("http://", "ws://") + "/graphql",
-                       subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+    ws = await connect(
+        base.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]
+    )  # type: ignore[list-item]
     await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
     ack = json.loads(await asyncio.wait_for(ws.recv(), REQUEST_TIMEOUT))
     assert ack == {"type": "connection_ack"}, ack
-    await ws.send(json.dumps({"id": "e", "type": "subscribe", "payload": {
-        "query": EVENTS, "variables": {"p": encode_id("Project", world.project)}}}))
+    await ws.send(
+        json.dumps(
+            {
+                "id": "e",
+                "type": "subscribe",
+                "payload": {
+                    "query": EVENTS,
+                    "variables": {"p": encode_id("Project", world.project)},
+                },
+            }
+        )
+    )
     async with httpx.AsyncClient(base_url=base, timeout=REQUEST_TIMEOUT) as http:
         for attempt in range(50):  # subscriptions register asynchronously: poke until seen
-            response = await http.post("/graphql", headers={
-                "authorization": f"Bearer {world.token}"}, json={"query": CREATE, "variables": {
-                    "p": encode_id("Project", world.project), "t": f"probe {attempt}"}})
+            response = await http.post(
+                "/graphql",
+                headers={"authorization": f"Bearer {world.token}"},
+                json={
+                    "query": CREATE,
+                    "variables": {
+                        "p": encode_id("Project", world.project),
+                        "t": f"probe {attempt}",
+                    },
+                },
+            )
             assert response.status_code == 200 and "errors" not in response.json(), response
             try:
                 message = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
@@ -595,25 +723,44 @@ async def test_graceful_shutdown(database_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     project = encode_id("Project", world.project)
     # Long enough limits that the requests held below time out on none of them.
-    with _server_process(database_url, log, JWT_SECRET=TEST_SETTINGS.jwt_secret or "",
-                         BCRYPT_ROUNDS="4", REQUEST_TIMEOUT="60", STATEMENT_TIMEOUT_MS="60000",
-                         DB_COMMAND_TIMEOUT="60") as (process, base):
+    with _server_process(
+        database_url,
+        log,
+        JWT_SECRET=TEST_SETTINGS.jwt_secret or "",
+        BCRYPT_ROUNDS="4",
+        REQUEST_TIMEOUT="60",
+        STATEMENT_TIMEOUT_MS="60000",
+        DB_COMMAND_TIMEOUT="60",
+    ) as (process, base):
         ws = await _subscribed(base, world)
         api = Api(base, time.monotonic())
         issue = encode_id("Issue", await _an_issue(database_url, world))
         probe = await api.graphql("query", COMMENTS, world.token, i=issue)
         assert probe.ok, probe
         try:
-            async with _locks(database_url,
-                              f"SELECT 1 FROM projects WHERE id = {world.project} FOR UPDATE",
-                              "LOCK TABLE comments IN ACCESS EXCLUSIVE MODE") as locker:
+            async with _locks(
+                database_url,
+                f"SELECT 1 FROM projects WHERE id = {world.project} FOR UPDATE",
+                "LOCK TABLE comments IN ACCESS EXCLUSIVE MODE",
+            ) as locker:
                 # In flight: three creates waiting for the project row, a query waiting
                 # for the comments table; all sent before the signal.
-                in_flight = [asyncio.create_task(api.graphql(
-                    "create", CREATE, world.token, p=project, t=f"in flight {n}",
-                    c=f"shutdown-{n}")) for n in range(3)]
-                in_flight.append(asyncio.create_task(api.graphql(
-                    "query", COMMENTS, world.token, i=issue)))
+                in_flight = [
+                    asyncio.create_task(
+                        api.graphql(
+                            "create",
+                            CREATE,
+                            world.token,
+                            p=project,
+                            t=f"in flight {n}",
+                            c=f"shutdown-{n}",
+                        )
+                    )
+                    for n in range(3)
+                ]
+                in_flight.append(
+                    asyncio.create_task(api.graphql("query", COMMENTS, world.token, i=issue))
+                )
                 await _until_waiting(locker, len(in_flight))
 
                 process.send_signal(signal.SIGTERM)
@@ -628,22 +775,26 @@ async def test_graceful_shutdown(database_url: str, tmp_path: Path) -> None:
                 await asyncio.sleep(HOLD)
                 assert process.poll() is None, "the server exited before its requests ended"
                 assert not any(task.done() for task in in_flight), [
-                    str(task.result()) for task in in_flight if task.done()]
+                    str(task.result()) for task in in_flight if task.done()
+                ]
             # The locks are gone: the in-flight requests complete, successfully.
             answers = await asyncio.wait_for(asyncio.gather(*in_flight), REQUEST_TIMEOUT + 5)
             try:
                 code = await asyncio.to_thread(process.wait, EXIT_BOUND)
             except subprocess.TimeoutExpired:
-                raise AssertionError(f"no exit {EXIT_BOUND:g}s after SIGTERM:\n"
-                                     + log.read_text()[-3000:]) from None
+                raise AssertionError(
+                    f"no exit {EXIT_BOUND:g}s after SIGTERM:\n" + log.read_text()[-3000:]
+                ) from None
             exited = time.monotonic() - signalled
         finally:
             await api.aclose()
             await ws.close()
 
     output = log.read_text()
-    print(f"\n[shutdown] WebSocket close code {close_code}; exit code {code} "
-          f"{exited:.2f}s after SIGTERM; in flight: " + "; ".join(map(str, answers)))
+    print(
+        f"\n[shutdown] WebSocket close code {close_code}; exit code {code} "
+        f"{exited:.2f}s after SIGTERM; in flight: " + "; ".join(map(str, answers))
+    )
     assert all(answer.ok for answer in answers), "\n".join(map(str, answers))
     assert close_code in (1001, 1012), close_code
     # uvicorn, having shut down gracefully on SIGTERM, re-raises the signal so that its
@@ -653,8 +804,12 @@ async def test_graceful_shutdown(database_url: str, tmp_path: Path) -> None:
     assert "Traceback" not in output, output[-5000:]
     connection = await asyncpg.connect(database_url)
     try:
-        titles = {r[0] for r in await connection.fetch(
-            "SELECT title FROM issues WHERE project_id = $1", world.project)}
+        titles = {
+            r[0]
+            for r in await connection.fetch(
+                "SELECT title FROM issues WHERE project_id = $1", world.project
+            )
+        }
     finally:
         await connection.close()
     assert {f"in flight {n}" for n in range(3)} <= titles
@@ -664,7 +819,8 @@ async def _an_issue(database_url: str, world: World) -> int:
     connection = await asyncpg.connect(database_url)
     try:
         issue: int = await connection.fetchval(
-            "SELECT min(id) FROM issues WHERE project_id = $1", world.project)
+            "SELECT min(id) FROM issues WHERE project_id = $1", world.project
+        )
     finally:
         await connection.close()
     return issue
@@ -695,6 +851,9 @@ async def _refused(base: str) -> None:
     else:
         raise AssertionError(f"new connections still accepted after SIGTERM: {last}")
     with pytest.raises(OSError):
-        await asyncio.wait_for(connect(base.replace("http://", "ws://") + "/graphql",
-                                       subprotocols=["graphql-transport-ws"]),  # type: ignore[list-item]
-                               REQUEST_TIMEOUT)
+        await asyncio.wait_for(
+            connect(
+                base.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]
+            ),  # type: ignore[list-item]
+            REQUEST_TIMEOUT,
+        )

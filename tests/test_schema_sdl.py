@@ -18,8 +18,9 @@ def test_every_type_and_field_is_described() -> None:
 
     missing = []
     for name, graphql_type in schema._schema.type_map.items():
-        if name.startswith("__") or not isinstance(graphql_type,
-                                                   GraphQLObjectType | GraphQLInputObjectType):
+        if name.startswith("__") or not isinstance(
+            graphql_type, GraphQLObjectType | GraphQLInputObjectType
+        ):
             continue
         if not graphql_type.description:
             missing.append(name)
@@ -32,6 +33,5 @@ def test_breaking_changes_are_recorded_in_the_changelog() -> None:
 
     changelog = (SDL.parent / "CHANGELOG.md").read_text()
     breaking = find_breaking_changes(build_schema(SDL.read_text()), schema._schema)
-    unrecorded = [change.description for change in breaking
-                  if change.description not in changelog]
+    unrecorded = [change.description for change in breaking if change.description not in changelog]
     assert unrecorded == [], "record these breaking changes in CHANGELOG.md"

@@ -24,13 +24,17 @@ def _redis_available() -> bool:
 async def test_two_processes_share_one_budget(database_url: str) -> None:
     query = "{ organizations(first: 10) { nodes { slug } } }"  # costs 1
     prefix = f"test-{uuid.uuid4().hex[:8]}"
-    with server_processes(2, database_url, REDIS_URL=REDIS_URL, RATE_LIMIT_ANONYMOUS="6",
-                          JWT_SECRET=prefix + "x" * 32) as (a, b):
+    with server_processes(
+        2, database_url, REDIS_URL=REDIS_URL, RATE_LIMIT_ANONYMOUS="6", JWT_SECRET=prefix + "x" * 32
+    ) as (a, b):
         statuses = []
         async with httpx.AsyncClient() as http:
             for n in range(10):  # alternate between the processes
-                response = await http.post(f"{(a, b)[n % 2]}/graphql", json={"query": query},
-                                           headers={"x-forwarded-for": prefix})
+                response = await http.post(
+                    f"{(a, b)[n % 2]}/graphql",
+                    json={"query": query},
+                    headers={"x-forwarded-for": prefix},
+                )
                 statuses.append(response.status_code)
                 if response.status_code == 200:
                     remaining = response.json()["extensions"]["cost"]["remaining"]

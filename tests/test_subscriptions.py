@@ -27,8 +27,9 @@ WAIT = 20  # seconds: a bound against hanging, not a measurement
 
 @pytest.fixture(scope="module")
 def servers(database_url: str) -> Iterator[list[str]]:
-    with server_processes(2, database_url, JWT_SECRET=TEST_SETTINGS.jwt_secret or "",
-                          BCRYPT_ROUNDS="4") as urls:
+    with server_processes(
+        2, database_url, JWT_SECRET=TEST_SETTINGS.jwt_secret or "", BCRYPT_ROUNDS="4"
+    ) as urls:
         yield urls
 
 
@@ -41,24 +42,38 @@ async def world(database_url: str) -> AsyncIterator[dict[str, Any]]:
     for name in ("owner", "member"):
         users[name] = await connection.fetchval(
             "INSERT INTO users (login, email, password_hash) VALUES ($1, $1 || '@x.test', '!')"
-            " RETURNING id", f"sub-{name}-{tag}")
-    org = await connection.fetchval("INSERT INTO organizations (slug, name) VALUES ($1, $1)"
-                                    " RETURNING id", f"sub-{tag}")
-    await connection.execute("INSERT INTO memberships VALUES ($1, $2, 'OWNER'), ($1, $3,"
-                             " 'MEMBER')", org, users["owner"], users["member"])
+            " RETURNING id",
+            f"sub-{name}-{tag}",
+        )
+    org = await connection.fetchval(
+        "INSERT INTO organizations (slug, name) VALUES ($1, $1) RETURNING id", f"sub-{tag}"
+    )
+    await connection.execute(
+        "INSERT INTO memberships VALUES ($1, $2, 'OWNER'), ($1, $3, 'MEMBER')",
+        org,
+        users["owner"],
+        users["member"],
+    )
     private = await connection.fetchval(
         "INSERT INTO projects (organization_id, key, name, visibility) VALUES ($1, 'SECRET',"
-        " 'S', 'PRIVATE') RETURNING id", org)
+        " 'S', 'PRIVATE') RETURNING id",
+        org,
+    )
     public = await connection.fetchval(
         "INSERT INTO projects (organization_id, key, name, visibility) VALUES ($1, 'OPEN',"
-        " 'O', 'PUBLIC') RETURNING id", org)
+        " 'O', 'PUBLIC') RETURNING id",
+        org,
+    )
     await connection.close()
     tokens = services_with().tokens
-    yield {"org": encode_id("Organization", org), "private": encode_id("Project", private),
-           "public": encode_id("Project", public),
-           "member_id": encode_id("User", users["member"]),
-           "owner": tokens.issue(users["owner"]).token,
-           "member": tokens.issue(users["member"]).token}
+    yield {
+        "org": encode_id("Organization", org),
+        "private": encode_id("Project", private),
+        "public": encode_id("Project", public),
+        "member_id": encode_id("User", users["member"]),
+        "owner": tokens.issue(users["owner"]).token,
+        "member": tokens.issue(users["member"]).token,
+    }
 
 
 def _ws_url(base: str) -> str:
@@ -75,8 +90,11 @@ async def _open(base: str, token: str | None) -> ClientConnection:
 
 
 async def _subscribe(ws: ClientConnection, op: str, query: str, **variables: Any) -> None:
-    await ws.send(json.dumps({"id": op, "type": "subscribe",
-                              "payload": {"query": query, "variables": variables}}))
+    await ws.send(
+        json.dumps(
+            {"id": op, "type": "subscribe", "payload": {"query": query, "variables": variables}}
+        )
+    )
 
 
 async def _next(ws: ClientConnection) -> dict[str, Any]:
@@ -86,8 +104,11 @@ async def _next(ws: ClientConnection) -> dict[str, Any]:
 
 async def _mutate(base: str, token: str, query: str, **variables: Any) -> Any:
     async with httpx.AsyncClient(base_url=base) as http:
-        response = await http.post("/graphql", json={"query": query, "variables": variables},
-                                   headers={"authorization": f"Bearer {token}"})
+        response = await http.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"authorization": f"Bearer {token}"},
+        )
     body = response.json()
     assert "errors" not in body, body
     return body["data"]
@@ -95,12 +116,22 @@ async def _mutate(base: str, token: str, query: str, **variables: Any) -> Any:
 
 async def _until_subscribed(base: str, token: str, project: str, ws: ClientConnection) -> None:
     """Subscriptions register asynchronously: poke until a harmless event arrives."""
-    data = await _mutate(base, token, """mutation($p: ID!) { createIssue(input:
-        {projectId: $p, title: "probe"}) { issue { id } } }""", p=project)
+    data = await _mutate(
+        base,
+        token,
+        """mutation($p: ID!) { createIssue(input:
+        {projectId: $p, title: "probe"}) { issue { id } } }""",
+        p=project,
+    )
     message = await _next(ws)
     assert message["payload"]["data"]["issueEvents"]["issue"]["title"] == "probe", message
-    await _mutate(base, token, """mutation($i: ID!) { closeIssue(input: {issueId: $i}) {
-        issue { id } } }""", i=data["createIssue"]["issue"]["id"])
+    await _mutate(
+        base,
+        token,
+        """mutation($i: ID!) { closeIssue(input: {issueId: $i}) {
+        issue { id } } }""",
+        i=data["createIssue"]["issue"]["id"],
+    )
     closed = await _next(ws)
     assert closed["payload"]["data"]["issueEvents"]["kind"] == "CLOSED"
 
@@ -110,7 +141,8 @@ CREATE = """mutation($p: ID!, $t: String!) { createIssue(input: {projectId: $p, 
 
 
 async def test_events_reach_subscribers_on_another_process_and_follow_access(
-        servers: list[str], world: dict[str, Any]) -> None:
+    servers: list[str], world: dict[str, Any]
+) -> None:
     a, b = servers
     owner_ws = await _open(a, world["owner"])
     member_ws = await _open(a, world["member"])
@@ -125,17 +157,30 @@ async def test_events_reach_subscribers_on_another_process_and_follow_access(
     issue = created["createIssue"]["issue"]["id"]
     to_owner, to_member = await _next(owner_ws), await _next(member_ws)
 
-    expected = {"kind": "OPENED", "issue": {"number": 2, "title": "Made on B", "state": "OPEN"},
-                "actor": {"login": to_owner["payload"]["data"]["issueEvents"]["actor"]["login"]},
-                "comment": None}
-    assert to_owner == {"id": "1", "type": "next", "payload": {"data": {"issueEvents":
-                                                                        expected}}}
+    expected = {
+        "kind": "OPENED",
+        "issue": {"number": 2, "title": "Made on B", "state": "OPEN"},
+        "actor": {"login": to_owner["payload"]["data"]["issueEvents"]["actor"]["login"]},
+        "comment": None,
+    }
+    assert to_owner == {"id": "1", "type": "next", "payload": {"data": {"issueEvents": expected}}}
     assert to_member == to_owner
 
-    await _mutate(b, world["owner"], """mutation($o: ID!, $u: ID!) { removeMember(input:
-        {organizationId: $o, userId: $u}) { role } }""", o=world["org"], u=world["member_id"])
-    await _mutate(b, world["owner"], """mutation($i: ID!) { closeIssue(input: {issueId: $i})
-        { issue { id } } }""", i=issue)
+    await _mutate(
+        b,
+        world["owner"],
+        """mutation($o: ID!, $u: ID!) { removeMember(input:
+        {organizationId: $o, userId: $u}) { role } }""",
+        o=world["org"],
+        u=world["member_id"],
+    )
+    await _mutate(
+        b,
+        world["owner"],
+        """mutation($i: ID!) { closeIssue(input: {issueId: $i})
+        { issue { id } } }""",
+        i=issue,
+    )
     await _mutate(b, world["owner"], CREATE, p=world["public"], t="Public news")
 
     assert (await _next(owner_ws))["payload"]["data"]["issueEvents"]["kind"] == "CLOSED"
@@ -146,21 +191,28 @@ async def test_events_reach_subscribers_on_another_process_and_follow_access(
     await member_ws.close()
 
 
-async def test_comment_subscription_sees_only_its_issue(servers: list[str],
-                                                        world: dict[str, Any]) -> None:
+async def test_comment_subscription_sees_only_its_issue(
+    servers: list[str], world: dict[str, Any]
+) -> None:
     a, b = servers
-    one = (await _mutate(b, world["owner"], CREATE, p=world["public"], t="one"))
-    two = (await _mutate(b, world["owner"], CREATE, p=world["public"], t="two"))
+    one = await _mutate(b, world["owner"], CREATE, p=world["public"], t="one")
+    two = await _mutate(b, world["owner"], CREATE, p=world["public"], t="two")
     ws = await _open(a, None)
     await _subscribe(ws, "c", COMMENTS, i=one["createIssue"]["issue"]["id"])
     comment = """mutation($i: ID!, $b: String!) { addComment(input: {issueId: $i, body: $b})
         { comment { id } } }"""
     message = None
     for attempt in range(50):  # until the subscription is registered on server a
-        await _mutate(b, world["owner"], comment, i=two["createIssue"]["issue"]["id"],
-                      b=f"elsewhere {attempt}")
-        await _mutate(b, world["owner"], comment, i=one["createIssue"]["issue"]["id"],
-                      b=f"here {attempt}")
+        await _mutate(
+            b,
+            world["owner"],
+            comment,
+            i=two["createIssue"]["issue"]["id"],
+            b=f"elsewhere {attempt}",
+        )
+        await _mutate(
+            b, world["owner"], comment, i=one["createIssue"]["issue"]["id"], b=f"here {attempt}"
+        )
         try:
             message = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
             break
@@ -172,8 +224,9 @@ async def test_comment_subscription_sees_only_its_issue(servers: list[str],
     await ws.close()
 
 
-async def test_hidden_project_cannot_be_subscribed(servers: list[str],
-                                                   world: dict[str, Any]) -> None:
+async def test_hidden_project_cannot_be_subscribed(
+    servers: list[str], world: dict[str, Any]
+) -> None:
     ws = await _open(servers[0], None)
     await _subscribe(ws, "x", EVENTS, p=world["private"])
     message = await _next(ws)
@@ -182,9 +235,9 @@ async def test_hidden_project_cannot_be_subscribed(servers: list[str],
     await ws.close()
 
 
-async def test_lost_listener_reconnects_and_asks_to_resync(servers: list[str],
-                                                           world: dict[str, Any],
-                                                           database_url: str) -> None:
+async def test_lost_listener_reconnects_and_asks_to_resync(
+    servers: list[str], world: dict[str, Any], database_url: str
+) -> None:
     a, b = servers
     ws = await _open(a, world["owner"])
     await _subscribe(ws, "r", EVENTS, p=world["public"])
@@ -192,23 +245,37 @@ async def test_lost_listener_reconnects_and_asks_to_resync(servers: list[str],
     connection = await asyncpg.connect(database_url)
     killed = await connection.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE"
-        " application_name = 'issuegraph-listener' AND datname = current_database()")
+        " application_name = 'issuegraph-listener' AND datname = current_database()"
+    )
     await connection.close()
     assert killed == 2
     resync = await _next(ws)
-    assert resync["payload"]["data"]["issueEvents"] == {"kind": "RESYNC", "issue": None,
-                                                        "actor": None, "comment": None}
+    assert resync["payload"]["data"]["issueEvents"] == {
+        "kind": "RESYNC",
+        "issue": None,
+        "actor": None,
+        "comment": None,
+    }
     await _mutate(b, world["owner"], CREATE, p=world["public"], t="After reconnect")
     again = await _next(ws)
     assert again["payload"]["data"]["issueEvents"]["issue"]["title"] == "After reconnect"
     await ws.close()
 
 
-@pytest.mark.parametrize(("steps", "code"), [
-    ("wrong-protocol", 4406), ("subscribe-first", 4401), ("bad-token", 4403),
-    ("duplicate-id", 4409), ("second-init", 4429), ("not-json", 4400)])
+@pytest.mark.parametrize(
+    ("steps", "code"),
+    [
+        ("wrong-protocol", 4406),
+        ("subscribe-first", 4401),
+        ("bad-token", 4403),
+        ("duplicate-id", 4409),
+        ("second-init", 4429),
+        ("not-json", 4400),
+    ],
+)
 async def test_protocol_violations_close_with_the_protocols_codes(
-        servers: list[str], world: dict[str, Any], steps: str, code: int) -> None:
+    servers: list[str], world: dict[str, Any], steps: str, code: int
+) -> None:
     url = _ws_url(servers[0])
     protocols = ["graphql-ws"] if steps == "wrong-protocol" else ["graphql-transport-ws"]
     try:
@@ -216,8 +283,11 @@ async def test_protocol_violations_close_with_the_protocols_codes(
             if steps == "subscribe-first":
                 await _subscribe(ws, "1", EVENTS, p=world["public"])
             elif steps == "bad-token":
-                await ws.send(json.dumps({"type": "connection_init",
-                                          "payload": {"Authorization": "Bearer forged"}}))
+                await ws.send(
+                    json.dumps(
+                        {"type": "connection_init", "payload": {"Authorization": "Bearer forged"}}
+                    )
+                )
             elif steps == "not-json":
                 await ws.send("{nope")
             else:
@@ -236,10 +306,12 @@ async def test_protocol_violations_close_with_the_protocols_codes(
         assert steps == "wrong-protocol", refused
 
 
-async def test_idle_subscriptions_hold_no_database_connection(database_url: str,
-                                                              world: dict[str, Any]) -> None:
-    with server_processes(1, database_url, JWT_SECRET=TEST_SETTINGS.jwt_secret or "",
-                          DB_POOL_MAX="2") as (server,):
+async def test_idle_subscriptions_hold_no_database_connection(
+    database_url: str, world: dict[str, Any]
+) -> None:
+    with server_processes(
+        1, database_url, JWT_SECRET=TEST_SETTINGS.jwt_secret or "", DB_POOL_MAX="2"
+    ) as (server,):
         sockets = []
         for n in range(6):  # three times the pool
             ws = await _open(server, world["owner"])
@@ -258,8 +330,9 @@ async def test_idle_subscriptions_hold_no_database_connection(database_url: str,
                 break
         assert not waiting
         async with httpx.AsyncClient(base_url=server) as http:
-            response = await http.post("/graphql", timeout=WAIT, json={
-                "query": '{ organization(slug: "acme") { name } }'})
+            response = await http.post(
+                "/graphql", timeout=WAIT, json={"query": '{ organization(slug: "acme") { name } }'}
+            )
         assert response.json()["data"] == {"organization": {"name": "Acme Inc."}}
         for ws in sockets:
             await ws.close()

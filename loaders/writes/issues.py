@@ -26,7 +26,9 @@ WHERE id = $1 AND state <> $2
 RETURNING {ISSUE_COLUMNS}
 """
 SELECT_ISSUE = f"SELECT {ISSUE_COLUMNS} FROM issues i WHERE i.id = $1"
-TOUCH_ISSUE = f"UPDATE issues AS i SET updated_at = clock_timestamp() WHERE id = $1 RETURNING {ISSUE_COLUMNS}"
+TOUCH_ISSUE = (
+    f"UPDATE issues AS i SET updated_at = clock_timestamp() WHERE id = $1 RETURNING {ISSUE_COLUMNS}"
+)
 ADD_LABELS = """
 INSERT INTO issue_labels (issue_id, label_id)
 SELECT $1, l.id FROM labels l WHERE l.id = ANY($2::bigint[]) AND l.project_id = $3

@@ -32,8 +32,7 @@ def signed_in(context: Context) -> UserRow:
     return user
 
 
-async def find(context: Context, global_id: str, type_name: str,
-               loader: RowLoader[int, T]) -> T:
+async def find(context: Context, global_id: str, type_name: str, loader: RowLoader[int, T]) -> T:
     """The row a global id names, if the viewer may see it; NOT_FOUND otherwise (the same
     answer for a hidden object as for one that never existed)."""
     _, pk = decode_id(global_id, expected=type_name)
@@ -57,16 +56,19 @@ async def committed(context: Context, work: Callable[[], Awaitable[T]]) -> T:
     return result
 
 
-async def create_once(context: Context, mutation: str, client_mutation_id: str | None,
-                      create: Callable[[], Awaitable[Any]]) -> tuple[Any, int | None]:
+async def create_once(
+    context: Context,
+    mutation: str,
+    client_mutation_id: str | None,
+    create: Callable[[], Awaitable[Any]],
+) -> tuple[Any, int | None]:
     """A create that a retry with the same clientMutationId does not repeat. Returns
     (the new row, None), or (None, id of the row the first attempt created)."""
     user = signed_in(context)
 
     async def work() -> tuple[Any, int | None]:
         if client_mutation_id is not None:
-            earlier = await receipts.claim(context.session, user.id, mutation,
-                                           client_mutation_id)
+            earlier = await receipts.claim(context.session, user.id, mutation, client_mutation_id)
             if earlier is not None:
                 return None, earlier
         row = await create()

@@ -44,10 +44,12 @@ class CreateIssueInput:
     body: str = strawberry.field(default="", description="The description, in Markdown.")
     priority: int = strawberry.field(default=2, description="0 (none) to 4 (urgent).")
     assignee_id: strawberry.ID | None = strawberry.field(
-        default=None, description="Who to assign (a member of the organization); needs "
-        "triage rights.")
+        default=None,
+        description="Who to assign (a member of the organization); needs triage rights.",
+    )
     label_ids: list[strawberry.ID] | None = strawberry.field(
-        default=None, description="Labels of the project to attach; needs triage rights.")
+        default=None, description="Labels of the project to attach; needs triage rights."
+    )
     client_mutation_id: str | None = CMID
 
 
@@ -58,10 +60,13 @@ class UpdateIssueInput:
     body: str | None = strawberry.field(default=None, description="A new body.")
     priority: int | None = strawberry.field(default=None, description="A new priority, 0–4.")
     assignee_id: strawberry.ID | None = strawberry.field(
-        default=strawberry.UNSET, description="A new assignee; null unassigns.")
+        default=strawberry.UNSET, description="A new assignee; null unassigns."
+    )
     expected_updated_at: datetime | None = strawberry.field(
-        default=None, description="The updatedAt you last read: if the issue changed since, "
-        "nothing is written and a CONFLICT user error says so.")
+        default=None,
+        description="The updatedAt you last read: if the issue changed since, "
+        "nothing is written and a CONFLICT user error says so.",
+    )
     client_mutation_id: str | None = CMID
 
 
@@ -97,7 +102,8 @@ class UpdateCommentInput:
     comment_id: strawberry.ID = strawberry.field(description="The comment.")
     body: str = strawberry.field(description="The new message.")
     expected_updated_at: datetime | None = strawberry.field(
-        default=None, description="The updatedAt you last read; see updateIssue.")
+        default=None, description="The updatedAt you last read; see updateIssue."
+    )
     client_mutation_id: str | None = CMID
 
 
@@ -112,24 +118,32 @@ class CommentPayload:
     comment: Comment | None = strawberry.field(description="The comment as it is now.")
     issue: Issue | None = strawberry.field(description="The issue it is on.")
     deleted_comment_id: strawberry.ID | None = strawberry.field(
-        description="The id of the deleted comment (deleteComment).")
+        description="The id of the deleted comment (deleteComment)."
+    )
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")
 
 
-def _issue_payload(row: IssueRow | None, errors: list[UserError],
-                   cmid: str | None) -> IssuePayload:
-    return IssuePayload(issue=Issue.from_row(row) if row else None, user_errors=errors,
-                        client_mutation_id=cmid)
+def _issue_payload(row: IssueRow | None, errors: list[UserError], cmid: str | None) -> IssuePayload:
+    return IssuePayload(
+        issue=Issue.from_row(row) if row else None, user_errors=errors, client_mutation_id=cmid
+    )
 
 
-def _comment_payload(comment: CommentRow | None, issue: IssueRow | None,
-                     errors: list[UserError], cmid: str | None,
-                     deleted: str | None = None) -> CommentPayload:
-    return CommentPayload(comment=Comment.from_row(comment) if comment else None,
-                          issue=Issue.from_row(issue) if issue else None,
-                          deleted_comment_id=strawberry.ID(deleted) if deleted else None,
-                          user_errors=errors, client_mutation_id=cmid)
+def _comment_payload(
+    comment: CommentRow | None,
+    issue: IssueRow | None,
+    errors: list[UserError],
+    cmid: str | None,
+    deleted: str | None = None,
+) -> CommentPayload:
+    return CommentPayload(
+        comment=Comment.from_row(comment) if comment else None,
+        issue=Issue.from_row(issue) if issue else None,
+        deleted_comment_id=strawberry.ID(deleted) if deleted else None,
+        user_errors=errors,
+        client_mutation_id=cmid,
+    )
 
 
 def _priority(value: int | None) -> UserError | None:
@@ -144,15 +158,19 @@ def _label_pks(ids: list[strawberry.ID]) -> list[int]:
     return sorted({decode_id(i, expected="Label")[1] for i in ids})
 
 
-async def _assignee(context: Context, global_id: str | None,
-                    project: ProjectRow) -> tuple[int | None, UserError | None]:
+async def _assignee(
+    context: Context, global_id: str | None, project: ProjectRow
+) -> tuple[int | None, UserError | None]:
     if global_id is None:
         return None, None
     user = await find(context, global_id, "User", context.loaders.user_by_id)
     found = await context.loaders.organization_ids_by_user.load(user.id)
     if found is None or project.organization_id not in found[1]:
-        return None, user_error("assigneeId", "NOT_MEMBER",
-                                "The assignee must be a member of the project's organization.")
+        return None, user_error(
+            "assigneeId",
+            "NOT_MEMBER",
+            "The assignee must be a member of the project's organization.",
+        )
     return user.id, None
 
 
@@ -163,8 +181,10 @@ async def _issue(context: Context, global_id: str) -> tuple[IssueRow, ProjectRow
 
 def _may(context: Context, project: ProjectRow, issue: IssueRow, action: str) -> None:
     policy = context.policy
-    allow(policy.allows(policy.issue_traits(project, issue), "issue", action),
-          f"You may not {action} this issue.")
+    allow(
+        policy.allows(policy.issue_traits(project, issue), "issue", action),
+        f"You may not {action} this issue.",
+    )
 
 
 @strawberry.type
@@ -173,42 +193,68 @@ class IssueMutations:
     async def create_issue(self, info: Ctx, input: CreateIssueInput) -> IssuePayload | None:
         context = info.context
         me = signed_in(context)
-        project = await find(context, input.project_id, "Project",
-                             context.loaders.project_by_id)
-        allow(_access.on_project(context, project, "create_issue"),
-              "You may not open issues in this project.")
+        project = await find(context, input.project_id, "Project", context.loaders.project_by_id)
+        allow(
+            _access.on_project(context, project, "create_issue"),
+            "You may not open issues in this project.",
+        )
         labels = _label_pks(input.label_ids or [])
         if input.assignee_id is not None or labels:
-            draft = IssueRow(0, project.id, 0, "", "", "OPEN", 2, me.id, None,
-                             datetime.now(), datetime.now(), None)
+            draft = IssueRow(
+                0,
+                project.id,
+                0,
+                "",
+                "",
+                "OPEN",
+                2,
+                me.id,
+                None,
+                datetime.now(),
+                datetime.now(),
+                None,
+            )
             _may(context, project, draft, "update")
         assignee, not_member = await _assignee(context, input.assignee_id, project)
         errors = archived(project) or problems(
             text("title", input.title, minimum=1, maximum=MAX_TITLE),
-            text("body", input.body, maximum=MAX_BODY), _priority(input.priority), not_member)
+            text("body", input.body, maximum=MAX_BODY),
+            _priority(input.priority),
+            not_member,
+        )
         if errors:
             return _issue_payload(None, errors, input.client_mutation_id)
 
         async def create() -> IssueRow:
             session = context.session
-            if labels and len(await writes.labels_in_project(session, labels, project.id)) \
-                    != len(labels):
-                raise BadUserInput("Every label must belong to the issue's project.",
-                                   argument="labelIds")
-            issue = await writes.create(session, project.id, me.id, input.title.strip(),
-                                        input.body, input.priority, assignee)
+            if labels and len(await writes.labels_in_project(session, labels, project.id)) != len(
+                labels
+            ):
+                raise BadUserInput(
+                    "Every label must belong to the issue's project.", argument="labelIds"
+                )
+            issue = await writes.create(
+                session,
+                project.id,
+                me.id,
+                input.title.strip(),
+                input.body,
+                input.priority,
+                assignee,
+            )
             await writes.add_labels(session, issue.id, project.id, labels)
             await writes.record_event(session, "OPENED", issue, me.id, label_ids=labels)
             return issue
 
-        row, earlier = await create_once(context, "createIssue", input.client_mutation_id,
-                                         create)
+        row, earlier = await create_once(context, "createIssue", input.client_mutation_id, create)
         if row is None:
             row = await context.loaders.issue_by_id.load(earlier)
         return _issue_payload(row, [], input.client_mutation_id)
 
-    @strawberry.mutation(description="Change an issue's title, body (its author or an admin), "
-                         "priority or assignee (an admin).")
+    @strawberry.mutation(
+        description="Change an issue's title, body (its author or an admin), "
+        "priority or assignee (an admin)."
+    )
     async def update_issue(self, info: Ctx, input: UpdateIssueInput) -> IssuePayload | None:
         context = info.context
         me = signed_in(context)
@@ -224,12 +270,16 @@ class IssueMutations:
         if input.priority is not None or assignee_given:
             _may(context, project, issue, "update")
         assignee, not_member = await _assignee(
-            context, input.assignee_id if assignee_given else None, project)
+            context, input.assignee_id if assignee_given else None, project
+        )
         errors = archived(project) or problems(
             text("title", input.title, minimum=1, maximum=MAX_TITLE)
-            if input.title is not None else None,
+            if input.title is not None
+            else None,
             text("body", input.body, maximum=MAX_BODY) if input.body is not None else None,
-            _priority(input.priority), not_member)
+            _priority(input.priority),
+            not_member,
+        )
         if errors:
             return _issue_payload(None, errors, input.client_mutation_id)
         if input.priority is not None:
@@ -238,16 +288,18 @@ class IssueMutations:
             changes["assignee_id"] = assignee
 
         async def work() -> IssueRow | None:
-            row = await writes.update(context.session, issue.id, changes,
-                                      input.expected_updated_at)
+            row = await writes.update(context.session, issue.id, changes, input.expected_updated_at)
             if row is not None:
                 await writes.record_event(context.session, "UPDATED", row, me.id)
             return row
 
         row = await committed(context, work)
         if row is None:
-            return _issue_payload(None, [user_error("expectedUpdatedAt", "CONFLICT", CONFLICT)],
-                                  input.client_mutation_id)
+            return _issue_payload(
+                None,
+                [user_error("expectedUpdatedAt", "CONFLICT", CONFLICT)],
+                input.client_mutation_id,
+            )
         return _issue_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Close an issue (its author, assignee or an admin).")
@@ -259,13 +311,13 @@ class IssueMutations:
         return await _set_state(info.context, input, "OPEN", "REOPENED")
 
     @strawberry.mutation(description="Attach labels of its project to an issue.")
-    async def add_labels_to_issue(self, info: Ctx, input: IssueLabelsInput
-                                  ) -> IssuePayload | None:
+    async def add_labels_to_issue(self, info: Ctx, input: IssueLabelsInput) -> IssuePayload | None:
         return await _change_labels(info.context, input, adding=True)
 
     @strawberry.mutation(description="Take labels off an issue.")
-    async def remove_labels_from_issue(self, info: Ctx, input: IssueLabelsInput
-                                       ) -> IssuePayload | None:
+    async def remove_labels_from_issue(
+        self, info: Ctx, input: IssueLabelsInput
+    ) -> IssuePayload | None:
         return await _change_labels(info.context, input, adding=False)
 
     @strawberry.mutation(description="Comment on an issue.")
@@ -275,57 +327,61 @@ class IssueMutations:
         issue, project = await _issue(context, input.issue_id)
         _may(context, project, issue, "comment")
         errors = archived(project) or problems(
-            text("body", input.body, minimum=1, maximum=MAX_BODY))
+            text("body", input.body, minimum=1, maximum=MAX_BODY)
+        )
         if errors:
             return _comment_payload(None, None, errors, input.client_mutation_id)
 
         async def create() -> CommentRow:
             comment = await writes.create_comment(context.session, issue.id, me.id, input.body)
             touched = await writes.touch(context.session, issue.id)
-            await writes.record_event(context.session, "COMMENTED", touched, me.id,
-                                      comment_id=comment.id)
+            await writes.record_event(
+                context.session, "COMMENTED", touched, me.id, comment_id=comment.id
+            )
             return comment
 
-        row, earlier = await create_once(context, "addComment", input.client_mutation_id,
-                                         create)
+        row, earlier = await create_once(context, "addComment", input.client_mutation_id, create)
         if row is None:
             row = await context.loaders.comment_by_id.load(earlier)
         fresh = await context.loaders.issue_by_id.load(issue.id)
         return _comment_payload(row, fresh, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Edit a comment (its author).")
-    async def update_comment(self, info: Ctx, input: UpdateCommentInput
-                             ) -> CommentPayload | None:
+    async def update_comment(self, info: Ctx, input: UpdateCommentInput) -> CommentPayload | None:
         context = info.context
-        comment = await find(context, input.comment_id, "Comment",
-                             context.loaders.comment_by_id)
-        allow(await _access.on_comment(context, comment, "update"),
-              "You may not edit this comment.")
+        comment = await find(context, input.comment_id, "Comment", context.loaders.comment_by_id)
+        allow(
+            await _access.on_comment(context, comment, "update"), "You may not edit this comment."
+        )
         issue, project = await _issue_of(context, comment)
         errors = archived(project) or problems(
-            text("body", input.body, minimum=1, maximum=MAX_BODY))
+            text("body", input.body, minimum=1, maximum=MAX_BODY)
+        )
         if errors:
             return _comment_payload(None, None, errors, input.client_mutation_id)
 
         async def work() -> CommentRow | None:
-            return await writes.update_comment(context.session, comment.id, input.body,
-                                               input.expected_updated_at)
+            return await writes.update_comment(
+                context.session, comment.id, input.body, input.expected_updated_at
+            )
 
         row = await committed(context, work)
         if row is None:
-            return _comment_payload(None, None, [user_error("expectedUpdatedAt", "CONFLICT",
-                                                            CONFLICT)],
-                                    input.client_mutation_id)
+            return _comment_payload(
+                None,
+                None,
+                [user_error("expectedUpdatedAt", "CONFLICT", CONFLICT)],
+                input.client_mutation_id,
+            )
         return _comment_payload(row, issue, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Delete a comment (its author or an admin).")
-    async def delete_comment(self, info: Ctx, input: DeleteCommentInput
-                             ) -> CommentPayload | None:
+    async def delete_comment(self, info: Ctx, input: DeleteCommentInput) -> CommentPayload | None:
         context = info.context
-        comment = await find(context, input.comment_id, "Comment",
-                             context.loaders.comment_by_id)
-        allow(await _access.on_comment(context, comment, "delete"),
-              "You may not delete this comment.")
+        comment = await find(context, input.comment_id, "Comment", context.loaders.comment_by_id)
+        allow(
+            await _access.on_comment(context, comment, "delete"), "You may not delete this comment."
+        )
         issue, project = await _issue_of(context, comment)
         errors = archived(project)
         if errors:
@@ -335,8 +391,7 @@ class IssueMutations:
             await writes.delete_comment(context.session, comment.id)
 
         await committed(context, work)
-        return _comment_payload(None, issue, [], input.client_mutation_id,
-                                deleted=input.comment_id)
+        return _comment_payload(None, issue, [], input.client_mutation_id, deleted=input.comment_id)
 
 
 async def _issue_of(context: Context, comment: CommentRow) -> tuple[IssueRow, ProjectRow]:
@@ -345,8 +400,9 @@ async def _issue_of(context: Context, comment: CommentRow) -> tuple[IssueRow, Pr
     return issue, await _access.project_of(context, issue.project_id)
 
 
-async def _set_state(context: Context, input: IssueStateInput, state: str,
-                     event: str) -> IssuePayload:
+async def _set_state(
+    context: Context, input: IssueStateInput, state: str, event: str
+) -> IssuePayload:
     me = signed_in(context)
     issue, project = await _issue(context, input.issue_id)
     _may(context, project, issue, "close")
@@ -364,8 +420,7 @@ async def _set_state(context: Context, input: IssueStateInput, state: str,
     return _issue_payload(await committed(context, work), [], input.client_mutation_id)
 
 
-async def _change_labels(context: Context, input: IssueLabelsInput,
-                         adding: bool) -> IssuePayload:
+async def _change_labels(context: Context, input: IssueLabelsInput, adding: bool) -> IssuePayload:
     me = signed_in(context)
     issue, project = await _issue(context, input.issue_id)
     _may(context, project, issue, "update")
@@ -377,15 +432,22 @@ async def _change_labels(context: Context, input: IssueLabelsInput,
     async def work() -> IssueRow | list[UserError]:
         session = context.session
         if len(await writes.labels_in_project(session, labels, project.id)) != len(labels):
-            return [user_error("labelIds", "NOT_FOUND",
-                               "Every label must belong to the issue's project.")]
-        changed = (await writes.add_labels(session, issue.id, project.id, labels) if adding
-                   else await writes.remove_labels(session, issue.id, labels))
+            return [
+                user_error(
+                    "labelIds", "NOT_FOUND", "Every label must belong to the issue's project."
+                )
+            ]
+        changed = (
+            await writes.add_labels(session, issue.id, project.id, labels)
+            if adding
+            else await writes.remove_labels(session, issue.id, labels)
+        )
         if not changed:
             return await writes.get(session, issue.id)
         row = await writes.touch(session, issue.id)
-        await writes.record_event(session, "LABELED" if adding else "UNLABELED", row, me.id,
-                                  label_ids=changed)
+        await writes.record_event(
+            session, "LABELED" if adding else "UNLABELED", row, me.id, label_ids=changed
+        )
         return row
 
     result = await committed(context, work)

@@ -24,8 +24,11 @@ from resolvers.mutations._base import (
 from resolvers.payloads import UserError, user_error
 from resolvers.types import Ctx, Organization, User
 
-CMID = strawberry.field(default=None, description="Echoed in the payload; a create retried "
-                        "with the same value returns the first result.")
+CMID = strawberry.field(
+    default=None,
+    description="Echoed in the payload; a create retried "
+    "with the same value returns the first result.",
+)
 
 
 @strawberry.input(description="A new organization; its creator becomes its OWNER.")
@@ -47,8 +50,9 @@ class CreateOrganizationPayload:
 class AddMemberInput:
     organization_id: strawberry.ID = strawberry.field(description="The organization.")
     login: str = strawberry.field(description="The login of the user to add.")
-    role: MembershipRole = strawberry.field(default=MembershipRole.MEMBER,
-                                            description="Their role; OWNER needs an owner.")
+    role: MembershipRole = strawberry.field(
+        default=MembershipRole.MEMBER, description="Their role; OWNER needs an owner."
+    )
     client_mutation_id: str | None = CMID
 
 
@@ -77,83 +81,110 @@ class MembershipPayload:
 
 
 def _refused(errors: list[UserError], cmid: str | None) -> MembershipPayload:
-    return MembershipPayload(organization=None, user=None, role=None, user_errors=errors,
-                             client_mutation_id=cmid)
+    return MembershipPayload(
+        organization=None, user=None, role=None, user_errors=errors, client_mutation_id=cmid
+    )
 
 
 def _last_owner(action: str) -> list[UserError]:
-    return [user_error("userId", "LAST_OWNER",
-                       f"The last OWNER of an organization cannot be {action}.")]
+    return [
+        user_error("userId", "LAST_OWNER", f"The last OWNER of an organization cannot be {action}.")
+    ]
 
 
 @strawberry.type
 class OrganizationMutations:
     @strawberry.mutation(description="Create an organization, owned by the viewer.")
-    async def create_organization(self, info: Ctx, input: CreateOrganizationInput
-                                  ) -> CreateOrganizationPayload | None:
+    async def create_organization(
+        self, info: Ctx, input: CreateOrganizationInput
+    ) -> CreateOrganizationPayload | None:
         context = info.context
-        allow(context.policy.allows(context.policy.site_traits(), "site", "create_organization"),
-              "You may not create organizations.")
+        allow(
+            context.policy.allows(context.policy.site_traits(), "site", "create_organization"),
+            "You may not create organizations.",
+        )
         errors = problems(
             pattern("slug", input.slug, SLUG, "is 1–39 lowercase letters, digits or hyphens"),
             text("name", input.name, minimum=1, maximum=MAX_NAME),
-            text("description", input.description, maximum=MAX_DESCRIPTION))
+            text("description", input.description, maximum=MAX_DESCRIPTION),
+        )
         if errors:
-            return CreateOrganizationPayload(organization=None, user_errors=errors,
-                                             client_mutation_id=input.client_mutation_id)
+            return CreateOrganizationPayload(
+                organization=None, user_errors=errors, client_mutation_id=input.client_mutation_id
+            )
         owner = context.viewer.user
         assert owner is not None  # create_organization needs signed_in
 
         async def create() -> object:
-            row = await writes.create(context.session, input.slug, input.name.strip(),
-                                      input.description, owner.id)
+            row = await writes.create(
+                context.session, input.slug, input.name.strip(), input.description, owner.id
+            )
             context.viewer.set_role(row.id, "OWNER")
             return row
 
         try:
-            row, earlier = await create_once(context, "createOrganization",
-                                             input.client_mutation_id, create)
+            row, earlier = await create_once(
+                context, "createOrganization", input.client_mutation_id, create
+            )
         except UniqueViolation:
-            return CreateOrganizationPayload(organization=None, user_errors=[user_error(
-                "slug", "TAKEN", "That slug is already taken.")],
-                client_mutation_id=input.client_mutation_id)
+            return CreateOrganizationPayload(
+                organization=None,
+                user_errors=[user_error("slug", "TAKEN", "That slug is already taken.")],
+                client_mutation_id=input.client_mutation_id,
+            )
         if row is None:
             row = await context.loaders.organization_by_id.load(earlier)
-        return CreateOrganizationPayload(organization=Organization.from_row(row),
-                                         user_errors=[],
-                                         client_mutation_id=input.client_mutation_id)
+        return CreateOrganizationPayload(
+            organization=Organization.from_row(row),
+            user_errors=[],
+            client_mutation_id=input.client_mutation_id,
+        )
 
     @strawberry.mutation(description="Add a user to an organization.")
     async def add_member(self, info: Ctx, input: AddMemberInput) -> MembershipPayload | None:
         context = info.context
-        organization = await find(context, input.organization_id, "Organization",
-                                  context.loaders.organization_by_id)
+        organization = await find(
+            context, input.organization_id, "Organization", context.loaders.organization_by_id
+        )
         _may_manage(context, organization.id, input.role.value)
         user = await context.loaders.user_by_login.load(input.login.lower())
         if user is None:
-            return _refused([user_error("login", "NOT_FOUND", "No user has that login.")],
-                            input.client_mutation_id)
+            return _refused(
+                [user_error("login", "NOT_FOUND", "No user has that login.")],
+                input.client_mutation_id,
+            )
 
         async def work() -> bool:
-            added = await writes.add_member(context.session, organization.id, user.id,
-                                            input.role.value)
+            added = await writes.add_member(
+                context.session, organization.id, user.id, input.role.value
+            )
             _mirror(context, organization.id, user.id, input.role.value if added else None)
             return added
 
         if not await committed(context, work):
-            return _refused([user_error("login", "ALREADY_MEMBER", "Already a member.")],
-                            input.client_mutation_id)
-        return MembershipPayload(organization=Organization.from_row(organization),
-                                 user=User.from_row(user), role=input.role, user_errors=[],
-                                 client_mutation_id=input.client_mutation_id)
+            return _refused(
+                [user_error("login", "ALREADY_MEMBER", "Already a member.")],
+                input.client_mutation_id,
+            )
+        return MembershipPayload(
+            organization=Organization.from_row(organization),
+            user=User.from_row(user),
+            role=input.role,
+            user_errors=[],
+            client_mutation_id=input.client_mutation_id,
+        )
 
-    @strawberry.mutation(description="Change a member's role; only an OWNER grants or "
-                         "removes OWNER, and the last OWNER cannot be demoted.")
-    async def update_member_role(self, info: Ctx, input: UpdateMemberRoleInput
-                                 ) -> MembershipPayload | None:
+    @strawberry.mutation(
+        description="Change a member's role; only an OWNER grants or "
+        "removes OWNER, and the last OWNER cannot be demoted."
+    )
+    async def update_member_role(
+        self, info: Ctx, input: UpdateMemberRoleInput
+    ) -> MembershipPayload | None:
         context = info.context
-        organization = await find(context, input.organization_id, "Organization",
-                                  context.loaders.organization_by_id)
+        organization = await find(
+            context, input.organization_id, "Organization", context.loaders.organization_by_id
+        )
         user = await find(context, input.user_id, "User", context.loaders.user_by_id)
         _may_manage(context, organization.id, input.role.value)
 
@@ -173,16 +204,20 @@ class OrganizationMutations:
         errors = await committed(context, work)
         if errors:
             return _refused(errors, input.client_mutation_id)
-        return MembershipPayload(organization=Organization.from_row(organization),
-                                 user=User.from_row(user), role=input.role, user_errors=[],
-                                 client_mutation_id=input.client_mutation_id)
+        return MembershipPayload(
+            organization=Organization.from_row(organization),
+            user=User.from_row(user),
+            role=input.role,
+            user_errors=[],
+            client_mutation_id=input.client_mutation_id,
+        )
 
     @strawberry.mutation(description="Remove a member; the last OWNER cannot be removed.")
-    async def remove_member(self, info: Ctx, input: RemoveMemberInput
-                            ) -> MembershipPayload | None:
+    async def remove_member(self, info: Ctx, input: RemoveMemberInput) -> MembershipPayload | None:
         context = info.context
-        organization = await find(context, input.organization_id, "Organization",
-                                  context.loaders.organization_by_id)
+        organization = await find(
+            context, input.organization_id, "Organization", context.loaders.organization_by_id
+        )
         user = await find(context, input.user_id, "User", context.loaders.user_by_id)
         me = context.viewer.user
         leaving = me is not None and me.id == user.id
@@ -206,21 +241,30 @@ class OrganizationMutations:
         errors = await committed(context, work)
         if errors:
             return _refused(errors, input.client_mutation_id)
-        return MembershipPayload(organization=Organization.from_row(organization),
-                                 user=User.from_row(user), role=None, user_errors=[],
-                                 client_mutation_id=input.client_mutation_id)
+        return MembershipPayload(
+            organization=Organization.from_row(organization),
+            user=User.from_row(user),
+            role=None,
+            user_errors=[],
+            client_mutation_id=input.client_mutation_id,
+        )
 
 
-def _mirror(context: Context, organization_id: int, user_id: int, role: str | None,
-            removed: bool = False) -> None:
+def _mirror(
+    context: Context, organization_id: int, user_id: int, role: str | None, removed: bool = False
+) -> None:
     me = context.viewer.user
     if me is not None and me.id == user_id and (role is not None or removed):
         context.viewer.set_role(organization_id, role)
 
 
 def _may_manage(context: Context, organization_id: int, role: str) -> None:
-    allow(_access.on_organization(context, organization_id, "manage_members"),
-          "You may not manage this organization's members.")
+    allow(
+        _access.on_organization(context, organization_id, "manage_members"),
+        "You may not manage this organization's members.",
+    )
     if role == "OWNER":
-        allow(_access.on_organization(context, organization_id, "manage_owners"),
-              "Only an OWNER grants or removes the OWNER role.")
+        allow(
+            _access.on_organization(context, organization_id, "manage_owners"),
+            "Only an OWNER grants or removes the OWNER role.",
+        )

@@ -36,8 +36,9 @@ class CreateProjectInput:
     key: str = strawberry.field(description="2–10 capitals and digits, unique in the org.")
     name: str = strawberry.field(description="The display name.")
     description: str = strawberry.field(default="", description="What it is for.")
-    visibility: ProjectVisibility = strawberry.field(default=ProjectVisibility.PRIVATE,
-                                                     description="Who may read it.")
+    visibility: ProjectVisibility = strawberry.field(
+        default=ProjectVisibility.PRIVATE, description="Who may read it."
+    )
     client_mutation_id: str | None = CMID
 
 
@@ -46,8 +47,9 @@ class UpdateProjectInput:
     project_id: strawberry.ID = strawberry.field(description="The project.")
     name: str | None = strawberry.field(default=None, description="A new name.")
     description: str | None = strawberry.field(default=None, description="A new description.")
-    visibility: ProjectVisibility | None = strawberry.field(default=None,
-                                                            description="New visibility.")
+    visibility: ProjectVisibility | None = strawberry.field(
+        default=None, description="New visibility."
+    )
     client_mutation_id: str | None = CMID
 
 
@@ -90,22 +92,29 @@ class DeleteLabelInput:
 class LabelPayload:
     label: Label | None = strawberry.field(description="The label as it is now.")
     deleted_label_id: strawberry.ID | None = strawberry.field(
-        description="The id of the deleted label (deleteLabel).")
+        description="The id of the deleted label (deleteLabel)."
+    )
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")
 
 
-def _project_payload(row: ProjectRow | None, errors: list[UserError],
-                     cmid: str | None) -> ProjectPayload:
-    return ProjectPayload(project=Project.from_row(row) if row else None, user_errors=errors,
-                          client_mutation_id=cmid)
+def _project_payload(
+    row: ProjectRow | None, errors: list[UserError], cmid: str | None
+) -> ProjectPayload:
+    return ProjectPayload(
+        project=Project.from_row(row) if row else None, user_errors=errors, client_mutation_id=cmid
+    )
 
 
-def _label_payload(row: LabelRow | None, errors: list[UserError], cmid: str | None,
-                   deleted: str | None = None) -> LabelPayload:
-    return LabelPayload(label=Label.from_row(row) if row else None,
-                        deleted_label_id=strawberry.ID(deleted) if deleted else None,
-                        user_errors=errors, client_mutation_id=cmid)
+def _label_payload(
+    row: LabelRow | None, errors: list[UserError], cmid: str | None, deleted: str | None = None
+) -> LabelPayload:
+    return LabelPayload(
+        label=Label.from_row(row) if row else None,
+        deleted_label_id=strawberry.ID(deleted) if deleted else None,
+        user_errors=errors,
+        client_mutation_id=cmid,
+    )
 
 
 def archived(project: ProjectRow) -> list[UserError]:
@@ -117,72 +126,89 @@ def archived(project: ProjectRow) -> list[UserError]:
 def _label_problems(name: str | None, color: str | None) -> list[UserError]:
     return problems(
         text("name", name, minimum=1, maximum=MAX_LABEL) if name is not None else None,
-        pattern("color", color, COLOR, "is a color as #rrggbb") if color is not None else None)
+        pattern("color", color, COLOR, "is a color as #rrggbb") if color is not None else None,
+    )
 
 
 async def _project(context: Context, global_id: str, action: str) -> ProjectRow:
     project = await find(context, global_id, "Project", context.loaders.project_by_id)
-    allow(_access.on_project(context, project, action), f"You may not {action.replace('_', ' ')}"
-          " in this project.")
+    allow(
+        _access.on_project(context, project, action),
+        f"You may not {action.replace('_', ' ')} in this project.",
+    )
     return project
 
 
 @strawberry.type
 class ProjectMutations:
     @strawberry.mutation(description="Create a project in an organization.")
-    async def create_project(self, info: Ctx, input: CreateProjectInput
-                             ) -> ProjectPayload | None:
+    async def create_project(self, info: Ctx, input: CreateProjectInput) -> ProjectPayload | None:
         context = info.context
-        organization = await find(context, input.organization_id, "Organization",
-                                  context.loaders.organization_by_id)
-        allow(_access.on_organization(context, organization.id, "create_project"),
-              "You may not create projects in this organization.")
+        organization = await find(
+            context, input.organization_id, "Organization", context.loaders.organization_by_id
+        )
+        allow(
+            _access.on_organization(context, organization.id, "create_project"),
+            "You may not create projects in this organization.",
+        )
         errors = problems(
             pattern("key", input.key, PROJECT_KEY, "is 2–10 capital letters and digits"),
             text("name", input.name, minimum=1, maximum=MAX_NAME),
-            text("description", input.description, maximum=MAX_DESCRIPTION))
+            text("description", input.description, maximum=MAX_DESCRIPTION),
+        )
         if errors:
             return _project_payload(None, errors, input.client_mutation_id)
 
         async def create() -> ProjectRow:
-            return await writes.create(context.session, organization.id, input.key,
-                                       input.name.strip(), input.description,
-                                       input.visibility.value)
+            return await writes.create(
+                context.session,
+                organization.id,
+                input.key,
+                input.name.strip(),
+                input.description,
+                input.visibility.value,
+            )
 
         try:
-            row, earlier = await create_once(context, "createProject", input.client_mutation_id,
-                                             create)
+            row, earlier = await create_once(
+                context, "createProject", input.client_mutation_id, create
+            )
         except UniqueViolation:
-            return _project_payload(None, [user_error("key", "TAKEN", "That key is taken.")],
-                                    input.client_mutation_id)
+            return _project_payload(
+                None, [user_error("key", "TAKEN", "That key is taken.")], input.client_mutation_id
+            )
         if row is None:
             row = await context.loaders.project_by_id.load(earlier)
         return _project_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Change a project's name, description or visibility.")
-    async def update_project(self, info: Ctx, input: UpdateProjectInput
-                             ) -> ProjectPayload | None:
+    async def update_project(self, info: Ctx, input: UpdateProjectInput) -> ProjectPayload | None:
         context = info.context
         project = await _project(context, input.project_id, "update")
         errors = archived(project) or problems(
-            text("name", input.name, minimum=1, maximum=MAX_NAME) if input.name is not None
+            text("name", input.name, minimum=1, maximum=MAX_NAME)
+            if input.name is not None
             else None,
             text("description", input.description, maximum=MAX_DESCRIPTION)
-            if input.description is not None else None)
+            if input.description is not None
+            else None,
+        )
         if errors:
             return _project_payload(None, errors, input.client_mutation_id)
 
         async def work() -> ProjectRow:
             return await writes.update(
-                context.session, project.id, name=input.name and input.name.strip(),
+                context.session,
+                project.id,
+                name=input.name and input.name.strip(),
                 description=input.description,
-                visibility=input.visibility.value if input.visibility else None)
+                visibility=input.visibility.value if input.visibility else None,
+            )
 
         return _project_payload(await committed(context, work), [], input.client_mutation_id)
 
     @strawberry.mutation(description="Archive a project (idempotent).")
-    async def archive_project(self, info: Ctx, input: ArchiveProjectInput
-                              ) -> ProjectPayload | None:
+    async def archive_project(self, info: Ctx, input: ArchiveProjectInput) -> ProjectPayload | None:
         context = info.context
         project = await _project(context, input.project_id, "update")
 
@@ -200,15 +226,18 @@ class ProjectMutations:
             return _label_payload(None, errors, input.client_mutation_id)
 
         async def create() -> LabelRow:
-            return await writes.create_label(context.session, project.id, input.name.strip(),
-                                             input.color.lower())
+            return await writes.create_label(
+                context.session, project.id, input.name.strip(), input.color.lower()
+            )
 
         try:
-            row, earlier = await create_once(context, "createLabel", input.client_mutation_id,
-                                             create)
+            row, earlier = await create_once(
+                context, "createLabel", input.client_mutation_id, create
+            )
         except UniqueViolation:
-            return _label_payload(None, [user_error("name", "TAKEN", "That name is taken.")],
-                                  input.client_mutation_id)
+            return _label_payload(
+                None, [user_error("name", "TAKEN", "That name is taken.")], input.client_mutation_id
+            )
         if row is None:
             row = await context.loaders.label_by_id.load(earlier)
         return _label_payload(row, [], input.client_mutation_id)
@@ -218,22 +247,28 @@ class ProjectMutations:
         context = info.context
         label = await find(context, input.label_id, "Label", context.loaders.label_by_id)
         project = await _access.project_of(context, label.project_id)
-        allow(_access.on_project(context, project, "manage_labels"),
-              "You may not manage labels in this project.")
+        allow(
+            _access.on_project(context, project, "manage_labels"),
+            "You may not manage labels in this project.",
+        )
         errors = archived(project) or _label_problems(input.name, input.color)
         if errors:
             return _label_payload(None, errors, input.client_mutation_id)
 
         async def work() -> LabelRow:
-            return await writes.update_label(context.session, label.id,
-                                             input.name.strip() if input.name else None,
-                                             input.color.lower() if input.color else None)
+            return await writes.update_label(
+                context.session,
+                label.id,
+                input.name.strip() if input.name else None,
+                input.color.lower() if input.color else None,
+            )
 
         try:
             row = await committed(context, work)
         except UniqueViolation:
-            return _label_payload(None, [user_error("name", "TAKEN", "That name is taken.")],
-                                  input.client_mutation_id)
+            return _label_payload(
+                None, [user_error("name", "TAKEN", "That name is taken.")], input.client_mutation_id
+            )
         return _label_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Delete a label.")
@@ -241,8 +276,10 @@ class ProjectMutations:
         context = info.context
         label = await find(context, input.label_id, "Label", context.loaders.label_by_id)
         project = await _access.project_of(context, label.project_id)
-        allow(_access.on_project(context, project, "manage_labels"),
-              "You may not manage labels in this project.")
+        allow(
+            _access.on_project(context, project, "manage_labels"),
+            "You may not manage labels in this project.",
+        )
         errors = archived(project)
         if errors:
             return _label_payload(None, errors, input.client_mutation_id)
