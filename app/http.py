@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,7 +235,15 @@ class GraphQLEndpoint:
         state: BudgetState | None,
         cost: int,
     ) -> Outcome:
-        safe_to_retry = operation.operation is OperationType.QUERY or _single_field(operation)
+        # Reads may always run again. A single mutation may run again after a serialization
+        # failure or deadlock (its transaction rolled back), not after a lost connection,
+        # which may have hidden a commit.
+        reads = operation.operation is OperationType.QUERY
+        single = _single_field(operation)
+
+        def retryable(error: TransientError) -> bool:
+            return reads or (single and not error.ambiguous)
+
         timeout = self.settings.request_timeout
         sessions = [session]
         try:
@@ -256,7 +265,7 @@ class GraphQLEndpoint:
                             prepared,
                             graphql_request,
                             (state, cost),
-                            safe_to_retry,
+                            retryable,
                             attempt.num == ATTEMPTS,
                         )
         except TimeoutError:
@@ -292,7 +301,7 @@ class GraphQLEndpoint:
         prepared: Prepared,
         graphql_request: GraphQLRequest,
         budget: tuple[BudgetState | None, int],
-        safe_to_retry: bool,
+        retryable: Callable[[TransientError], bool],
         last: bool,
     ) -> ExecutionResult:
         context = build_context(session, viewer, self.services, request)
@@ -305,18 +314,7 @@ class GraphQLEndpoint:
             for e in result.errors or ()
             if isinstance(e.original_error, TransientError)
         ]
-        if (
-            transient
-            and not last
-            and (
-                safe_to_retry
-                and not (
-                    transient[0].ambiguous
-                    and prepared.operation(graphql_request.operation_name).operation
-                    is OperationType.MUTATION
-                )
-            )
-        ):
+        if transient and not last and retryable(transient[0]):
             await session.close()
             raise transient[0]
         return result

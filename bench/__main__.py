@@ -1,7 +1,14 @@
 """Command line: `python -m bench [--scale N ...] [--duration S] [--concurrency C] …`.
 
-Prints the markdown table to stdout (progress goes to stderr), writes the full report to
-`--out`, and exits 1 if any request failed.
+    python -m bench                                 scale 1, every query, every server
+    python -m bench --scale 1 --scale 10            and scale 10 (loaded once, ~1M comments)
+    python -m bench --server compiled --query dashboard --duration 5
+
+Prints the table, the dashboard's ratio to the json_agg floor and (with several scales)
+the per-request figures of each scale side by side to stdout (progress goes to stderr),
+writes the full report to `--out`, and exits 1 if any request or set-up failed or two
+servers answered a query differently. `python -m bench --subscriptions [...]` runs the
+subscription benchmark (bench/subscriptions.py) instead.
 """
 
 from __future__ import annotations
@@ -10,23 +17,36 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import asyncpg
 import httpx
 
+from app.auth import Tokens
 from bench import report
-from bench.database import bench_database, server_description
-from bench.graphql import Workload, send
+from bench.database import (
+    bench_database,
+    postmaster_pid,
+    reset_writes,
+    server_description,
+    table_sizes,
+)
+from bench.graphql import Workload, first_difference, send, signed_in_headers
 from bench.load import Measurement, client, measure
 from bench.queries import WORKLOADS
 from bench.report import Row, Run
-from bench.server import SERVERS, Server, running_server
+from bench.server import SERVERS, Server, ServerSpec, running_server
 
 log = logging.getLogger("bench")
+
+USER = "alice"  # the signed-in workloads' viewer: OWNER of acme
+ISSUER, AUDIENCE, TOKEN_TTL = "issuegraph", "issuegraph-api", 3600
+REFERENCE = "compiled"  # the floor's answer must equal this server's
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -50,6 +70,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="seconds of discarded load before each measurement (default 2)",
     )
     parser.add_argument("--port", type=int, default=8100, help="server port (default 8100)")
+    names = [spec.name for spec in SERVERS]
+    parser.add_argument(
+        "--server",
+        action="append",
+        choices=names,
+        help=f"run only this server; repeat for several (default all: {', '.join(names)})",
+    )
+    queries = [workload.name for workload in WORKLOADS]
+    parser.add_argument(
+        "--query",
+        action="append",
+        choices=queries,
+        help=f"run only this query; repeat for several (default all: {', '.join(queries)})",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -63,28 +97,67 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+class Scale:
+    """One scale's database and what the servers answered on it, to compare them."""
+
+    def __init__(
+        self, scale: float, url: str, user_id: int, secret: str, database_pid: int | None
+    ) -> None:
+        self.scale = scale
+        self.url = url
+        self.user_id = user_id
+        self.secret = secret
+        self.database_pid = database_pid
+        self.answers: dict[tuple[str, str], Any] = {}  # (query, server): the data
+
+    def headers(self, workload: Workload) -> dict[str, str] | None:
+        if not workload.signed_in:
+            return None
+        token = Tokens(self.secret, ISSUER, AUDIENCE, TOKEN_TTL).issue(self.user_id).token
+        return signed_in_headers(token)
+
+
 async def run(args: argparse.Namespace) -> Run:
-    result = Run()
+    specs = [spec for spec in SERVERS if not args.server or spec.name in args.server]
+    workloads = [w for w in WORKLOADS if not args.query or w.name in args.query]
+    result = Run(
+        servers={spec.name: spec.description for spec in specs}, queries=[w.name for w in workloads]
+    )
+    secret = secrets.token_urlsafe(32)
     for scale in args.scale:
         url = await bench_database(scale)
-        for spec in SERVERS:
+        deleted = await reset_writes(url)
+        if deleted:
+            log.info("scale %g: deleted %d issues earlier runs created", scale, deleted)
+        result.sizes[scale] = (await table_sizes(url)).text()
+        database_pid = await postmaster_pid(url)
+        if database_pid is None:
+            result.notes.append(
+                f"scale {scale:g}: PostgreSQL is not on this machine (or not "
+                "visible): its CPU is not measured"
+            )
+        here = Scale(scale, url, await _user_id(url, USER), secret, database_pid)
+        for spec in specs:
+            chosen = [w for w in workloads if spec.answers(w.name)]
+            if not chosen:
+                continue
             log.info("scale %g: starting server %s on port %d", scale, spec.name, args.port)
-            with running_server(spec, url, args.port) as server:
-                await run_workloads(server, scale, args, result)
+            with running_server(spec, url, args.port, {"JWT_SECRET": secret}) as server:
+                await run_workloads(server, chosen, here, args, result)
                 result.server_logs[f"{spec.name} (scale {scale:g})"] = server.log_lines()
     return result
 
 
 async def run_workloads(
-    server: Server, scale: float, args: argparse.Namespace, result: Run
+    server: Server, workloads: list[Workload], scale: Scale, args: argparse.Namespace, result: Run
 ) -> None:
     async with client(args.port, args.concurrency) as http:
-        for workload in WORKLOADS:
-            result.rows.append(await run_workload(http, server, workload, scale, args))
+        for workload in workloads:
+            result.rows.append(await run_workload(http, server, workload, scale, args, result))
             if (code := server.process.poll()) is not None:
                 result.problems.append(
-                    f"server {server.spec.name} (scale {scale:g}) exited with code {code} "
-                    f"during {workload.name}; later queries were not run"
+                    f"server {server.spec.name} (scale {scale.scale:g}) exited with code "
+                    f"{code} during {workload.name}; later queries were not run"
                 )
                 return
 
@@ -93,22 +166,37 @@ async def run_workload(
     http: httpx.AsyncClient,
     server: Server,
     workload: Workload,
-    scale: float,
+    scale: Scale,
     args: argparse.Namespace,
+    result: Run,
 ) -> Row:
-    row = Row(scale, server.spec.name, workload.name, Measurement())
+    name = server.spec.name
+    row = Row(scale.scale, name, workload.name, Measurement())
+    headers = scale.headers(workload)
     try:
         body = await workload.body(http)
-        probe = await send(http, body)
+        probe = await send(http, body, headers)
     except (RuntimeError, httpx.HTTPError) as exc:
         row.setup_error = str(exc)
+        log.error("%s on %s: set-up failed: %s", workload.name, name, exc)
         return row
-    if probe.problem is not None:
-        row.setup_error = f"first request: {probe.problem}"
+    problem = probe.problem_with(workload.check)
+    if problem is not None:
+        row.setup_error = f"first request: {problem}"
+        log.error("%s on %s: %s", workload.name, name, row.setup_error)
         return row
-    row.shape = report.shape(probe.payload["data"])
+    data = probe.payload["data"]
+    row.shape = report.shape(data)
+    if workload.deterministic:
+        difference = await compare(workload, name, data, scale, args, result)
+        if difference is not None and server.spec.queries is not None:
+            # A stand-in that answers differently from the API measures nothing worth having.
+            row.setup_error = f"DIFFERENT DATA: {difference}"
+            return row
     log.info(
-        "%s: %s; measuring %g s after %g s warm-up",
+        "scale %g, %s, %s: %s; measuring %g s after %g s warm-up",
+        scale.scale,
+        name,
         workload.name,
         report.shape_text(row.shape),
         args.duration,
@@ -121,11 +209,76 @@ async def run_workload(
         concurrency=args.concurrency,
         warmup=args.warmup,
         duration=args.duration,
+        headers=headers,
+        check=workload.check,
+        database_pid=scale.database_pid,
     )
     return row
 
 
+async def compare(
+    workload: Workload, name: str, data: Any, scale: Scale, args: argparse.Namespace, result: Run
+) -> str | None:
+    """Check a server's answer against the others': the floor against the compiled
+    server's (fetched now if it has not run), every API server against the first that
+    answered. Returns the difference, also logged and recorded as a problem."""
+    scale.answers[workload.name, name] = data
+    spec = next(s for s in SERVERS if s.name == name)
+    if spec.queries is not None:  # a stand-in, not the API
+        reference = REFERENCE
+        if (workload.name, reference) not in scale.answers:
+            scale.answers[workload.name, reference] = await fetch_answer(
+                reference, workload, scale, args
+            )
+    else:
+        reference = next(server for (query, server) in scale.answers if query == workload.name)
+    if reference == name:
+        return None
+    difference = first_difference(scale.answers[workload.name, reference], data)
+    if difference is None:
+        log.info("%s on %s: data equal to %s's", workload.name, name, reference)
+        return None
+    message = (
+        f"{workload.name} (scale {scale.scale:g}): {name}'s data differs from "
+        f"{reference}'s; the first difference ({reference} != {name}) at {difference}"
+    )
+    log.error("DIFFERENT DATA: %s", message)
+    if spec.queries is None:  # a stand-in's row carries it: it is not measured
+        result.problems.append("DIFFERENT DATA: " + message)
+    return message
+
+
+async def fetch_answer(
+    name: str, workload: Workload, scale: Scale, args: argparse.Namespace
+) -> Any:
+    """Start server `name` on the next port just to get its answer to `workload`."""
+    spec: ServerSpec = next(s for s in SERVERS if s.name == name)
+    log.info("starting %s on port %d for its answer to %s", name, args.port + 1, workload.name)
+    with running_server(spec, scale.url, args.port + 1, {"JWT_SECRET": scale.secret}):
+        async with client(args.port + 1, 1) as http:
+            reply = await send(http, await workload.body(http), scale.headers(workload))
+    problem = reply.problem_with(workload.check)
+    if problem is not None:
+        raise RuntimeError(f"{name} failed {workload.name}: {problem}")
+    return reply.payload["data"]
+
+
+async def _user_id(url: str, login: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        user_id = await connection.fetchval("SELECT id FROM users WHERE login = $1", login)
+    finally:
+        await connection.close()
+    if user_id is None:
+        raise RuntimeError(f"the bench database has no user {login}")
+    return int(user_id)
+
+
 def main(argv: list[str]) -> int:
+    if "--subscriptions" in argv:  # the subscription benchmark instead: bench/subscriptions.py
+        from bench import subscriptions
+
+        return subscriptions.main([arg for arg in argv if arg != "--subscriptions"])
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -148,7 +301,7 @@ def main(argv: list[str]) -> int:
         command=" ".join(["python -m bench", *argv]),
         load_before=load_before,
     )
-    print(report.table(result.rows))
+    print(report.summary(result))
     report.write(args.out, report.document(result, conditions))
     for note in report.notes(result):
         log.warning("note: %s", note)

@@ -19,12 +19,21 @@ Setup = Callable[[httpx.AsyncClient], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """A named request; `setup` computes its variables against the running server."""
+    """A named request; `setup` computes its variables against the running server.
+
+    `signed_in`: sent with alice's access token (else anonymous). `check`: a further test
+    of each response's `data` (None: fine, else what is wrong), for what an HTTP 200
+    without `errors` does not say (a mutation's userErrors). `deterministic`: every server
+    must answer the same `data`, which the bench compares.
+    """
 
     name: str
     document: str
     variables: Mapping[str, Any] = field(default_factory=dict)
     setup: Setup | None = None
+    signed_in: bool = False
+    check: Callable[[Any], str | None] | None = None
+    deterministic: bool = True
 
     async def body(self, client: httpx.AsyncClient) -> bytes:
         variables = dict(self.variables)
@@ -52,13 +61,21 @@ class Reply:
             return f"errors: {_excerpt(self.payload['errors'])}"
         return None
 
+    def problem_with(self, check: Callable[[Any], str | None] | None) -> str | None:
+        problem = self.problem
+        if problem is None and check is not None:
+            problem = check(self.payload["data"])
+        return problem
+
 
 def encode(document: str, variables: Mapping[str, Any] | None = None) -> bytes:
     return orjson.dumps({"query": document, "variables": dict(variables or {})})
 
 
-async def send(client: httpx.AsyncClient, body: bytes) -> Reply:
-    response = await client.post("/graphql", content=body, headers=HEADERS)
+async def send(
+    client: httpx.AsyncClient, body: bytes, headers: Mapping[str, str] | None = None
+) -> Reply:
+    response = await client.post("/graphql", content=body, headers=headers or HEADERS)
     content = response.content
     received = time.perf_counter()
     try:
@@ -78,6 +95,33 @@ async def fetch(
     if reply.problem is not None:
         raise RuntimeError(f"set-up query failed: {reply.problem}")
     return reply.payload["data"]
+
+
+def signed_in_headers(token: str) -> dict[str, str]:
+    return {**HEADERS, "authorization": f"Bearer {token}"}
+
+
+def first_difference(expected: Any, got: Any, path: str = "data") -> str | None:
+    """Where two JSON values first differ, key order included; None when they are equal."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        if list(expected) != list(got):
+            return f"{path}: keys {list(expected)} != {list(got)}"
+        for key in expected:
+            found = first_difference(expected[key], got[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(expected, list) and isinstance(got, list):
+        for n, (a, b) in enumerate(zip(expected, got, strict=False)):
+            found = first_difference(a, b, f"{path}[{n}]")
+            if found:
+                return found
+        if len(expected) != len(got):
+            return f"{path}: {len(expected)} items != {len(got)} items"
+        return None
+    if type(expected) is not type(got) or expected != got:
+        return f"{path}: {_excerpt(expected)[:150]} != {_excerpt(got)[:150]}"
+    return None
 
 
 def statements(headers: httpx.Headers) -> int | None:

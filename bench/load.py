@@ -3,6 +3,8 @@ connections; requests started during the warm-up are discarded, the rest are mea
 
 Server CPU is read from /proc at the start and the end of the measured window, so it
 covers the requests of the window (and the tail of the last warm-up requests in flight).
+PostgreSQL's CPU (the postmaster and all its processes) is read the same way when the
+database server runs on this machine.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from bench.graphql import send
-from bench.server import cpu_seconds
+from bench.server import cpu_seconds, process_tree_cpu_seconds
 
 REQUEST_TIMEOUT = 30.0
 MAX_FAILURE_MESSAGES = 5
@@ -31,6 +35,7 @@ class Measurement:
     failure_messages: Counter[str] = field(default_factory=Counter)  # a few, by count
     elapsed: float = 0.0
     server_cpu: float = 0.0  # seconds
+    database_cpu: float | None = None  # seconds of PostgreSQL, when it can be seen
     client_cpu: float = 0.0  # seconds of this process
 
     @property
@@ -61,7 +66,11 @@ class Measurement:
 class _Window:
     start: float = math.inf
     server_cpu: float = 0.0
+    database_cpu: float = 0.0
     client_cpu: float = 0.0
+
+
+Check = Callable[[Any], str | None] | None
 
 
 async def measure(
@@ -72,6 +81,9 @@ async def measure(
     concurrency: int,
     warmup: float,
     duration: float,
+    headers: Mapping[str, str] | None = None,
+    check: Check = None,
+    database_pid: int | None = None,
 ) -> Measurement:
     result = Measurement()
     window = _Window()
@@ -80,12 +92,14 @@ async def measure(
     async def open_window() -> None:
         await asyncio.sleep(warmup)
         window.server_cpu = cpu_seconds(server_pid)
+        if database_pid is not None:
+            window.database_cpu = process_tree_cpu_seconds(database_pid)
         window.client_cpu = time.process_time()
         window.start = time.perf_counter()
 
     async def worker() -> None:
         while (started := time.perf_counter()) < deadline:
-            await _one(client, body, started, window, result)
+            await _one(client, body, headers, check, started, window, result)
 
     async with (
         asyncio.timeout(warmup + duration + REQUEST_TIMEOUT + 5),
@@ -95,22 +109,31 @@ async def measure(
         for _ in range(concurrency):
             tasks.create_task(worker())
     result.server_cpu = cpu_seconds(server_pid) - window.server_cpu
+    if database_pid is not None:
+        result.database_cpu = process_tree_cpu_seconds(database_pid) - window.database_cpu
     result.client_cpu = time.process_time() - window.client_cpu
     result.elapsed = time.perf_counter() - window.start
     return result
 
 
 async def _one(
-    client: httpx.AsyncClient, body: bytes, started: float, window: _Window, result: Measurement
+    client: httpx.AsyncClient,
+    body: bytes,
+    headers: Mapping[str, str] | None,
+    check: Check,
+    started: float,
+    window: _Window,
+    result: Measurement,
 ) -> None:
     try:
-        reply = await send(client, body)
+        reply = await send(client, body, headers)
     except httpx.HTTPError as exc:
         result.fail(f"{type(exc).__name__}: {exc}")
         await asyncio.sleep(0.01)  # no busy loop on a refused connection
         return
-    if reply.problem is not None:
-        result.fail(reply.problem)
+    problem = reply.problem_with(check)
+    if problem is not None:
+        result.fail(problem)
     elif started >= window.start:
         result.latencies.append(reply.received - started)
         result.statements[reply.statements] += 1

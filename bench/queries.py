@@ -1,18 +1,41 @@
 """The workloads, as named documents; add an entry to `WORKLOADS` to measure another.
 
-DASHBOARD is the nested read the project measures everywhere: about 20 projects, 10
-issues each with their author, 5 comments each with their author. One organization cannot
-hold 20 projects (the generator gives each 10, of which 2 or 3 are private and hidden from
-an anonymous viewer), so it reads the first 5 projects of each of the first 4
-organizations: exactly 20 at scale 1. The report prints what each response really held.
+- dashboard: the nested read the project measures everywhere: about 20 projects, 10
+  issues each with their author, 5 comments each with their author. One organization
+  cannot hold 20 projects (the generator gives each 10, of which 2 or 3 are private and
+  hidden from an anonymous viewer), so it reads the first 5 projects of each of the first
+  4 organizations: exactly 20 at scale 1. bench/floor.py answers it without GraphQL.
+- issue_page: one issue with its labels and 50 of its comments (WEB #1 holds 60 more than
+  the generator gave it, bench/database.py), and the comment count.
+- nodes_100: 100 issues by global id, with their authors.
+- deep_page: 20 issues past the 10,000th of the 12,000 of DEEP (bench/database.py), after
+  a cursor computed at set-up (url-safe base64 of `[1, "CREATED_AT", created_at, id]`)
+  and checked against the API's own cursors. Keyset pagination: no OFFSET, so the cost
+  must not depend on the depth.
+- mutation: createIssue as alice (OWNER of acme) in the public project BENCH, whose
+  issues are deleted at the start of each run. It writes an issue, an event (outbox,
+  NOTIFY) and bumps the project's issue counter under its row lock, so concurrent creates
+  in one project queue on that lock: the figures include that wait. Both API servers
+  run mutations on the standard executor (the compiled one covers queries only).
+
+The report prints what each response really held.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
+import orjson
 
+from bench.database import (
+    DEEP_PROJECT,
+    ISSUE_PAGE_NUMBER,
+    ISSUE_PAGE_PROJECT,
+    ORGANIZATION,
+    WRITE_PROJECT,
+)
 from bench.graphql import Workload, fetch
 
 DASHBOARD = """
@@ -36,19 +59,19 @@ query Dashboard {
 }
 """
 
-ISSUE_PAGE = """
-query IssuePage {
-  organization(slug: "acme") {
-    project(key: "WEB") {
-      issue(number: 1) {
+ISSUE_PAGE = f"""
+query IssuePage {{
+  organization(slug: "{ORGANIZATION}") {{
+    project(key: "{ISSUE_PAGE_PROJECT}") {{
+      issue(number: {ISSUE_PAGE_NUMBER}) {{
         title body
-        author { login }
-        labels(first: 10) { nodes { name color } }
-        comments(first: 50) { totalCount nodes { body createdAt author { login name } } }
-      }
-    }
-  }
-}
+        author {{ login }}
+        labels(first: 10) {{ nodes {{ name color }} }}
+        comments(first: 50) {{ totalCount nodes {{ body createdAt author {{ login name }} }} }}
+      }}
+    }}
+  }}
+}}
 """
 
 NODES_100 = """
@@ -59,11 +82,61 @@ query Nodes100($ids: [ID!]!) {
 }
 """
 
-ISSUE_IDS = """
-query IssueIds {
-  organization(slug: "acme") { project(key: "WEB") { issues(first: 100) { nodes { id } } } }
+ISSUE_IDS = f"""
+query IssueIds {{
+  organization(slug: "{ORGANIZATION}") {{
+    project(key: "{ISSUE_PAGE_PROJECT}") {{ issues(first: 100) {{ nodes {{ id }} }} }}
+  }}
+}}
+"""
+
+DEEP_PAGE = f"""
+query DeepPage($after: String!) {{
+  organization(slug: "{ORGANIZATION}") {{
+    project(key: "{DEEP_PROJECT}") {{
+      issues(first: 20, after: $after) {{
+        pageInfo {{ hasNextPage endCursor }}
+        nodes {{ number title state priority createdAt author {{ login name }} }}
+      }}
+    }}
+  }}
+}}
+"""
+
+DEEP_ISSUE = f"""
+query DeepIssue($number: Int!) {{
+  organization(slug: "{ORGANIZATION}") {{
+    project(key: "{DEEP_PROJECT}") {{ issue(number: $number) {{ id createdAt }} }}
+  }}
+}}
+"""
+
+DEEP_CHECK = f"""
+query DeepCheck($after: String!) {{
+  organization(slug: "{ORGANIZATION}") {{
+    project(key: "{DEEP_PROJECT}") {{
+      issues(first: 1, after: $after) {{ pageInfo {{ endCursor }} nodes {{ number }} }}
+    }}
+  }}
+}}
+"""
+
+WRITE_PROJECT_ID = f"""
+query WriteProject {{
+  organization(slug: "{ORGANIZATION}") {{ project(key: "{WRITE_PROJECT}") {{ id }} }}
+}}
+"""
+
+CREATE_ISSUE = """
+mutation CreateIssue($project: ID!, $title: String!) {
+  createIssue(input: {projectId: $project, title: $title, body: "Written by the bench."}) {
+    issue { id number title state createdAt author { login } }
+    userErrors { field code message }
+  }
 }
 """
+
+DEEP_AFTER = 10_000  # the page starts after this many issues
 
 
 async def issue_ids(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -74,8 +147,74 @@ async def issue_ids(client: httpx.AsyncClient) -> dict[str, Any]:
     return {"ids": ids}
 
 
+def issue_cursor(global_id: str, created_at: str) -> str:
+    """The cursor of an issue in the default order, as resolvers/_pagination.py writes it."""
+    raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
+    type_name, _, pk = raw.partition(":")
+    if type_name != "Issue":
+        raise RuntimeError(f"not an issue id: {global_id}")
+    text = orjson.dumps([1, "CREATED_AT", created_at, int(pk)])
+    return base64.urlsafe_b64encode(text).rstrip(b"=").decode()
+
+
+async def deep_cursor(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The cursor of DEEP's 10,000th issue, checked against the API's own cursors."""
+    cursors = []
+    for number in (DEEP_AFTER - 1, DEEP_AFTER):
+        data = await fetch(client, DEEP_ISSUE, {"number": number})
+        issue = (data["organization"]["project"] or {}).get("issue")
+        if issue is None:
+            raise RuntimeError(f"{ORGANIZATION}/{DEEP_PROJECT} has no issue #{number}")
+        cursors.append(issue_cursor(issue["id"], issue["createdAt"]))
+    data = await fetch(client, DEEP_CHECK, {"after": cursors[0]})
+    page = data["organization"]["project"]["issues"]
+    if [n["number"] for n in page["nodes"]] != [DEEP_AFTER] or page["pageInfo"][
+        "endCursor"
+    ] != cursors[1]:
+        raise RuntimeError(
+            f"the computed cursors do not match the API's: {page}, expected "
+            f"issue #{DEEP_AFTER} with cursor {cursors[1]}"
+        )
+    return {"after": cursors[1]}
+
+
+def deep_page_check(data: Any) -> str | None:
+    nodes = data["organization"]["project"]["issues"]["nodes"]
+    if len(nodes) != 20 or nodes[0]["number"] != DEEP_AFTER + 1:
+        return f"deep page: {len(nodes)} issues from #{nodes[0]['number'] if nodes else None}"
+    return None
+
+
+async def write_project(client: httpx.AsyncClient) -> dict[str, Any]:
+    data = await fetch(client, WRITE_PROJECT_ID)
+    project = data["organization"]["project"]
+    if project is None:
+        raise RuntimeError(f"the bench database has no public {ORGANIZATION}/{WRITE_PROJECT}")
+    return {"project": project["id"], "title": "Bench issue"}
+
+
+def created(data: Any) -> str | None:
+    payload = data.get("createIssue")
+    if payload is None:
+        return "createIssue returned null"
+    if payload["userErrors"]:
+        return f"userErrors: {orjson.dumps(payload['userErrors']).decode()[:200]}"
+    if payload["issue"] is None or payload["issue"]["author"]["login"] != "alice":
+        return f"unexpected issue: {orjson.dumps(payload['issue']).decode()[:200]}"
+    return None
+
+
 WORKLOADS: list[Workload] = [
     Workload("dashboard", DASHBOARD),
     Workload("issue_page", ISSUE_PAGE),
     Workload("nodes_100", NODES_100, setup=issue_ids),
+    Workload("deep_page", DEEP_PAGE, setup=deep_cursor, check=deep_page_check),
+    Workload(
+        "mutation",
+        CREATE_ISSUE,
+        setup=write_project,
+        signed_in=True,
+        check=created,
+        deterministic=False,
+    ),
 ]

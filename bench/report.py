@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -17,13 +18,14 @@ from bench.load import Measurement
 CLIENT_CPU_WARNING = 0.8  # share of one core above which the load generator may be the limit
 COLUMNS = (
     "scale",
-    "server",
     "query",
+    "server",
     "req/s",
     "p50 ms",
     "p99 ms",
     "SQL stmts/req",
     "server CPU ms/req",
+    "PG CPU ms/req",
     "response bytes",
     "requests",
     "failures",
@@ -43,27 +45,41 @@ class Row:
     def failures(self) -> int:
         return self.measurement.failures + (self.setup_error is not None)
 
+    @property
+    def measured(self) -> bool:
+        return self.setup_error is None and self.measurement.requests > 0
+
+    def cpu_per_request(self) -> float:
+        m = self.measurement
+        return m.server_cpu * 1000 / m.requests if m.requests else math.nan
+
+    def database_cpu_per_request(self) -> float:
+        m = self.measurement
+        if m.database_cpu is None or not m.requests:
+            return math.nan
+        return m.database_cpu * 1000 / m.requests
+
     def cells(self) -> list[str]:
         m = self.measurement
-        if self.setup_error is not None or not m.requests:
+        if not self.measured:
             return [
                 f"{self.scale:g}",
-                self.server,
                 self.query,
-                *["—"] * 6,
+                self.server,
+                *["—"] * 7,
                 str(m.requests),
                 str(self.failures),
             ]
-        per_request = m.server_cpu * 1000 / m.requests
         return [
             f"{self.scale:g}",
-            self.server,
             self.query,
+            self.server,
             f"{m.throughput:,.0f}",
             f"{m.percentile(0.50) * 1000:.1f}",
             f"{m.percentile(0.99) * 1000:.1f}",
             _spread(m.statements),
-            f"{per_request:.2f}",
+            f"{self.cpu_per_request():.2f}",
+            _number(self.database_cpu_per_request()),
             _spread(m.sizes),
             f"{m.requests:,}",
             str(self.failures),
@@ -77,10 +93,33 @@ class Run:
     rows: list[Row] = field(default_factory=list)
     server_logs: dict[str, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # findings that are not failures
+    sizes: dict[float, str] = field(default_factory=dict)  # scale: its tables' sizes
+    servers: dict[str, str] = field(default_factory=dict)  # name: what it is
+    queries: list[str] = field(default_factory=list)  # in the order of WORKLOADS
 
     @property
     def failures(self) -> int:
         return sum(row.failures for row in self.rows) + len(self.problems)
+
+    def ordered(self) -> list[Row]:
+        """By scale, then query, then server, in the order they were configured."""
+        scales = list(dict.fromkeys(row.scale for row in self.rows))
+        servers = list(self.servers) or list(dict.fromkeys(row.server for row in self.rows))
+        queries = self.queries or list(dict.fromkeys(row.query for row in self.rows))
+        return sorted(
+            self.rows,
+            key=lambda r: (
+                scales.index(r.scale),
+                _index(queries, r.query),
+                _index(servers, r.server),
+            ),
+        )
+
+    def find(self, scale: float, query: str, server: str) -> Row | None:
+        return next(
+            (r for r in self.rows if (r.scale, r.query, r.server) == (scale, query, server)), None
+        )
 
 
 def shape(data: Any) -> Counter[str]:
@@ -115,12 +154,93 @@ def table(rows: Iterable[Row]) -> str:
     return "\n".join(lines)
 
 
+FLOOR, COMPILED, STANDARD, DASHBOARD = "floor", "compiled", "standard", "dashboard"
+
+
+def floor_ratios(run: Run) -> list[str]:
+    """Per scale: the dashboard's req/s of each API server as a share of the floor's."""
+    lines = []
+    for scale in dict.fromkeys(row.scale for row in run.rows):
+        floor = run.find(scale, DASHBOARD, FLOOR)
+        if floor is None or not floor.measured:
+            continue
+        f = floor.measurement
+        parts = []
+        for name in (COMPILED, STANDARD):
+            row = run.find(scale, DASHBOARD, name)
+            if row is None or not row.measured:
+                continue
+            m = row.measurement
+            parts.append(
+                f"{name}/floor req/s = **{m.throughput / f.throughput:.2f}** "
+                f"({m.throughput:,.0f} / {f.throughput:,.0f}); CPU ms/req server+PG "
+                f"{_sum_cpu(row)} vs {_sum_cpu(floor)}"
+            )
+        if parts:
+            lines.append(f"- scale {scale:g}: " + "; ".join(parts))
+    return lines
+
+
+def scale_table(run: Run) -> str | None:
+    """Each query and server's figures at the first scale against each other scale."""
+    scales = list(dict.fromkeys(row.scale for row in run.rows))
+    if len(scales) < 2:
+        return None
+    base, others = scales[0], scales[1:]
+    header = ["query", "server", "figure", f"scale {base:g}"]
+    header += [h for s in others for h in (f"scale {s:g}", f"× (scale {s:g} / {base:g})")]
+    lines = [_line(header), _line(["---"] * 3 + ["---:"] * (len(header) - 3))]
+    figures: list[tuple[str, Any]] = [
+        ("req/s", lambda r: r.measurement.throughput),
+        ("p50 ms", lambda r: r.measurement.percentile(0.5) * 1000),
+        ("server CPU ms/req", Row.cpu_per_request),
+        ("PG CPU ms/req", Row.database_cpu_per_request),
+        ("SQL stmts/req", lambda r: _mode(r.measurement.statements)),  # the usual count
+    ]
+    for row in run.ordered():
+        if row.scale != base or not row.measured:
+            continue
+        matches = [run.find(s, row.query, row.server) for s in others]
+        if not any(m is not None and m.measured for m in matches):
+            continue
+        for name, get in figures:
+            first = get(row)
+            cells = [row.query, row.server, name, _number(first)]
+            first = math.nan if first is None else first
+            for match in matches:
+                if match is None or not match.measured:
+                    cells += ["—", "—"]
+                    continue
+                value = get(match)
+                value = math.nan if value is None else value
+                ratio = value / first if first and not math.isnan(value) else math.nan
+                cells += [_number(value), "—" if math.isnan(ratio) else f"{ratio:.2f}"]
+            lines.append(_line(cells))
+    return "\n".join(lines)
+
+
+def summary(run: Run) -> str:
+    """What the command prints: the table, the floor ratios, the scale comparison."""
+    parts = [table(run.ordered())]
+    ratios = floor_ratios(run)
+    if ratios:
+        parts += [
+            "",
+            "Dashboard against the json_agg floor (req/s ratio; higher is better):",
+            *ratios,
+        ]
+    scaled = scale_table(run)
+    if scaled:
+        parts += ["", "Per-request cost against table size:", "", scaled]
+    return "\n".join(parts)
+
+
 def notes(run: Run) -> list[str]:
-    found = list(run.problems)
-    for row in run.rows:
+    found = list(run.problems) + list(run.notes)
+    for row in run.ordered():
         m, label = row.measurement, f"{row.query} (scale {row.scale:g}, {row.server})"
         if row.setup_error:
-            found.append(f"{label}: set-up failed: {row.setup_error}")
+            found.append(f"{label}: NOT MEASURED: {row.setup_error}")
         if m.failures:
             found.append(
                 f"{label}: {m.failures} failed requests: "
@@ -133,12 +253,13 @@ def notes(run: Run) -> list[str]:
         if None in m.statements:
             found.append(f"{label}: some responses had no Server-Timing statement count")
         if len(m.sizes) > 1:
-            found.append(f"{label}: response sizes vary: {_histogram(m.sizes)}")
+            found.append(f"{label}: response sizes vary: {_range(m.sizes)}")
         if m.client_share > CLIENT_CPU_WARNING:
             found.append(
                 f"{label}: the load generator used {m.client_share:.0%} "
                 "of a core; it may limit the figures"
             )
+    found += _statement_growth(run)
     for server, lines in run.server_logs.items():
         if lines:
             found.append(
@@ -147,16 +268,45 @@ def notes(run: Run) -> list[str]:
     return found
 
 
+def _statement_growth(run: Run) -> list[str]:
+    """Statement counts of one query and server that differ between scales."""
+    found = []
+    by_pair: dict[tuple[str, str], dict[float, Counter[int | None]]] = {}
+    for row in run.ordered():
+        if row.measured:
+            by_pair.setdefault((row.query, row.server), {})[row.scale] = row.measurement.statements
+    for (query, server), per_scale in by_pair.items():
+        modes = {scale: _mode(counts) for scale, counts in per_scale.items()}
+        if len(set(modes.values())) > 1:
+            found.append(
+                f"{query} ({server}): SQL statements per request differ between "
+                "scales: " + ", ".join(f"scale {s:g}: {n}" for s, n in modes.items())
+            )
+    return found
+
+
 def document(run: Run, conditions: dict[str, str]) -> str:
     parts = ["# issuegraph benchmark", ""]
     parts += [f"- {key}: {value}" for key, value in conditions.items()]
-    rows = run.rows
-    parts += ["", table(rows), "", "## What the responses held", ""]
-    parts += [
-        f"- {row.query} (scale {row.scale:g}): {shape_text(row.shape)}" for row in rows if row.shape
-    ]
+    parts += [f"- data at scale {scale:g}: {sizes}" for scale, sizes in run.sizes.items()]
+    parts += [f"- server `{name}`: {text}" for name, text in run.servers.items()]
+    parts += ["", summary(run), "", "## What the responses held", ""]
+    seen: dict[tuple[float, str], Counter[str]] = {}
+    for row in run.ordered():
+        if not row.shape:
+            continue
+        key = (row.scale, row.query)
+        if key not in seen:
+            seen[key] = row.shape
+            parts.append(f"- {row.query} (scale {row.scale:g}): {shape_text(row.shape)}")
+        elif row.shape != seen[key]:
+            parts.append(
+                f"- {row.query} (scale {row.scale:g}, {row.server}), DIFFERENT: "
+                f"{shape_text(row.shape)}"
+            )
     found = notes(run) or ["no failures; statement counts and sizes constant"]
-    parts += ["", "## Notes", "", f"- load generator CPU (share of one core): {_client_cpu(rows)}"]
+    client_cpu = _client_cpu(run.ordered())
+    parts += ["", "## Notes", "", f"- load generator CPU (share of one core): {client_cpu}"]
     parts += [f"- {note}" for note in found]
     return "\n".join(parts) + "\n"
 
@@ -183,8 +333,10 @@ def conditions(
         "scale": ", ".join(f"{s:g}" for s in scales),
         "load": f"{duration:g} s measured after {warmup:g} s warm-up per query, "
         f"{concurrency} concurrent keep-alive HTTP/1.1 clients (httpx) in one process",
-        "server": "one uvicorn process (`--workers 1`) over loopback, anonymous viewer; "
-        "server CPU counts that process only, not PostgreSQL",
+        "server": "one uvicorn process (`--workers 1`) at a time over loopback, each server "
+        "started in turn on the same database; anonymous viewer except `mutation` (alice, "
+        "Bearer token); server CPU counts that process only; PG CPU counts the whole "
+        "PostgreSQL server (every backend, autovacuum …), n/a when it is not on this machine",
         "database": database,
     }
 
@@ -198,7 +350,7 @@ def write(path: Path, text: str) -> None:
 
 def _client_cpu(rows: list[Row]) -> str:
     shares = [
-        f"{row.query} (scale {row.scale:g}) {row.measurement.client_share:.0%}"
+        f"{row.query} (scale {row.scale:g}, {row.server}) {row.measurement.client_share:.0%}"
         for row in rows
         if row.measurement.elapsed
     ]
@@ -215,6 +367,33 @@ def _spread(values: Counter[Any]) -> str:
         return "n/a"
     low, high = min(known), max(known)
     return f"{low:,}" if low == high else f"{low:,} to {high:,} (varies)"
+
+
+def _range(values: Counter[int]) -> str:
+    return f"{min(values):,} to {max(values):,} bytes over {len(values)} distinct sizes"
+
+
+def _number(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+
+
+def _mode(values: Counter[Any]) -> Any:
+    return values.most_common(1)[0][0] if values else None
+
+
+def _sum_cpu(row: Row) -> str:
+    server, database = row.cpu_per_request(), row.database_cpu_per_request()
+    if math.isnan(database):
+        return f"{server:.2f}+n/a"
+    return f"{server:.2f}+{database:.2f}"
+
+
+def _index(items: list[str], item: str) -> int:
+    return items.index(item) if item in items else len(items)
 
 
 def _histogram(values: Counter[Any]) -> str:

@@ -1,7 +1,9 @@
 """The server under test: a uvicorn process on loopback, started, watched and stopped.
 
-`SERVERS` lists the variants to measure (an app factory and extra environment); add an
-entry to compare another executor. The process is always stopped: terminate, wait, kill.
+`SERVERS` lists the variants to measure (an app factory, extra environment, and the
+queries it answers when not all); add an entry to compare another executor. Each is run
+one after the other on the same database with the same load. The process is always
+stopped: terminate, wait, kill.
 """
 
 from __future__ import annotations
@@ -35,10 +37,37 @@ class ServerSpec:
     name: str
     factory: str = "app.main:create_app"
     env: Mapping[str, str] = field(default_factory=dict)
+    queries: tuple[str, ...] | None = None  # the workloads it answers; None: all of them
+    description: str = ""
 
+    def answers(self, query: str) -> bool:
+        return self.queries is None or query in self.queries
+
+
+# The API's rate budgets, set so high that the bench never spends them (each response's
+# cost is still computed and spent, as in production).
+UNLIMITED = str(10**12)
+API_ENV = {"RATE_LIMIT_ANONYMOUS": UNLIMITED, "RATE_LIMIT_SIGNED_IN": UNLIMITED}
 
 SERVERS: list[ServerSpec] = [
-    ServerSpec("strawberry"),
+    ServerSpec(
+        "standard",
+        env={**API_ENV, "EXECUTOR": "standard"},
+        description="the API, graphql-core executing Strawberry resolvers (EXECUTOR=standard)",
+    ),
+    ServerSpec(
+        "compiled",
+        env={**API_ENV, "EXECUTOR": "compiled"},
+        description="the API, compiled executor (EXECUTOR=compiled, the default); "
+        "mutations still run on the standard one",
+    ),
+    ServerSpec(
+        "floor",
+        factory="bench.floor:create_app",
+        queries=("dashboard",),
+        description="bench/floor.py: no GraphQL, one hand-written json_agg statement "
+        "answering the dashboard, PostgreSQL's JSON text passed through",
+    ),
 ]
 
 
@@ -76,7 +105,9 @@ def command(spec: ServerSpec, port: int) -> list[str]:
 
 
 @contextmanager
-def running_server(spec: ServerSpec, database_url: str, port: int) -> Iterator[Server]:
+def running_server(
+    spec: ServerSpec, database_url: str, port: int, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
     """Start the server on `database_url`, wait until it answers /healthz, stop it after."""
     _check_port_free(port)
     env = {
@@ -85,6 +116,7 @@ def running_server(spec: ServerSpec, database_url: str, port: int) -> Iterator[S
         "PORT": str(port),
         "SERVER_TIMING": "true",
         "LOG_LEVEL": "warning",
+        **(extra_env or {}),
         **spec.env,
     }
     with tempfile.TemporaryFile() as log_file:
@@ -110,6 +142,25 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / CLOCK_TICKS
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process, of its live children and of the children it has reaped: for the
+    PostgreSQL postmaster, the whole server (backends, autovacuum, WAL writer …)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(entry.name) == pid:  # utime, stime, cutime, cstime
+            total += sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
+        elif int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 def _check_port_free(port: int) -> None:
