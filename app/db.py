@@ -9,9 +9,10 @@ serialises the statements of concurrent loaders on that connection, and counts t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -189,7 +190,16 @@ class UniqueViolation(DatabaseError):
         self.constraint = constraint
 
 
+# Everything asyncpg raises for a statement; turned into the project's errors.
+DRIVER_ERRORS = (
+    TimeoutError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # protocol state broken by a connection lost mid-statement
+)
 LOST = (
+    asyncpg.InternalClientError,
     OSError,
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
@@ -239,7 +249,7 @@ class Session:
             self.statements += 1
             try:
                 return list(await connection.fetch(sql, *args))
-            except (TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except DRIVER_ERRORS as exc:
                 raise self._failed(exc) from exc
 
     async def fetchrow(self, sql: str, *args: Any) -> Record | None:
@@ -256,7 +266,7 @@ class Session:
             self.statements += 1
             try:
                 return str(await connection.execute(sql, *args))
-            except (TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except DRIVER_ERRORS as exc:
                 raise self._failed(exc) from exc
 
     @asynccontextmanager
@@ -265,16 +275,23 @@ class Session:
         async with self._lock:
             connection = await self._connect()
             transaction = connection.transaction()
-            await transaction.start()
+            await self._driver(transaction.start)
         try:
             yield
         except BaseException:
             async with self._lock:
-                await transaction.rollback()
+                with contextlib.suppress(DatabaseError):  # the first error is the one to tell
+                    await self._driver(transaction.rollback)
             raise
         else:
             async with self._lock:
-                await transaction.commit()
+                await self._driver(transaction.commit)
+
+    async def _driver(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        try:  # asyncpg may raise before it even returns the awaitable
+            return await operation()
+        except DRIVER_ERRORS as exc:
+            raise self._failed(exc) from exc
 
     def _failed(self, exc: BaseException) -> Exception:
         error = _database_error(exc)

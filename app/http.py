@@ -33,7 +33,14 @@ from starlette.responses import HTMLResponse, Response
 from app import observability as metrics
 from app.context import Services, build_context
 from app.db import Database, Session
-from app.errors import ClientError, RateLimited, TransientError, Unauthenticated, Unavailable
+from app.errors import (
+    ClientError,
+    QueryTimeout,
+    RateLimited,
+    TransientError,
+    Unauthenticated,
+    Unavailable,
+)
 from app.execution import Executor, Prepared, format_errors
 from app.limits import Analysis, Budget, BudgetState, analyze, check
 from app.persisted import PersistedQueries
@@ -181,8 +188,17 @@ class GraphQLEndpoint:
                 f'error_description="{error.message}"'
             )
             raise RequestError.of(error, 401, **{"WWW-Authenticate": challenge}) from None
-        except Unavailable as error:
-            raise RequestError(503, str(error), "UNAVAILABLE", {"Retry-After": "2"}) from None
+        except (Unavailable, TransientError):
+            raise RequestError(
+                503,
+                "The database is unavailable; retry in a few seconds.",
+                "UNAVAILABLE",
+                {"Retry-After": "2"},
+            ) from None
+        except QueryTimeout:
+            raise RequestError(
+                504, "The request took too long and was stopped.", "TIMEOUT"
+            ) from None
         finally:
             await session.close()
         outcome.operation = graphql_request.operation_name or _name(operation)
