@@ -17,7 +17,7 @@ from app.settings import Settings
 from loaders import Loaders
 
 if TYPE_CHECKING:
-    from app.events import EventHub
+    from app.events import Delivery, EventHub
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +48,19 @@ class Context:
         client = getattr(self.request, "client", None)
         return client.host if client is not None else None
 
-    async def renew_for_event(self, organization_id: int | None, role: str | None) -> None:
-        """Start resolving a subscription event: release the last event's connection,
-        take the subscriber's current role, and start with empty loaders."""
+    async def renew_for_event(self, delivery: Delivery) -> None:
+        """Start resolving a subscription event: release the last event's connection, take
+        the subscriber's current role, and read through the event's shared loaders (one
+        statement per loader for every subscriber with the same scope)."""
         await self.session.close()
-        if organization_id is not None:
-            self.viewer.set_role(organization_id, role)
+        if delivery.organization_id is not None:
+            self.viewer.set_role(delivery.organization_id, delivery.role)
         assert self.services.database is not None
-        self.session = self.services.database.session()
+        self.session = self.services.database.session()  # the subscription's own, idle
         self.policy = Policy(self.viewer, self.services.access)
-        self.loaders = Loaders(self.session, self.policy.scope())
+        scope = self.policy.scope()
+        shared = delivery.shared
+        self.loaders = shared.loaders(scope) if shared else Loaders(self.session, scope)
 
 
 def build_context(

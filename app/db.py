@@ -248,9 +248,12 @@ class Session:
             connection = await self._connect()
             self.statements += 1
             try:
-                return list(await connection.fetch(sql, *args))
+                rows = list(await connection.fetch(sql, *args))
             except DRIVER_ERRORS as exc:
                 raise self._failed(exc) from exc
+            if self._database is not None:
+                self._database.breaker.success()
+            return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> Record | None:
         rows = await self.fetch(sql, *args)

@@ -20,12 +20,13 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
-from app.db import Database, DatabaseError, Listener
+from app.db import Database, DatabaseError, Listener, Session
 from app.policy import Access, Policy, Viewer
+from loaders import Loaders, Scope
 from loaders.rows import PROJECT_COLUMNS, USER_COLUMNS, ProjectRow, UserRow
 from loaders.writes.issues import EVENTS_CHANNEL
 
@@ -57,6 +58,40 @@ class EventRow:
     created_at: datetime
 
 
+class SharedReads:
+    """The reads of one event, shared by every subscriber it goes to: subscribers with the
+    same scope share loaders, so two hundred of them resolve `issue` in one statement, and
+    all share one database session, released when the last of them is done with it."""
+
+    closing: ClassVar[set[asyncio.Task[None]]] = set()  # keeps closing tasks alive
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._session: Session | None = None
+        self._loaders: dict[Scope, Loaders] = {}
+        self._holders = 0
+
+    def hold(self) -> None:
+        self._holders += 1
+
+    def loaders(self, scope: Scope) -> Loaders:
+        if self._session is None:
+            self._session = self._database.session()
+        found = self._loaders.get(scope)
+        if found is None:
+            found = self._loaders[scope] = Loaders(self._session, scope)
+        return found
+
+    def release(self) -> None:
+        self._holders -= 1
+        if self._holders <= 0 and self._session is not None:
+            session, self._session = self._session, None
+            self._loaders.clear()
+            task = asyncio.get_running_loop().create_task(session.close())
+            SharedReads.closing.add(task)
+            task.add_done_callback(SharedReads.closing.discard)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """An event for one subscriber, with the subscriber's role in its organization now;
@@ -65,6 +100,11 @@ class Delivery:
     event: EventRow | None
     organization_id: int | None = None
     role: str | None = None
+    shared: SharedReads | None = None
+
+    def done(self) -> None:
+        if self.shared is not None:
+            self.shared.release()
 
 
 @dataclass(eq=False)
@@ -76,10 +116,14 @@ class Inbox:
 
     def offer(self, delivery: Delivery) -> None:
         if self.queue.full():  # a subscriber too slow to keep up resyncs instead
-            while not self.queue.empty():
-                self.queue.get_nowait()
+            self.drop()
+            delivery.done()
             delivery = Delivery(None)
         self.queue.put_nowait(delivery)
+
+    def drop(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait().done()
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self
@@ -119,6 +163,7 @@ class EventHub:
         try:
             yield inbox
         finally:
+            inbox.drop()
             self._inboxes[project_id].discard(inbox)
             if not self._inboxes[project_id]:
                 del self._inboxes[project_id]
@@ -194,14 +239,21 @@ class EventHub:
             await session.close()
         event = EventRow(*event_record)
         now = {row[0]: (UserRow(*tuple(row)[:7]), row[7]) for row in rows}
+        shared = SharedReads(self._database)
         for inbox in inboxes:
             if inbox.issue_id is not None and inbox.issue_id != event.issue_id:
                 continue
             viewer = _current(inbox.viewer, now, project.organization_id)
             if viewer is None or not Policy(viewer, self._access).can_read(project):
                 continue
+            shared.hold()
             inbox.offer(
-                Delivery(event, project.organization_id, viewer.roles.get(project.organization_id))
+                Delivery(
+                    event,
+                    project.organization_id,
+                    viewer.roles.get(project.organization_id),
+                    shared,
+                )
             )
 
 

@@ -3,8 +3,9 @@
 The lifespan opens the database pool (on DATABASE_URL, or on the embedded PostgreSQL), the
 event hub and the rate budget store, and, once everything is loaded, freezes the garbage
 collector's view of start-up objects and raises its thresholds: on large responses the
-collector otherwise costs more than half of a request's CPU. On shutdown it closes open
-WebSockets with 1001 (going away) after uvicorn has finished the in-flight requests.
+collector otherwise costs more than half of a request's CPU. On SIGTERM uvicorn stops
+accepting, closes WebSockets with 1012 (service restart) and waits for in-flight requests;
+the lifespan then closes any socket still open with 1001 (going away).
 """
 
 from __future__ import annotations

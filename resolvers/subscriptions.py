@@ -86,12 +86,14 @@ async def _stream(
         async for delivery in inbox:
             event = delivery.event
             if event is not None and kinds is not None and event.kind not in kinds:
+                delivery.done()
                 continue
-            await context.renew_for_event(delivery.organization_id, delivery.role)
-            kind = IssueEventKind(event.kind) if event else IssueEventKind.RESYNC
-            yield IssueEvent(row=event, kind=kind)
-            # resumed once the event is resolved and sent: hold no connection while waiting
-            await context.session.close()
+            try:
+                await context.renew_for_event(delivery)
+                kind = IssueEventKind(event.kind) if event else IssueEventKind.RESYNC
+                yield IssueEvent(row=event, kind=kind)
+            finally:  # resumed once the event is resolved and sent (or cancelled)
+                delivery.done()
 
 
 @strawberry.type(description="Live updates, over WebSocket (graphql-transport-ws).")
