@@ -61,9 +61,10 @@ async def create_once(
     mutation: str,
     client_mutation_id: str | None,
     create: Callable[[], Awaitable[Any]],
-) -> tuple[Any, int | None]:
-    """A create that a retry with the same clientMutationId does not repeat. Returns
-    (the new row, None), or (None, id of the row the first attempt created)."""
+    by_id: RowLoader[int, Any],
+) -> Any:
+    """A create that a retry with the same clientMutationId does not repeat: the new row,
+    or the row the first attempt created (read through `by_id`, as the viewer sees it)."""
     user = signed_in(context)
 
     async def work() -> tuple[Any, int | None]:
@@ -76,7 +77,11 @@ async def create_once(
             await receipts.fill(context.session, user.id, mutation, client_mutation_id, row.id)
         return row, None
 
-    return await committed(context, work)
+    row, earlier = await committed(context, work)
+    if row is None:
+        assert earlier is not None
+        row = await by_id.load(earlier)
+    return row
 
 
 def text(field: str, value: str, *, minimum: int = 0, maximum: int) -> UserError | None:

@@ -246,9 +246,9 @@ class IssueMutations:
             await writes.record_event(session, "OPENED", issue, me.id, label_ids=labels)
             return issue
 
-        row, earlier = await create_once(context, "createIssue", input.client_mutation_id, create)
-        if row is None:
-            row = await context.loaders.issue_by_id.load(earlier)
+        row = await create_once(
+            context, "createIssue", input.client_mutation_id, create, context.loaders.issue_by_id
+        )
         return _issue_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(
@@ -340,9 +340,9 @@ class IssueMutations:
             )
             return comment
 
-        row, earlier = await create_once(context, "addComment", input.client_mutation_id, create)
-        if row is None:
-            row = await context.loaders.comment_by_id.load(earlier)
+        row = await create_once(
+            context, "addComment", input.client_mutation_id, create, context.loaders.comment_by_id
+        )
         fresh = await context.loaders.issue_by_id.load(issue.id)
         return _comment_payload(row, fresh, [], input.client_mutation_id)
 

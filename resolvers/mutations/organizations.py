@@ -123,8 +123,12 @@ class OrganizationMutations:
             return row
 
         try:
-            row, earlier = await create_once(
-                context, "createOrganization", input.client_mutation_id, create
+            row = await create_once(
+                context,
+                "createOrganization",
+                input.client_mutation_id,
+                create,
+                context.loaders.organization_by_id,
             )
         except UniqueViolation:
             return CreateOrganizationPayload(
@@ -132,8 +136,6 @@ class OrganizationMutations:
                 user_errors=[user_error("slug", "TAKEN", "That slug is already taken.")],
                 client_mutation_id=input.client_mutation_id,
             )
-        if row is None:
-            row = await context.loaders.organization_by_id.load(earlier)
         return CreateOrganizationPayload(
             organization=Organization.from_row(row),
             user_errors=[],

@@ -170,15 +170,17 @@ class ProjectMutations:
             )
 
         try:
-            row, earlier = await create_once(
-                context, "createProject", input.client_mutation_id, create
+            row = await create_once(
+                context,
+                "createProject",
+                input.client_mutation_id,
+                create,
+                context.loaders.project_by_id,
             )
         except UniqueViolation:
             return _project_payload(
                 None, [user_error("key", "TAKEN", "That key is taken.")], input.client_mutation_id
             )
-        if row is None:
-            row = await context.loaders.project_by_id.load(earlier)
         return _project_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Change a project's name, description or visibility.")
@@ -231,15 +233,17 @@ class ProjectMutations:
             )
 
         try:
-            row, earlier = await create_once(
-                context, "createLabel", input.client_mutation_id, create
+            row = await create_once(
+                context,
+                "createLabel",
+                input.client_mutation_id,
+                create,
+                context.loaders.label_by_id,
             )
         except UniqueViolation:
             return _label_payload(
                 None, [user_error("name", "TAKEN", "That name is taken.")], input.client_mutation_id
             )
-        if row is None:
-            row = await context.loaders.label_by_id.load(earlier)
         return _label_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Rename or recolor a label.")
