@@ -67,9 +67,15 @@ class PageRequest:
 @dataclass(frozen=True, slots=True)
 class Page(Generic[R]):
     rows: Sequence[R]
-    keys: Sequence[SortKey]
+    order: Order
     has_next_page: bool
     has_previous_page: bool
+
+    @property
+    def keys(self) -> list[SortKey]:
+        """Each row's position in the order (for cursors): computed only when asked."""
+        key = self.order.key
+        return [key(row) for row in self.rows]
 
 
 class Params:
@@ -190,9 +196,9 @@ def split_pages(
     spec: PageSpec[R], request: PageRequest, records: Sequence[Record]
 ) -> dict[int, Page[R]]:
     grouped: dict[int, list[R]] = defaultdict(list)
+    make_row = spec.make_row
     for record in records:
-        values = tuple(record)
-        grouped[values[0]].append(spec.make_row(values[1:]))
+        grouped[record[0]].append(make_row(record[1:]))
     return {parent: _page(request, rows) for parent, rows in grouped.items()}
 
 
@@ -201,11 +207,10 @@ def _page(request: PageRequest, rows: list[R]) -> Page[R]:
     rows = rows[: request.limit]
     if request.backward:
         rows.reverse()
-    keys = [request.order.key(r) for r in rows]
     after_cursor = request.cursor is not None
     if request.backward:
-        return Page(rows, keys, has_next_page=after_cursor, has_previous_page=more)
-    return Page(rows, keys, has_next_page=more, has_previous_page=after_cursor)
+        return Page(rows, request.order, has_next_page=after_cursor, has_previous_page=more)
+    return Page(rows, request.order, has_next_page=more, has_previous_page=after_cursor)
 
 
 async def load_pages(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -334,7 +335,7 @@ class _Planner:
 
 
 async def _objects(
-    run: _Run, plans: dict[str, list[FieldPlan]], sources: list[Any], paths: list[Any]
+    run: _Run, plans: dict[str, list[FieldPlan]], sources: list[Any], paths: Any
 ) -> list[dict[str, Any] | None]:
     """Complete objects of one (possibly abstract) type; None where null propagated (or
     where the source itself is None: a null item of a list that may hold nulls)."""
@@ -369,7 +370,7 @@ async def _objects(
 
 
 async def _typed(
-    run: _Run, type_name: str, fields: list[FieldPlan], sources: list[Any], paths: list[Any]
+    run: _Run, type_name: str, fields: list[FieldPlan], sources: list[Any], paths: Any
 ) -> list[dict[str, Any] | None]:
     count = len(sources)
     dead = [False] * count
@@ -418,7 +419,7 @@ def _leaves(
     plan: FieldPlan,
     values: list[Any],
     dead: list[bool],
-    paths: list[Any],
+    paths: Any,
 ) -> list[Any]:
     """A column of serialized leaf values; nulls and errors where a value may not be null
     kill their object."""
@@ -446,13 +447,12 @@ async def _complete(
     values: list[Any],
     results: list[dict[str, Any]],
     dead: list[bool],
-    paths: list[Any],
+    paths: Any,
 ) -> None:
     """Complete a field of objects (or lists of objects) for every parent at once."""
     assert plan.children is not None
     key = plan.key
     sources: list[Any] = []
-    child_paths: list[Any] = []
     spans: list[tuple[int, int, int]] = []  # parent index, start in sources, length (-1: one)
     for i, value in enumerate(values):
         if value is _ERROR or value is None:
@@ -461,24 +461,21 @@ async def _complete(
                     _null_error(run, type_name, plan, paths[i])
                 dead[i] = True
             continue
-        parent = paths[i]
         if not plan.is_list:
             spans.append((i, len(sources), -1))
             sources.append(value)
-            child_paths.append((parent, key))
             continue
         if None in value:
-            value = _drop_null_items(run, type_name, plan, value, results, dead, i, parent)
+            value = _drop_null_items(run, type_name, plan, value, results, dead, i, paths[i])
             if value is None:
                 continue
         spans.append((i, len(sources), len(value)))
         sources.extend(value)
-        child_paths.extend([(parent, key, j) for j in range(len(value))])
     if not sources:
         for i, _start, _length in spans:
             results[i][key] = []
         return
-    completed = await _objects(run, plan.children, sources, child_paths)
+    completed = await _objects(run, plan.children, sources, _ChildPaths(paths, key, spans))
     for i, start, length in spans:
         if length < 0:
             result = completed[start]
@@ -493,6 +490,23 @@ async def _complete(
                 dead[i] = True
         else:
             results[i][key] = items
+
+
+class _ChildPaths:
+    """The paths of a field's children, made only when one is asked for (for an error):
+    building a path per object costs more than the rest of a cheap field."""
+
+    def __init__(self, parents: Any, key: str, spans: list[tuple[int, int, int]]) -> None:
+        self._parents = parents
+        self._key = key
+        self._spans = spans
+        self._starts = [start for _, start, _ in spans]
+
+    def __getitem__(self, position: int) -> tuple[Any, ...]:
+        parent, start, length = self._spans[bisect_right(self._starts, position) - 1]
+        if length < 0:
+            return (self._parents[parent], self._key)
+        return (self._parents[parent], self._key, position - start)
 
 
 def _drop_null_items(
@@ -539,7 +553,7 @@ def _null_error(run: _Run, type_name: str, plan: FieldPlan, path: Any) -> None:
 
 
 async def _resolve(
-    run: _Run, type_name: str, plan: FieldPlan, sources: list[Any], paths: list[Any]
+    run: _Run, type_name: str, plan: FieldPlan, sources: list[Any], paths: Any
 ) -> list[Any]:
     need = plan.need
     if need is None:
@@ -575,7 +589,7 @@ async def _each(
     plan: FieldPlan,
     need: Each,
     sources: list[Any],
-    paths: list[Any],
+    paths: Any,
     args: dict[str, Any],
 ) -> list[Any]:
     values: list[Any] = []
