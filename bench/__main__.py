@@ -20,6 +20,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,6 +32,7 @@ from app.auth import Tokens
 from bench import report
 from bench.database import (
     bench_database,
+    database_name,
     postmaster_pid,
     reset_writes,
     server_description,
@@ -40,7 +42,7 @@ from bench.graphql import Workload, first_difference, send, signed_in_headers
 from bench.load import Measurement, client, measure
 from bench.queries import WORKLOADS
 from bench.report import Row, Run
-from bench.server import SERVERS, Server, ServerSpec, running_server
+from bench.server import SERVERS, Server, ServerSpec, machine_busy_seconds, running_server
 
 log = logging.getLogger("bench")
 
@@ -50,7 +52,11 @@ REFERENCE = "compiled"  # the floor's answer must equal this server's
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--scale",
         type=float,
@@ -85,6 +91,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"run only this query; repeat for several (default all: {', '.join(queries)})",
     )
     parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=10.0,
+        help="seconds to wait, before each measurement, for other processes to leave the "
+        "machine idle; no more after two waits in a row ran out (default 10; 0: never)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("bench/results/latest.md"),
@@ -92,6 +105,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.scale = args.scale or [1.0]
+    args.quiet = Quiet(args.quiet_wait)
     if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1:
         parser.error("--duration must be > 0, --warmup >= 0 and --concurrency >= 1")
     return args
@@ -105,6 +119,7 @@ class Scale:
     ) -> None:
         self.scale = scale
         self.url = url
+        self.name = database_name(scale)
         self.user_id = user_id
         self.secret = secret
         self.database_pid = database_pid
@@ -193,6 +208,7 @@ async def run_workload(
             # A stand-in that answers differently from the API measures nothing worth having.
             row.setup_error = f"DIFFERENT DATA: {difference}"
             return row
+    await args.quiet.wait()
     log.info(
         "scale %g, %s, %s: %s; measuring %g s after %g s warm-up",
         scale.scale,
@@ -211,9 +227,45 @@ async def run_workload(
         duration=args.duration,
         headers=headers,
         check=workload.check,
-        database_pid=scale.database_pid,
+        database=None if scale.database_pid is None else (scale.database_pid, scale.name),
     )
     return row
+
+
+QUIET_CORES = 0.25  # other processes' CPU under which the machine counts as quiet
+QUIET_SAMPLE = 0.5  # seconds
+
+
+class Quiet:
+    """Before each measurement, wait (at most `limit` seconds) until other processes leave
+    the machine nearly idle: nothing of the bench runs then, so whatever is busy is other
+    work, which would skew the measurement. Once two waits in a row ran out, the machine
+    is taken as busy for good and the bench no longer waits (until it finds it quiet
+    again). The report's "other CPU" says what remained during each window."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.timeouts = 0
+
+    async def wait(self) -> None:
+        limit = self.limit if self.timeouts < 2 else 0.0
+        deadline = time.monotonic() + limit
+        waited = False
+        while True:
+            before = machine_busy_seconds()
+            await asyncio.sleep(QUIET_SAMPLE)
+            busy = (machine_busy_seconds() - before) / QUIET_SAMPLE
+            if busy < QUIET_CORES:
+                self.timeouts = 0
+                break
+            if time.monotonic() >= deadline:
+                self.timeouts += 1
+                break
+            if not waited:
+                log.info("other processes use %.2f cores; waiting up to %g s", busy, limit)
+                waited = True
+        if waited or busy >= QUIET_CORES:
+            log.info("measuring with other processes using %.2f cores", busy)
 
 
 async def compare(
@@ -300,6 +352,7 @@ def main(argv: list[str]) -> int:
         database=server_description(),
         command=" ".join(["python -m bench", *argv]),
         load_before=load_before,
+        quiet_wait=args.quiet_wait,
     )
     print(report.summary(result))
     report.write(args.out, report.document(result, conditions))

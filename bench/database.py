@@ -9,7 +9,8 @@ serialises loaders, so two bench runs (or the subscription bench) never load one
 at the same time.
 
 On top of the generated data (app/seed.py) every bench database holds, in acme:
-- 60 more comments on WEB #1 (the `issue_page` query reads 50 of them),
+- 60 more comments on WEB #1 (the `issue_page` query reads 50 of them), and the same 3
+  labels at every scale (the generator draws 0 to 3 at random),
 - DEEP, a public project of 12,000 issues (the `deep_page` query reads issues 10,001-10,020),
 - BENCH, a public project without issues, where the `mutation` query creates issues; they
   are deleted at the start of each run (`reset_writes`), so that every run starts equal.
@@ -69,6 +70,19 @@ SELECT target.id, 1 + (g * 37) % people.n,
        target.created_at + interval '1 day' + g * interval '1 minute',
        target.created_at + interval '1 day' + g * interval '1 minute'
 FROM target, people, generate_series(1, {EXTRA_COMMENTS}) AS g;
+
+CREATE TEMPORARY TABLE issue_page_target ON COMMIT DROP AS
+SELECT i.id, i.project_id FROM issues i
+JOIN projects p ON p.id = i.project_id
+JOIN organizations o ON o.id = p.organization_id
+WHERE o.slug = '{ORGANIZATION}' AND p.key = '{ISSUE_PAGE_PROJECT}'
+  AND i.number = {ISSUE_PAGE_NUMBER};
+DELETE FROM issue_labels il USING issue_page_target t WHERE il.issue_id = t.id;
+INSERT INTO issue_labels (issue_id, label_id)
+SELECT t.id, l.id FROM issue_page_target t
+CROSS JOIN LATERAL (
+    SELECT l.id FROM labels l WHERE l.project_id = t.project_id ORDER BY l.name LIMIT 3
+) AS l;
 
 INSERT INTO projects (organization_id, key, name, description, visibility, created_at)
 SELECT o.id, k.key, 'Project ' || k.key, k.description, 'PUBLIC',

@@ -3,8 +3,10 @@ connections; requests started during the warm-up are discarded, the rest are mea
 
 Server CPU is read from /proc at the start and the end of the measured window, so it
 covers the requests of the window (and the tail of the last warm-up requests in flight).
-PostgreSQL's CPU (the postmaster and all its processes) is read the same way when the
-database server runs on this machine.
+PostgreSQL's CPU (its main and background processes and the backends of the bench
+database) is read the same way when the database server runs on this machine, and so is
+the whole machine's: what other processes used in the window tells how far other work
+may have skewed the figures.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.graphql import send
-from bench.server import cpu_seconds, process_tree_cpu_seconds
+from bench.server import cpu_seconds, database_cpu_seconds, machine_busy_seconds
 
 REQUEST_TIMEOUT = 30.0
 MAX_FAILURE_MESSAGES = 5
@@ -37,6 +39,15 @@ class Measurement:
     server_cpu: float = 0.0  # seconds
     database_cpu: float | None = None  # seconds of PostgreSQL, when it can be seen
     client_cpu: float = 0.0  # seconds of this process
+    machine_cpu: float = 0.0  # seconds of every process of the machine
+
+    @property
+    def other_share(self) -> float:
+        """CPU of other processes during the window, in cores."""
+        if not self.elapsed:
+            return 0.0
+        ours = self.server_cpu + (self.database_cpu or 0.0) + self.client_cpu
+        return max(0.0, self.machine_cpu - ours) / self.elapsed
 
     @property
     def requests(self) -> int:
@@ -68,6 +79,7 @@ class _Window:
     server_cpu: float = 0.0
     database_cpu: float = 0.0
     client_cpu: float = 0.0
+    machine_cpu: float = 0.0
 
 
 Check = Callable[[Any], str | None] | None
@@ -83,7 +95,7 @@ async def measure(
     duration: float,
     headers: Mapping[str, str] | None = None,
     check: Check = None,
-    database_pid: int | None = None,
+    database: tuple[int, str] | None = None,  # (postmaster pid, database name)
 ) -> Measurement:
     result = Measurement()
     window = _Window()
@@ -92,8 +104,9 @@ async def measure(
     async def open_window() -> None:
         await asyncio.sleep(warmup)
         window.server_cpu = cpu_seconds(server_pid)
-        if database_pid is not None:
-            window.database_cpu = process_tree_cpu_seconds(database_pid)
+        if database is not None:
+            window.database_cpu = database_cpu_seconds(*database)
+        window.machine_cpu = machine_busy_seconds()
         window.client_cpu = time.process_time()
         window.start = time.perf_counter()
 
@@ -101,16 +114,20 @@ async def measure(
         while (started := time.perf_counter()) < deadline:
             await _one(client, body, headers, check, started, window, result)
 
-    async with (
-        asyncio.timeout(warmup + duration + REQUEST_TIMEOUT + 5),
-        asyncio.TaskGroup() as tasks,
-    ):
-        tasks.create_task(open_window())
-        for _ in range(concurrency):
-            tasks.create_task(worker())
+    bound = warmup + duration + REQUEST_TIMEOUT + 5
+    try:
+        async with asyncio.timeout(bound), asyncio.TaskGroup() as tasks:
+            tasks.create_task(open_window())
+            for _ in range(concurrency):
+                tasks.create_task(worker())
+    except TimeoutError:  # requests hung: report what was measured, as a failure
+        result.fail(f"the window did not end within {bound:g} s: requests hung")
+    if window.start == math.inf:  # not even the warm-up ended
+        return result
     result.server_cpu = cpu_seconds(server_pid) - window.server_cpu
-    if database_pid is not None:
-        result.database_cpu = process_tree_cpu_seconds(database_pid) - window.database_cpu
+    if database is not None:
+        result.database_cpu = database_cpu_seconds(*database) - window.database_cpu
+    result.machine_cpu = machine_busy_seconds() - window.machine_cpu
     result.client_cpu = time.process_time() - window.client_cpu
     result.elapsed = time.perf_counter() - window.start
     return result

@@ -16,6 +16,7 @@ from typing import Any
 from bench.load import Measurement
 
 CLIENT_CPU_WARNING = 0.8  # share of one core above which the load generator may be the limit
+OTHER_CPU_WARNING = 0.25  # cores other processes may use in a window without a note
 COLUMNS = (
     "scale",
     "query",
@@ -29,6 +30,7 @@ COLUMNS = (
     "response bytes",
     "requests",
     "failures",
+    "other CPU",
 )
 
 
@@ -69,6 +71,7 @@ class Row:
                 *["—"] * 7,
                 str(m.requests),
                 str(self.failures),
+                "—",
             ]
         return [
             f"{self.scale:g}",
@@ -83,6 +86,7 @@ class Row:
             _spread(m.sizes),
             f"{m.requests:,}",
             str(self.failures),
+            f"{m.other_share:.2f}",
         ]
 
 
@@ -254,6 +258,11 @@ def notes(run: Run) -> list[str]:
             found.append(f"{label}: some responses had no Server-Timing statement count")
         if len(m.sizes) > 1:
             found.append(f"{label}: response sizes vary: {_range(m.sizes)}")
+        if m.elapsed and m.other_share > OTHER_CPU_WARNING:
+            found.append(
+                f"{label}: other processes used {m.other_share:.2f} cores of {_nproc()} "
+                "during the window; the figures are skewed"
+            )
         if m.client_share > CLIENT_CPU_WARNING:
             found.append(
                 f"{label}: the load generator used {m.client_share:.0%} "
@@ -320,6 +329,7 @@ def conditions(
     database: str,
     command: str,
     load_before: float,
+    quiet_wait: float = 0.0,
 ) -> dict[str, str]:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -333,10 +343,17 @@ def conditions(
         "scale": ", ".join(f"{s:g}" for s in scales),
         "load": f"{duration:g} s measured after {warmup:g} s warm-up per query, "
         f"{concurrency} concurrent keep-alive HTTP/1.1 clients (httpx) in one process",
+        "other CPU": "the CPU the rest of the machine (other processes, and kernel work "
+        "charged to none, such as some loopback networking) used during each measured "
+        f"window, in cores of {_nproc()}; before each window the bench waits up to "
+        f"{quiet_wait:g} s for it to drop under 0.25 core (not after two such waits in a row "
+        "ran out). Other work skews the figures, "
+        "the more the larger it is",
         "server": "one uvicorn process (`--workers 1`) at a time over loopback, each server "
         "started in turn on the same database; anonymous viewer except `mutation` (alice, "
-        "Bearer token); server CPU counts that process only; PG CPU counts the whole "
-        "PostgreSQL server (every backend, autovacuum …), n/a when it is not on this machine",
+        "Bearer token); server CPU counts that process only; PG CPU counts PostgreSQL's "
+        "main and background processes and the bench database's backends (n/a when the "
+        "server is not on this machine)",
         "database": database,
     }
 

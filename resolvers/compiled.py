@@ -501,8 +501,15 @@ class _ChildPaths:
         self._key = key
         self._spans = spans
         self._starts = [start for _, start, _ in spans]
+        _parent, start, length = spans[-1]
+        self._size = start + max(length, 1)
+
+    def __len__(self) -> int:
+        return self._size
 
     def __getitem__(self, position: int) -> tuple[Any, ...]:
+        if not 0 <= position < self._size:
+            raise IndexError(position)
         parent, start, length = self._spans[bisect_right(self._starts, position) - 1]
         if length < 0:
             return (self._parents[parent], self._key)
@@ -577,8 +584,8 @@ async def _resolve(
         if isinstance(need, Pages):
             return await resolve_pages(need, context, sources, args)
     except Exception as error:  # the same error for every parent, as graphql-core reports it
-        for path in paths:
-            _error(run, plan, path, error)
+        for i in range(len(sources)):
+            _error(run, plan, paths[i], error)
         return [_ERROR] * len(sources)
     assert isinstance(need, Each)
     return await _each(run, plan, need, sources, paths, args)
