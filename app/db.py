@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from app.errors import BadUserInput, DatabaseError, QueryTimeout, TransientError, Unavailable
+from app.observability import sql_span
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,13 @@ LOST = (
 )
 
 
+def _statement_name(sql: str) -> str:
+    """A short name for a span: the statement's verb and its first table."""
+    words = sql.split()
+    table = words[words.index("FROM") + 1] if "FROM" in words else ""
+    return f"{words[0]} {table}".strip() if words else "SQL"
+
+
 def _database_error(exc: BaseException) -> Exception:
     if isinstance(
         exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError
@@ -248,7 +256,8 @@ class Session:
             connection = await self._connect()
             self.statements += 1
             try:
-                rows = list(await connection.fetch(sql, *args))
+                with sql_span(_statement_name(sql)):
+                    rows = list(await connection.fetch(sql, *args))
             except DRIVER_ERRORS as exc:
                 raise self._failed(exc) from exc
             if self._database is not None:

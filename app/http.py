@@ -149,6 +149,9 @@ class GraphQLEndpoint:
         if request_id is not None:
             for error in outcome.body.get("errors", ()):
                 error.setdefault("extensions", {})["requestId"] = request_id
+        codes = [e.get("extensions", {}).get("code") for e in outcome.body.get("errors", ())]
+        if codes and "INTERNAL" not in codes:  # client errors: one line, no traceback
+            log.info("client error", extra={"codes": codes[:10], "status": outcome.status})
         metrics.record_request(outcome.operation, outcome.status, time.perf_counter() - started)
         metrics.record_errors(
             e.get("extensions", {}).get("code") for e in outcome.body.get("errors", ())
@@ -179,9 +182,19 @@ class GraphQLEndpoint:
         try:
             viewer = await _viewer(request, session, self.services)
             state = await self._spend(request, viewer, analysis.cost)
-            outcome = await self._execute(
-                request, session, viewer, prepared, graphql_request, operation, state, analysis.cost
-            )
+            with metrics.operation_span(
+                "graphql " + (graphql_request.operation_name or _name(operation) or "anonymous")
+            ):
+                outcome = await self._execute(
+                    request,
+                    session,
+                    viewer,
+                    prepared,
+                    graphql_request,
+                    operation,
+                    state,
+                    analysis.cost,
+                )
         except Unauthenticated as error:
             challenge = (
                 f'Bearer realm="issuegraph", error="invalid_token", '

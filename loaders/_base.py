@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from aiodataloader import DataLoader
 
+from app import observability
 from app.db import Session
 from loaders._keyset import Page, PageRequest, PageSpec, Scope, load_counts, load_pages
 
@@ -38,6 +39,7 @@ class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataload
         self._key_of = key_of
         self._arguments = arguments
         self._scope = scope
+        self._label = sql.split("FROM", 1)[-1].split()[0]  # the table, for metrics
         # Rows already read (by page loaders too), by key: a plain dict rather than
         # aiodataloader's `prime`, which builds a future per row.
         self.known: dict[K, R] = {}
@@ -95,6 +97,7 @@ class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataload
         done.set_result(None)
 
     async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
+        observability.record_batch(self._label, len(keys))
         args = list(self._arguments(keys))
         if self._scope is not None:
             args += self._scope.arguments()
@@ -141,6 +144,7 @@ class PageLoader(DataLoader, Generic[R]):  # type: ignore[misc]
         return super().clear_all()
 
     async def batch_load_fn(self, keys: Sequence[tuple[int, PageRequest]]) -> list[Page[R]]:
+        observability.record_batch(f"pages:{self._spec.source.split()[0]}", len(keys))
         pages = await load_pages(self._session, self._spec, self._scope, keys)
         if self._primes is not None:
             known, unwrap = self._primes.known, self._unwrap
