@@ -124,7 +124,7 @@ class Database:
             if not self._exhausted():  # a busy pool is not a failing database
                 self.breaker.failure()
             raise Unavailable("The database is unavailable; retry in a few seconds.") from exc
-        return connection
+        return connection  # type: ignore[return-value]  # a pool proxy acts as a Connection
 
     def _exhausted(self) -> bool:
         pool = self._pool
@@ -148,7 +148,7 @@ class Database:
 
     async def _release_quietly(self, connection: asyncpg.Connection) -> None:
         try:
-            await self._pool.release(connection, timeout=2)
+            await self._pool.release(connection, timeout=2)  # type: ignore[arg-type]
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             connection.terminate()
 

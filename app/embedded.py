@@ -23,7 +23,7 @@ def start_embedded(pgdata: str | Path, database: str = DATABASE_NAME) -> str:
 
         path = Path(pgdata).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(path, cleanup_mode="stop")
+        server = pgserver.get_server(path, cleanup_mode="stop")  # type: ignore[attr-defined]
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "(1 row)" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')

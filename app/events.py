@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 
 import orjson
 
-from app.db import Database, DatabaseError, Listener, Session
+from app.db import Database, Listener, Session
+from app.errors import DatabaseError
 from app.policy import Access, Policy, Viewer
 from loaders import Loaders, Scope
 from loaders.rows import PROJECT_COLUMNS, USER_COLUMNS, ProjectRow, UserRow

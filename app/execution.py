@@ -121,7 +121,7 @@ class Executor:
             context_value=context,
             variable_values=variables,
             operation_name=operation_name,
-            is_awaitable=optimized_is_awaitable,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # a bool is a TypeGuard
             **self.executor_kwargs,
         )
         if not isinstance(result, ExecutionResult):

@@ -147,8 +147,8 @@ class GraphQLEndpoint:
             }
             outcome = Outcome(body, 500)
         if request_id is not None:
-            for error in outcome.body.get("errors", ()):
-                error.setdefault("extensions", {})["requestId"] = request_id
+            for entry in outcome.body.get("errors", ()):
+                entry.setdefault("extensions", {})["requestId"] = request_id
         codes = [e.get("extensions", {}).get("code") for e in outcome.body.get("errors", ())]
         if codes and "INTERNAL" not in codes:  # client errors: one line, no traceback
             log.info("client error", extra={"codes": codes[:10], "status": outcome.status})

@@ -25,7 +25,7 @@ INSERT_APPLIED = "INSERT INTO schema_migrations (version) VALUES ($1)"
 
 def migration_files() -> list[tuple[str, str]]:
     folder = resources.files("app") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 

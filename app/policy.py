@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import casbin
+import casbin  # type: ignore[import-untyped]  # pycasbin ships no type information
 
 from loaders import Scope
 from loaders.rows import CommentRow, IssueRow, ProjectRow, UserRow

@@ -230,7 +230,7 @@ class _Connection:
     ) -> bool:
         """Send each event's result; False when the operation ended with an error."""
         executor = self.endpoint.executor
-        stream = subscribe(
+        subscribed = subscribe(
             executor.graphql_schema,
             prepared.document,
             context_value=context,
@@ -238,6 +238,7 @@ class _Connection:
             operation_name=name,
             **executor.executor_kwargs,
         )
+        stream: Any = subscribed
         if asyncio.iscoroutine(stream) or isinstance(stream, asyncio.Future):
             stream = await stream
         if isinstance(stream, ExecutionResult):
@@ -253,7 +254,7 @@ class _Connection:
             return False
         finally:
             with contextlib.suppress(Exception):
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
         return True
 
     async def _send_result(self, operation_id: str, result: ExecutionResult) -> None:

@@ -137,4 +137,4 @@ class Loaders:
             if isinstance(loader, DataLoader):
                 loader.clear_all()
                 if scope is not None and getattr(loader, "_scope", None) is not None:
-                    loader._scope = scope
+                    setattr(loader, "_scope", scope)  # noqa: B010  # every scoped loader has it

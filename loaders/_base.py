@@ -20,7 +20,7 @@ K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
 
 
-class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataloader is untyped
+class RowLoader(DataLoader[K, R | None], Generic[K, R]):
     """Rows by a key; `arguments` turns the batch of keys into the statement's parameters."""
 
     def __init__(
@@ -108,7 +108,7 @@ class RowLoader(DataLoader, Generic[K, R]):  # type: ignore[misc]  # aiodataload
         return [found.get(key) for key in keys]
 
 
-class PageLoader(DataLoader, Generic[R]):  # type: ignore[misc]
+class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
     """Pages of children keyed by (parent id, page request). The rows of each page also
     prime a by-id loader (`primes`, with `unwrap` to get the row it holds), so that a later
     lookup of the same object by id costs no statement."""
@@ -155,7 +155,7 @@ class PageLoader(DataLoader, Generic[R]):  # type: ignore[misc]
         return pages
 
 
-class CountLoader(DataLoader):  # type: ignore[misc]
+class CountLoader(DataLoader[tuple[int, Hashable], int]):
     """Total children keyed by (parent id, filters)."""
 
     def __init__(self, session: Session, spec: PageSpec[Any], scope: Scope) -> None:

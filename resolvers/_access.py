@@ -11,7 +11,7 @@ from loaders.rows import CommentRow, IssueRow, LabelRow, ProjectRow, UserRow
 
 
 async def project_of(context: Context, project_id: int) -> ProjectRow:
-    row = await context.loaders.project_by_id.load(project_id)
+    row: ProjectRow | None = await context.loaders.project_by_id.load(project_id)
     assert row is not None, "a visible object's project is visible"
     return row
 

@@ -63,11 +63,11 @@ def _sort_value(value: Any, order: Order, argument: str) -> Any:
         raise _bad(argument, "is not a valid cursor")
     else:
         expected = int if order.attribute == "priority" else str
-    if (
-        type(value) is not expected
-        or (expected is int and not -(2**63) <= value < 2**63)
-        or (expected is str and "\x00" in value)
-    ):
+    if type(value) is not expected:
+        raise _bad(argument, "is not a valid cursor")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise _bad(argument, "is not a valid cursor")
+    if isinstance(value, str) and "\x00" in value:
         raise _bad(argument, "is not a valid cursor")
     return value
 

@@ -283,7 +283,7 @@ class _Planner:
             target is not None
             and is_abstract_type(target)
             and self.schema.is_sub_type(target, parent)
-        )  # type: ignore[arg-type]
+        )
 
     def _field(self, parent: GraphQLObjectType, key: str, nodes: list[FieldNode]) -> FieldPlan:
         name = nodes[0].name.value
@@ -341,14 +341,14 @@ async def _objects(
     where the source itself is None: a null item of a list that may hold nulls)."""
     if None in sources:
         present = [i for i, s in enumerate(sources) if s is not None]
-        done = (
+        completed_present = (
             await _objects(run, plans, [sources[i] for i in present], [paths[i] for i in present])
             if present
             else []
         )
         out: list[dict[str, Any] | None] = [None] * len(sources)
-        for i, result in zip(present, done, strict=True):
-            out[i] = result
+        for position, value in zip(present, completed_present, strict=True):
+            out[position] = value
         return out
     if len(plans) == 1:
         ((type_name, fields),) = plans.items()
@@ -356,17 +356,17 @@ async def _objects(
     groups: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
         groups.setdefault(ROW_TYPES[type(source)], []).append(i)
-    out = [None] * len(sources)
+    grouped: list[dict[str, Any] | None] = [None] * len(sources)
     done = await asyncio.gather(
         *(
             _typed(run, name, plans[name], [sources[i] for i in idx], [paths[i] for i in idx])
             for name, idx in groups.items()
         )
     )
-    for (_name, idx), results in zip(groups.items(), done, strict=True):
-        for i, result in zip(idx, results, strict=True):
-            out[i] = result
-    return out
+    for (_name, idx), completed in zip(groups.items(), done, strict=True):
+        for i, result in zip(idx, completed, strict=True):
+            grouped[i] = result
+    return grouped
 
 
 async def _typed(

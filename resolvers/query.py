@@ -32,20 +32,21 @@ MAX_NODES = 100
 
 
 def _row_loader(loaders: Loaders, type_name: str) -> RowLoader[int, Any]:
-    return {
+    by_type: dict[str, RowLoader[int, Any]] = {
         "User": loaders.user_by_id,
         "Organization": loaders.organization_by_id,
         "Project": loaders.project_by_id,
         "Issue": loaders.issue_by_id,
         "Label": loaders.label_by_id,
         "Comment": loaders.comment_by_id,
-    }[type_name]
+    }
+    return by_type[type_name]
 
 
 async def _node(loaders: Loaders, global_id: str) -> Node | None:
     type_name, pk = decode_id(global_id)
     row = await _row_loader(loaders, type_name).load(pk)
-    return NODE_CLASSES[type_name].from_row(row) if row is not None else None  # type: ignore[no-any-return]
+    return NODE_CLASSES[type_name].from_row(row) if row is not None else None
 
 
 @strawberry.type(

@@ -176,7 +176,7 @@ class OrganizationMemberEdge:
 @strawberry.type(description="A page of an organization's members.")
 class OrganizationMemberConnection(Connection[User]):
     @strawberry.field(description="The members of this page, with their roles and cursors.")
-    def edges(self) -> list[OrganizationMemberEdge]:  # type: ignore[override]
+    def edges(self) -> list[OrganizationMemberEdge]:
         from resolvers._pagination import encode_cursor
 
         return [

@@ -36,7 +36,7 @@ async def find(context: Context, global_id: str, type_name: str, loader: RowLoad
     """The row a global id names, if the viewer may see it; NOT_FOUND otherwise (the same
     answer for a hidden object as for one that never existed)."""
     _, pk = decode_id(global_id, expected=type_name)
-    row = await loader.load(pk)
+    row: T | None = await loader.load(pk)
     if row is None:
         raise NotFound(f"Could not find a {type_name} with the id {global_id!r}.")
     return row
