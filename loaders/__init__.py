@@ -6,6 +6,9 @@ see reaches them as a `Scope`, which their SQL applies.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
+
 from aiodataloader import DataLoader
 
 from app.db import Session
@@ -13,11 +16,18 @@ from loaders import comments, issues, labels, organizations, projects, users
 from loaders._base import CountLoader, PageLoader, RowLoader
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, Scope
 from loaders.rows import (
+    COMMENTS,
+    ISSUES,
+    LABELS,
+    ORGANIZATIONS,
+    PROJECTS,
+    USERS,
     CommentRow,
     IssueRow,
     LabelRow,
     MemberRow,
     OrganizationRow,
+    Projection,
     ProjectRow,
     UserRow,
 )
@@ -36,97 +46,107 @@ class Loaders:
         s = session
         self.session = session
         self.scope = scope
-        self.user_by_id: RowLoader[int, UserRow] = RowLoader(
-            s, users.SELECT_USERS_BY_ID, users.user_row, _id
+        # Which optional columns the statements read; the compiled executor narrows it
+        # to what its operation selects (see `project`).
+        self.projection = Projection()
+        rows = partial(RowLoader, projection=self.projection)
+        pages = partial(PageLoader, projection=self.projection)
+        self.user_by_id: RowLoader[int, UserRow] = rows(s, users.SELECT_USERS_BY_ID, USERS, _id)
+        self.user_by_login: RowLoader[str, UserRow] = rows(
+            s, users.SELECT_USERS_BY_LOGIN, USERS, lambda r: r.login.lower()
         )
-        self.user_by_login: RowLoader[str, UserRow] = RowLoader(
-            s, users.SELECT_USERS_BY_LOGIN, users.user_row, lambda r: r.login.lower()
-        )
-        self.members_by_organization: PageLoader[MemberRow] = PageLoader(
+        self.members_by_organization: PageLoader[MemberRow] = pages(
             s, users.MEMBERS_BY_ORGANIZATION, scope, self.user_by_id, lambda r: r.user
         )
-        self.organization_ids_by_user: RowLoader[int, tuple[int, tuple[int, ...]]] = RowLoader(
+        self.organization_ids_by_user: RowLoader[int, tuple[int, tuple[int, ...]]] = rows(
             s, users.SELECT_ORGANIZATION_IDS_BY_USER, users.organization_ids_row, lambda r: r[0]
         )
         self.member_count = CountLoader(s, users.MEMBERS_BY_ORGANIZATION, scope)
 
-        self.organization_by_id: RowLoader[int, OrganizationRow] = RowLoader(
-            s, organizations.SELECT_ORGANIZATIONS_BY_ID, organizations.organization_row, _id
+        self.organization_by_id: RowLoader[int, OrganizationRow] = rows(
+            s, organizations.SELECT_ORGANIZATIONS_BY_ID, ORGANIZATIONS, _id
         )
-        self.organization_by_slug: RowLoader[str, OrganizationRow] = RowLoader(
+        self.organization_by_slug: RowLoader[str, OrganizationRow] = rows(
             s,
             organizations.SELECT_ORGANIZATIONS_BY_SLUG,
-            organizations.organization_row,
+            ORGANIZATIONS,
             lambda r: r.slug,
         )
-        self.organizations: PageLoader[OrganizationRow] = PageLoader(
+        self.organizations: PageLoader[OrganizationRow] = pages(
             s, organizations.ALL_ORGANIZATIONS, scope
         )
         self.organization_count = CountLoader(s, organizations.ALL_ORGANIZATIONS, scope)
-        self.organizations_by_user: PageLoader[OrganizationRow] = PageLoader(
+        self.organizations_by_user: PageLoader[OrganizationRow] = pages(
             s, organizations.ORGANIZATIONS_BY_USER, scope
         )
         self.organization_count_by_user = CountLoader(s, organizations.ORGANIZATIONS_BY_USER, scope)
 
-        self.project_by_id: RowLoader[int, ProjectRow] = RowLoader(
-            s, projects.SELECT_PROJECTS_BY_ID, projects.project_row, _id, scope=scope
+        self.project_by_id: RowLoader[int, ProjectRow] = rows(
+            s, projects.SELECT_PROJECTS_BY_ID, PROJECTS, _id, scope=scope
         )
-        self.project_by_key: RowLoader[str, ProjectRow] = RowLoader(
+        self.project_by_key: RowLoader[str, ProjectRow] = rows(
             s,
             projects.SELECT_PROJECTS_BY_KEY,
-            projects.project_row,
+            PROJECTS,
             lambda r: projects.project_ref(r.organization_id, r.key),
             scope=scope,
         )
-        self.projects_by_organization: PageLoader[ProjectRow] = PageLoader(
+        self.projects_by_organization: PageLoader[ProjectRow] = pages(
             s, projects.PROJECTS_BY_ORGANIZATION, scope, self.project_by_id
         )
         self.project_count_by_organization = CountLoader(
             s, projects.PROJECTS_BY_ORGANIZATION, scope
         )
 
-        self.issue_by_id: RowLoader[int, IssueRow] = RowLoader(
-            s, issues.SELECT_ISSUES_BY_ID, issues.issue_row, _id, scope=scope
+        self.issue_by_id: RowLoader[int, IssueRow] = rows(
+            s, issues.SELECT_ISSUES_BY_ID, ISSUES, _id, scope=scope
         )
-        self.issue_by_number: RowLoader[tuple[int, int], IssueRow] = RowLoader(
+        self.issue_by_number: RowLoader[tuple[int, int], IssueRow] = rows(
             s,
             issues.SELECT_ISSUES_BY_NUMBER,
-            issues.issue_row,
+            ISSUES,
             lambda r: (r.project_id, r.number),
             arguments=lambda keys: ([k[0] for k in keys], [k[1] for k in keys]),
         )
-        self.issues_by_project: PageLoader[IssueRow] = PageLoader(
+        self.issues_by_project: PageLoader[IssueRow] = pages(
             s, issues.ISSUES_BY_PROJECT, scope, self.issue_by_id
         )
         self.issue_count_by_project = CountLoader(s, issues.ISSUES_BY_PROJECT, scope)
-        self.issues_by_author: PageLoader[IssueRow] = PageLoader(
+        self.issues_by_author: PageLoader[IssueRow] = pages(
             s, issues.ISSUES_BY_AUTHOR, scope, self.issue_by_id
         )
         self.issue_count_by_author = CountLoader(s, issues.ISSUES_BY_AUTHOR, scope)
-        self.issues_by_assignee: PageLoader[IssueRow] = PageLoader(
+        self.issues_by_assignee: PageLoader[IssueRow] = pages(
             s, issues.ISSUES_BY_ASSIGNEE, scope, self.issue_by_id
         )
         self.issue_count_by_assignee = CountLoader(s, issues.ISSUES_BY_ASSIGNEE, scope)
 
-        self.label_by_id: RowLoader[int, LabelRow] = RowLoader(
-            s, labels.SELECT_LABELS_BY_ID, labels.label_row, _id, scope=scope
+        self.label_by_id: RowLoader[int, LabelRow] = rows(
+            s, labels.SELECT_LABELS_BY_ID, LABELS, _id, scope=scope
         )
-        self.labels_by_project: PageLoader[LabelRow] = PageLoader(
+        self.labels_by_project: PageLoader[LabelRow] = pages(
             s, labels.LABELS_BY_PROJECT, scope, self.label_by_id
         )
         self.label_count_by_project = CountLoader(s, labels.LABELS_BY_PROJECT, scope)
-        self.labels_by_issue: PageLoader[LabelRow] = PageLoader(
+        self.labels_by_issue: PageLoader[LabelRow] = pages(
             s, labels.LABELS_BY_ISSUE, scope, self.label_by_id
         )
         self.label_count_by_issue = CountLoader(s, labels.LABELS_BY_ISSUE, scope)
 
-        self.comment_by_id: RowLoader[int, CommentRow] = RowLoader(
-            s, comments.SELECT_COMMENTS_BY_ID, comments.comment_row, _id, scope=scope
+        self.comment_by_id: RowLoader[int, CommentRow] = rows(
+            s, comments.SELECT_COMMENTS_BY_ID, COMMENTS, _id, scope=scope
         )
-        self.comments_by_issue: PageLoader[CommentRow] = PageLoader(
+        self.comments_by_issue: PageLoader[CommentRow] = pages(
             s, comments.COMMENTS_BY_ISSUE, scope, self.comment_by_id
         )
         self.comment_count_by_issue = CountLoader(s, comments.COMMENTS_BY_ISSUE, scope)
+
+    def project(self, wanted: Mapping[type, frozenset[str]] | None) -> None:
+        """Read only the optional columns in `wanted` from now on (None: all of them).
+        Rows already loaded under another projection are forgotten."""
+        if wanted != self.projection.wanted:
+            self.clear_all()
+            self.projection.wanted = wanted
 
     def clear_all(self, scope: Scope | None = None) -> None:
         """Forget everything loaded so far: after a write, reads must see it. A new scope

@@ -14,28 +14,44 @@ from aiodataloader import DataLoader
 
 from app import observability
 from app.db import Session
-from loaders._keyset import Page, PageRequest, PageSpec, Scope, load_counts, load_pages
+from loaders._keyset import (
+    ALL_COLUMNS,
+    Page,
+    PageRequest,
+    PageSpec,
+    Scope,
+    load_counts,
+    load_pages,
+)
+from loaders.rows import Columns, Projection
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
 
 
 class RowLoader(DataLoader[K, R | None], Generic[K, R]):
-    """Rows by a key; `arguments` turns the batch of keys into the statement's parameters."""
+    """Rows by a key; `arguments` turns the batch of keys into the statement's parameters.
+
+    `rows` makes a row of a record: a table's `Columns`, whose select list (as the
+    request's `projection` has it) replaces `{columns}` in `sql`, or a function."""
 
     def __init__(
         self,
         session: Session,
         sql: str,
-        make_row: Callable[[Sequence[Any]], R],
+        rows: Columns[R] | Callable[[Any], R],  # of a record
         key_of: Callable[[R], K],
         arguments: Callable[[Sequence[K]], Sequence[Any]] = lambda keys: (list(keys),),
         scope: Scope | None = None,
+        projection: Projection = ALL_COLUMNS,
     ) -> None:
         super().__init__()
         self._session = session
         self._sql = sql
-        self._make_row = make_row
+        self._columns = rows if isinstance(rows, Columns) else None
+        self._make_row = rows.make if isinstance(rows, Columns) else rows
+        self._projection = projection
+        self._statements: dict[str, str] = {}  # by select list
         self._key_of = key_of
         self._arguments = arguments
         self._scope = scope
@@ -102,10 +118,20 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         if self._scope is not None:
             args += self._scope.arguments()
         found: dict[K, R] = {}
-        for record in await self._session.fetch(self._sql, *args):
-            row = self._make_row(tuple(record))
-            found[self._key_of(row)] = row
+        make_row, key_of = self._make_row, self._key_of
+        for record in await self._session.fetch(self._statement(), *args):
+            row = make_row(record)
+            found[key_of(row)] = row
         return [found.get(key) for key in keys]
+
+    def _statement(self) -> str:
+        if self._columns is None:
+            return self._sql
+        select = self._projection.select(self._columns)
+        sql = self._statements.get(select)
+        if sql is None:
+            sql = self._statements[select] = self._sql.replace("{columns}", select)
+        return sql
 
 
 class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
@@ -120,11 +146,13 @@ class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
         scope: Scope,
         primes: RowLoader[int, Any] | None = None,
         unwrap: Callable[[R], Any] = lambda row: row,
+        projection: Projection = ALL_COLUMNS,
     ) -> None:
         super().__init__()
         self._session = session
         self._spec = spec
         self._scope = scope
+        self._projection = projection
         self._primes = primes
         self._unwrap = unwrap
         self.known_pages: dict[PageRequest, dict[int, Page[R]]] = {}
@@ -145,7 +173,7 @@ class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
 
     async def batch_load_fn(self, keys: Sequence[tuple[int, PageRequest]]) -> list[Page[R]]:
         observability.record_batch(f"pages:{self._spec.source.split()[0]}", len(keys))
-        pages = await load_pages(self._session, self._spec, self._scope, keys)
+        pages = await load_pages(self._session, self._spec, self._scope, keys, self._projection)
         if self._primes is not None:
             known, unwrap = self._primes.known, self._unwrap
             for page in pages:

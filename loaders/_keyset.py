@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from app.db import Record, Session
+from loaders.rows import Columns, Projection
 
 R = TypeVar("R")
 SortKey = tuple[Any, int]
@@ -113,6 +114,7 @@ class Scope:
 
 
 PUBLIC = Scope()
+ALL_COLUMNS = Projection()  # never given a `wanted`: every column
 
 Conditions = Callable[[Hashable, Scope, Params], list[str]]
 
@@ -123,14 +125,23 @@ def no_conditions(filters: Hashable, scope: Scope, params: Params) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class PageSpec(Generic[R]):
-    """How one kind of child is paged under its parent."""
+    """How one kind of child is paged under its parent: the rows are `table`'s columns
+    (as the request's projection selects them), then `extra` ones, made into a row by
+    `make_row` (by default `table`'s row)."""
 
     source: str
     parent_column: str
     id_column: str
-    columns: str
-    make_row: Callable[[Sequence[Any]], R]
+    table: Columns[Any]
     conditions: Conditions = no_conditions
+    extra: str = ""
+    make_row: Callable[[Sequence[Any]], R] | None = None
+
+    def maker(self) -> Callable[[Sequence[Any]], R]:
+        return self.make_row or self.table.make
+
+    def columns(self, projection: Projection) -> str:
+        return projection.select(self.table) + self.extra
 
 
 def _keyset(spec: PageSpec[Any], request: PageRequest, params: Params) -> tuple[str, str]:
@@ -162,7 +173,11 @@ def _cast(value: Any) -> str:
 
 
 def page_statement(
-    spec: PageSpec[Any], request: PageRequest, scope: Scope, parent_ids: Sequence[int]
+    spec: PageSpec[Any],
+    request: PageRequest,
+    scope: Scope,
+    parent_ids: Sequence[int],
+    projection: Projection = ALL_COLUMNS,
 ) -> tuple[str, list[Any]]:
     params = Params(list(parent_ids), request.limit + 1)
     keyset, order = _keyset(spec, request, params)
@@ -171,7 +186,7 @@ def page_statement(
         conditions.append(keyset)
     sql = PAGE_TEMPLATE.format(
         parent_column=spec.parent_column,
-        columns=spec.columns,
+        columns=spec.columns(projection),
         source=spec.source,
         conditions="".join(f"\n      AND {c}" for c in conditions),
         order=order,
@@ -196,7 +211,7 @@ def split_pages(
     spec: PageSpec[R], request: PageRequest, records: Sequence[Record]
 ) -> dict[int, Page[R]]:
     grouped: dict[int, list[R]] = defaultdict(list)
-    make_row = spec.make_row
+    make_row = spec.maker()
     for record in records:
         grouped[record[0]].append(make_row(record[1:]))
     return {parent: _page(request, rows) for parent, rows in grouped.items()}
@@ -214,7 +229,11 @@ def _page(request: PageRequest, rows: list[R]) -> Page[R]:
 
 
 async def load_pages(
-    session: Session, spec: PageSpec[R], scope: Scope, keys: Sequence[tuple[int, PageRequest]]
+    session: Session,
+    spec: PageSpec[R],
+    scope: Scope,
+    keys: Sequence[tuple[int, PageRequest]],
+    projection: Projection = ALL_COLUMNS,
 ) -> list[Page[R]]:
     """One statement per distinct page request among `keys`; results in key order."""
     by_request: dict[PageRequest, list[int]] = defaultdict(list)
@@ -222,7 +241,7 @@ async def load_pages(
         by_request[request].append(parent)
     found: dict[tuple[int, PageRequest], Page[R]] = {}
     for request, parents in by_request.items():
-        sql, args = page_statement(spec, request, scope, parents)
+        sql, args = page_statement(spec, request, scope, parents, projection)
         pages = split_pages(spec, request, await session.fetch(sql, *args))
         for parent, page in pages.items():
             found[parent, request] = page

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from loaders._keyset import Order, PageSpec, Params, Scope
 from loaders.projects import VISIBLE
-from loaders.rows import ISSUE_COLUMNS, IssueRow
+from loaders.rows import ISSUES, IssueRow
 
 SELECT_ISSUES_BY_ID = f"""
-SELECT {ISSUE_COLUMNS}
+SELECT {{columns}}
 FROM issues i JOIN projects p ON p.id = i.project_id
 WHERE i.id = ANY($1::bigint[]) AND {VISIBLE}
 """
-SELECT_ISSUES_BY_NUMBER = f"""
-SELECT {ISSUE_COLUMNS}
+SELECT_ISSUES_BY_NUMBER = """
+SELECT {columns}
 FROM unnest($1::bigint[], $2::int[]) AS k(project_id, number)
 JOIN issues i ON i.project_id = k.project_id AND i.number = k.number
 """
@@ -35,10 +35,6 @@ class IssueFilter:
     states: tuple[str, ...] | None = None
     assignee_login: str | None = None
     label_names: tuple[str, ...] | None = None
-
-
-def issue_row(values: Sequence[Any]) -> IssueRow:
-    return IssueRow(*values)
 
 
 def _filtered(filters: Hashable, scope: Scope, params: Params) -> list[str]:
@@ -68,8 +64,7 @@ def _by(parent_column: str, source: str, conditions: Any) -> PageSpec[IssueRow]:
         source=source,
         parent_column=parent_column,
         id_column="i.id",
-        columns=ISSUE_COLUMNS,
-        make_row=issue_row,
+        table=ISSUES,
         conditions=conditions,
     )
 

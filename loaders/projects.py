@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from typing import Any
+from collections.abc import Hashable
 
 from loaders._keyset import PageSpec, Params, Scope
-from loaders.rows import PROJECT_COLUMNS, ProjectRow
+from loaders.rows import PROJECTS, ProjectRow
 
 # $2, $3 and $4 are the request's Scope (see Scope.arguments).
 VISIBLE = (
@@ -14,19 +13,15 @@ VISIBLE = (
     " OR p.organization_id = ANY($4::bigint[]))"
 )
 SELECT_PROJECTS_BY_ID = (
-    f"SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = ANY($1::bigint[]) AND {VISIBLE}"
+    "SELECT {columns} FROM projects p WHERE p.id = ANY($1::bigint[]) AND " + VISIBLE
 )
 SELECT_PROJECTS_BY_KEY = f"""
-SELECT {PROJECT_COLUMNS}
+SELECT {{columns}}
 FROM unnest($1::text[]) AS k(ref)
 JOIN projects p ON p.organization_id = split_part(k.ref, '/', 1)::bigint
                AND p.key = split_part(k.ref, '/', 2)
 WHERE {VISIBLE}
 """
-
-
-def project_row(values: Sequence[Any]) -> ProjectRow:
-    return ProjectRow(*values)
 
 
 def project_ref(organization_id: int, key: str) -> str:
@@ -38,11 +33,10 @@ def _visible(filters: Hashable, scope: Scope, params: Params) -> list[str]:
     return [scope.visible(params)]
 
 
-PROJECTS_BY_ORGANIZATION = PageSpec(
+PROJECTS_BY_ORGANIZATION: PageSpec[ProjectRow] = PageSpec(
     source="projects p",
     parent_column="p.organization_id",
     id_column="p.id",
-    columns=PROJECT_COLUMNS,
-    make_row=project_row,
+    table=PROJECTS,
     conditions=_visible,
 )

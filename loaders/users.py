@@ -7,10 +7,10 @@ from typing import Any
 
 from app.db import Session
 from loaders._keyset import PageSpec
-from loaders.rows import USER_COLUMNS, MemberRow, UserRow
+from loaders.rows import USER_COLUMNS, USERS, MemberRow, UserRow
 
-SELECT_USERS_BY_ID = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ANY($1::bigint[])"
-SELECT_USERS_BY_LOGIN = f"SELECT {USER_COLUMNS} FROM users u WHERE lower(u.login) = ANY($1::text[])"
+SELECT_USERS_BY_ID = "SELECT {columns} FROM users u WHERE u.id = ANY($1::bigint[])"
+SELECT_USERS_BY_LOGIN = "SELECT {columns} FROM users u WHERE lower(u.login) = ANY($1::text[])"
 SELECT_VIEWER = f"""
 SELECT {USER_COLUMNS},
        coalesce(array_agg(m.organization_id) FILTER (WHERE m.user_id IS NOT NULL), '{{}}'),
@@ -38,18 +38,15 @@ def organization_ids_row(values: Sequence[Any]) -> tuple[int, tuple[int, ...]]:
     return values[0], tuple(values[1])
 
 
-def user_row(values: Sequence[Any]) -> UserRow:
-    return UserRow(*values)
-
-
 def member_row(values: Sequence[Any]) -> MemberRow:
-    return MemberRow(UserRow(*values[:7]), values[7], values[8])
+    return MemberRow(USERS.make(values[:7]), values[7], values[8])
 
 
 MEMBERS_BY_ORGANIZATION = PageSpec(
     source="memberships m JOIN users u ON u.id = m.user_id",
     parent_column="m.organization_id",
     id_column="m.user_id",
-    columns=f"{USER_COLUMNS}, m.role, m.organization_id",
+    table=USERS,
+    extra=", m.role, m.organization_id",
     make_row=member_row,
 )

@@ -112,13 +112,13 @@ async def test_operation_name_selects_among_several(client: Any) -> None:
 async def test_unexpected_errors_are_masked_and_logged(
     client: Any, monkeypatch: Any, caplog: Any
 ) -> None:
-    import loaders.projects
+    from loaders.rows import PROJECTS
 
     def explode(values: Any) -> None:
         raise RuntimeError("SELECT secret FROM internals")
 
     # a fault inside the data layer, under whichever executor runs the query
-    monkeypatch.setattr(loaders.projects, "project_row", explode)
+    monkeypatch.setattr(PROJECTS, "make", explode)
     with caplog.at_level(logging.ERROR):
         response = await client.post(
             "/graphql",
