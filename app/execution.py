@@ -115,6 +115,7 @@ class Executor:
             )
             if fast is not None:
                 return fast  # type: ignore[no-any-return]
+        context.loaders.project(None)  # resolvers may read any column
         result = execute(
             self.graphql_schema,
             prepared.document,

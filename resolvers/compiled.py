@@ -55,6 +55,7 @@ from graphql import (
 from graphql.execution.values import get_directive_values, get_variable_values
 from strawberry import Schema
 
+from loaders.rows import COLUMNS
 from resolvers.needs import (
     CONNECTION_NEEDS,
     EDGE_NEEDS,
@@ -69,6 +70,7 @@ from resolvers.needs import (
 )
 
 TYPENAME = "__typename"
+ROW_CLASSES = {name: row for row, name in ROW_TYPES.items()}
 
 
 class _Root:
@@ -104,6 +106,7 @@ class Plan:
     operation: OperationDefinitionNode
     root: list[FieldPlan]
     root_type: str
+    columns: dict[type, frozenset[str]]  # the optional columns its fields read, by row type
 
 
 @dataclass(slots=True)
@@ -154,6 +157,7 @@ class CompiledExecutor:
         plan = self._plan(document, operation, coerced)
         if plan is None:
             return None
+        context.loaders.project(plan.columns)
         run = _Run(context, coerced)
         results = await _objects(run, {plan.root_type: plan.root}, [ROOT_SOURCE], [()])
         return ExecutionResult(data=results[0], errors=run.errors or None)
@@ -227,11 +231,28 @@ class _Planner:
         self.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
+        self.columns: dict[type, set[str]] = {}
+
+    def _reads(self, type_name: str, need: Need) -> None:
+        """Note the optional columns of the parent's row a field reads."""
+        row = ROW_CLASSES.get(type_name)
+        if row is None:
+            return
+        if isinstance(need, Attr):
+            names: Sequence[str] = (need.name,)
+        elif isinstance(need, Each):
+            names = need.reads
+        else:
+            return
+        optional = COLUMNS[row].optional
+        self.columns.setdefault(row, set()).update(n for n in names if n in optional)
 
     def plan(self, operation: OperationDefinitionNode) -> Plan:
         root = self.schema.query_type
         assert root is not None
-        return Plan(operation, self.fields(root, [operation.selection_set]), root.name)
+        fields = self.fields(root, [operation.selection_set])
+        columns = {row: frozenset(names) for row, names in self.columns.items()}
+        return Plan(operation, fields, root.name, columns)
 
     def fields(
         self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
@@ -292,11 +313,13 @@ class _Planner:
         if name.startswith("__"):
             raise NotCompilable(name)
         definition = parent.fields[name]
+        need = self._need(parent.name, name)
+        self._reads(parent.name, need)
         plan = FieldPlan(
             key,
             name,
             nodes,
-            self._need(parent.name, name),
+            need,
             definition,
             nullable=not isinstance(definition.type, GraphQLNonNull),
             is_list=False,

@@ -9,8 +9,9 @@ such field also declares here how to get its values for a whole batch of parents
     Row(loader, key)           one row per parent from a by-key loader, keyed by an
                                attribute of the parent row
     Pages(pages, counts, ...)  a connection: one page per parent from a page loader
-    Each(fn)                   a value per parent from fn(context, parent, args), sync or
-                               async (access flags, emails)
+    Each(fn, reads)            a value per parent from fn(context, parent, args), sync or
+                               async (access flags, emails); `reads` names the optional
+                               columns (loaders/rows.py) of the parent row fn reads
     Batch(fn)                  values for all parents at once from fn(context, parents, args)
 
 Sources are rows (loaders' dataclasses), never the Strawberry wrappers. A field of the
@@ -82,6 +83,7 @@ class Pages:
 @dataclass(frozen=True, slots=True)
 class Each:
     fn: Callable[..., Any]
+    reads: tuple[str, ...] = ()  # the parent row's optional columns fn reads (loaders/rows.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,7 @@ NEEDS: dict[tuple[str, str], Need] = {
     ),
     ("Query", "organizations"): Pages("organizations", "organization_count"),
     ("Query", "rateLimit"): Each(_rate_limit),
-    ("User", "email"): Each(_email),
+    ("User", "email"): Each(_email, reads=("email",)),
     ("User", "organizations"): Pages("organizations_by_user", "organization_count_by_user"),
     ("User", "authoredIssues"): Pages(
         "issues_by_author", "issue_count_by_author", _created, _issue_filters
