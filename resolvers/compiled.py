@@ -56,6 +56,7 @@ from graphql.execution.values import get_directive_values, get_variable_values
 from strawberry import Schema
 
 from loaders.rows import COLUMNS
+from resolvers._shapes import Shape, enum_value
 from resolvers.needs import (
     CONNECTION_NEEDS,
     EDGE_NEEDS,
@@ -97,14 +98,14 @@ class FieldPlan:
     is_list: bool
     item_nullable: bool
     serialize: Any = None
-    children: dict[str, list[FieldPlan]] | None = None
+    children: dict[str, Shape] | None = None
     has_args: bool = False
 
 
 @dataclass(slots=True)
 class Plan:
     operation: OperationDefinitionNode
-    root: list[FieldPlan]
+    root: Shape
     root_type: str
     columns: dict[type, frozenset[str]]  # the optional columns its fields read, by row type
 
@@ -125,7 +126,7 @@ def _camel_to_snake(name: str) -> str:
 
 def _serializer(named: Any) -> Any:
     if isinstance(named, GraphQLEnumType):
-        return lambda v: v if isinstance(v, str) else v.value
+        return enum_value
     if named.name == "DateTime":
         return datetime.isoformat
     return None
@@ -250,17 +251,16 @@ class _Planner:
     def plan(self, operation: OperationDefinitionNode) -> Plan:
         root = self.schema.query_type
         assert root is not None
-        fields = self.fields(root, [operation.selection_set])
+        shape = self.shape(root, [operation.selection_set])
         columns = {row: frozenset(names) for row, names in self.columns.items()}
-        return Plan(operation, fields, root.name, columns)
+        return Plan(operation, shape, root.name, columns)
 
-    def fields(
-        self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
-    ) -> list[FieldPlan]:
+    def shape(self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]) -> Shape:
         grouped: OrderedDict[str, list[FieldNode]] = OrderedDict()
         for selection_set in selection_sets:
             self._collect(parent, selection_set, grouped, set())
-        return [self._field(parent, key, nodes) for key, nodes in grouped.items()]
+        fields = [self._field(parent, key, nodes) for key, nodes in grouped.items()]
+        return Shape(parent.name, fields)
 
     def _collect(
         self,
@@ -340,7 +340,7 @@ class _Planner:
             return plan
         possible = self.schema.get_possible_types(named) if is_abstract_type(named) else [named]
         sets = [n.selection_set for n in nodes if n.selection_set is not None]
-        plan.children = {t.name: self.fields(t, sets) for t in possible}
+        plan.children = {t.name: self.shape(t, sets) for t in possible}
         return plan
 
     def _need(self, type_name: str, name: str) -> Need:
@@ -358,14 +358,14 @@ class _Planner:
 
 
 async def _objects(
-    run: _Run, plans: dict[str, list[FieldPlan]], sources: list[Any], paths: Any
+    run: _Run, shapes: dict[str, Shape], sources: list[Any], paths: Any
 ) -> list[dict[str, Any] | None]:
     """Complete objects of one (possibly abstract) type; None where null propagated (or
     where the source itself is None: a null item of a list that may hold nulls)."""
     if None in sources:
         present = [i for i, s in enumerate(sources) if s is not None]
         completed_present = (
-            await _objects(run, plans, [sources[i] for i in present], [paths[i] for i in present])
+            await _objects(run, shapes, [sources[i] for i in present], [paths[i] for i in present])
             if present
             else []
         )
@@ -373,16 +373,16 @@ async def _objects(
         for position, value in zip(present, completed_present, strict=True):
             out[position] = value
         return out
-    if len(plans) == 1:
-        ((type_name, fields),) = plans.items()
-        return await _typed(run, type_name, fields, sources, paths)
+    if len(shapes) == 1:
+        for shape in shapes.values():
+            return await _typed(run, shape, sources, paths)
     groups: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
         groups.setdefault(ROW_TYPES[type(source)], []).append(i)
     grouped: list[dict[str, Any] | None] = [None] * len(sources)
     done = await asyncio.gather(
         *(
-            _typed(run, name, plans[name], [sources[i] for i in idx], [paths[i] for i in idx])
+            _typed(run, shapes[name], [sources[i] for i in idx], [paths[i] for i in idx])
             for name, idx in groups.items()
         )
     )
@@ -393,47 +393,72 @@ async def _objects(
 
 
 async def _typed(
-    run: _Run, type_name: str, fields: list[FieldPlan], sources: list[Any], paths: Any
+    run: _Run, shape: Shape, sources: list[Any], paths: Any
 ) -> list[dict[str, Any] | None]:
-    count = len(sources)
-    dead = [False] * count
+    """One type's objects of a level: the resolved fields for all of them at once (all
+    concurrently, so that their loaders batch together), then the objects, then their
+    object fields, level by level."""
+    fields, type_name = shape.fields, shape.type_name
     columns: list[Any] = [None] * len(fields)
-    waiting = []
-    for n, plan in enumerate(fields):
-        need = plan.need
-        if need is None:
-            columns[n] = [type_name] * count
-        elif type(need) is Attr:
-            name = need.name
-            columns[n] = [getattr(s, name) for s in sources]
-        else:
-            waiting.append((n, _resolve(run, type_name, plan, sources, paths)))
-    if waiting:
-        done = await asyncio.gather(*(w for _, w in waiting))
-        for (n, _), column in zip(waiting, done, strict=True):
+    for n in shape.attributes:
+        name = fields[n].need.name  # type: ignore[union-attr]
+        columns[n] = [getattr(s, name) for s in sources]
+    if shape.resolved:
+        waiting = [_resolve(run, type_name, fields[n], sources, paths) for n in shape.resolved]
+        done = await asyncio.gather(*waiting) if len(waiting) > 1 else [await waiting[0]]
+        for n, column in zip(shape.resolved, done, strict=True):
             columns[n] = column
-    row_values = []
-    nested = []
-    for n, plan in enumerate(fields):
-        if plan.children is None:
-            row_values.append(_leaves(run, type_name, plan, columns[n], dead, paths))
+    dead: list[bool] | None = None
+    if shape.clean(sources) and all(
+        _ERROR not in columns[n] and (fields[n].nullable or None not in columns[n])
+        for n in shape.leaves
+    ):
+        results = shape.build(sources, columns)
+    else:
+        dead = [False] * len(sources)
+        results = _build_checked(run, shape, sources, columns, dead, paths)
+    if shape.nested:
+        if dead is None:
+            dead = [False] * len(sources)
+        completing = [
+            _complete(run, type_name, fields[n], columns[n], results, dead, paths)
+            for n in shape.nested
+        ]
+        if len(completing) > 1:
+            await asyncio.gather(*completing)
         else:
-            row_values.append([None] * count)  # keeps the selection order; filled below
-            nested.append((plan, columns[n]))
-    keys = [plan.key for plan in fields]
-    results = (
-        [dict(zip(keys, values, strict=True)) for values in zip(*row_values, strict=True)]
-        if keys
-        else [{} for _ in range(count)]
-    )  # every field skipped: empty objects
-    if nested:
-        await asyncio.gather(
-            *(
-                _complete(run, type_name, plan, column, results, dead, paths)
-                for plan, column in nested
-            )
-        )
-    return [None if dead[i] else results[i] for i in range(count)]
+            await completing[0]
+    if dead is None or True not in dead:
+        return results  # type: ignore[return-value]
+    return [None if dead[i] else results[i] for i in range(len(sources))]
+
+
+def _build_checked(
+    run: _Run,
+    shape: Shape,
+    sources: list[Any],
+    columns: list[Any],
+    dead: list[bool],
+    paths: Any,
+) -> list[dict[str, Any]]:
+    """The objects, value by value: where a value that may not be null is null or failed,
+    the error is reported and the object marked dead (its parent then nulls it)."""
+    count = len(sources)
+    row_values: list[list[Any]] = []
+    for n, plan in enumerate(shape.fields):
+        need = plan.need
+        if plan.children is not None:
+            row_values.append([None] * count)  # keeps the selection order; filled later
+        elif need is None:
+            row_values.append([shape.type_name] * count)
+        else:
+            if type(need) is Attr:
+                columns[n] = [getattr(s, need.name) for s in sources]
+            row_values.append(_leaves(run, shape.type_name, plan, columns[n], dead, paths))
+    keys = [plan.key for plan in shape.fields]
+    if not keys:  # every field skipped: empty objects
+        return [{} for _ in range(count)]
+    return [dict(zip(keys, values, strict=True)) for values in zip(*row_values, strict=True)]
 
 
 def _leaves(
