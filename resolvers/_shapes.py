@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from resolvers.needs import Attr
@@ -103,10 +102,6 @@ def _serialized(
     if plan.is_list:
         namespace[f"S{n}"] = serialize
         return f"(None if (x := {value}) is None else [S{n}(y) for y in x])"
-    if serialize is datetime.isoformat:
-        if present:
-            return f"{value}.isoformat()"
-        return f"(None if (x := {value}) is None else x.isoformat())"
     if serialize is enum_value:
         if present:
             return f"(x if (x := {value}).__class__ is str else x.value)"

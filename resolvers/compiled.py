@@ -25,7 +25,6 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from graphql import (
@@ -120,15 +119,12 @@ class _Run:
 _ERROR = object()
 
 
-def _camel_to_snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
-
-
 def _serializer(named: Any) -> Any:
+    """How a leaf's value becomes its JSON value; None: as it is. DateTime values stay
+    datetimes: the response's encoder (orjson) writes them as the same ISO 8601 text as
+    the scalar's `isoformat`, several times faster."""
     if isinstance(named, GraphQLEnumType):
         return enum_value
-    if named.name == "DateTime":
-        return datetime.isoformat
     return None
 
 
