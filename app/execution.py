@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
@@ -41,6 +41,9 @@ class Prepared:
     document: DocumentNode | None
     errors: tuple[GraphQLError | ClientError, ...] = ()
     code: str | None = None
+    # Cost analyses of its operations run without variables, by operation name: they
+    # depend on nothing else, so each is made once.
+    analyses: dict[str | None, Any] = field(default_factory=dict, compare=False)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         assert self.document is not None

@@ -226,12 +226,14 @@ class GraphQLEndpoint:
         self, prepared: Prepared, graphql_request: GraphQLRequest, strict: bool
     ) -> Analysis:
         assert prepared.document is not None
-        analysis = analyze(
-            self.executor.graphql_schema,
-            prepared.document,
-            graphql_request.operation_name,
-            graphql_request.variables,
-        )
+        name = graphql_request.operation_name
+        analysis = None if graphql_request.variables else prepared.analyses.get(name)
+        if analysis is None:
+            analysis = analyze(
+                self.executor.graphql_schema, prepared.document, name, graphql_request.variables
+            )
+            if not graphql_request.variables:
+                prepared.analyses[name] = analysis
         metrics.record_cost(analysis.cost)
         try:
             check(analysis, self.executor.limits)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
+from operator import attrgetter
 
 from aiodataloader import DataLoader
 
@@ -35,8 +36,7 @@ from loaders.rows import (
 __all__ = ["BY_ID", "PUBLIC", "Loaders", "Order", "Page", "PageRequest", "Scope"]
 
 
-def _id(row: UserRow | OrganizationRow | ProjectRow | IssueRow | LabelRow | CommentRow) -> int:
-    return row.id
+_id = attrgetter("id")  # the key of a row by id
 
 
 class Loaders:

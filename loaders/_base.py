@@ -7,7 +7,7 @@ one per distinct request) and answers in key order; a missing key answers None.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 from aiodataloader import DataLoader
@@ -22,6 +22,7 @@ from loaders._keyset import (
     Scope,
     load_counts,
     load_pages,
+    load_request,
 )
 from loaders.rows import Columns, Projection
 
@@ -153,6 +154,7 @@ class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
         self._spec = spec
         self._scope = scope
         self._projection = projection
+        self._batch_label = f"pages:{spec.source.split()[0]}"
         self._primes = primes
         self._unwrap = unwrap
         self.known_pages: dict[PageRequest, dict[int, Page[R]]] = {}
@@ -160,11 +162,17 @@ class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
     async def load_all(self, parents: Sequence[int], request: PageRequest) -> list[Page[R]]:
         """Pages for a whole level at once, in one statement, without a future per key (the
         compiled executor asks for all of a level's pages of one field together)."""
-        known = self.known_pages.setdefault(request, {})
+        known = self.known_pages.get(request)
+        if known is None:
+            known = self.known_pages[request] = {}
         missing = [p for p in dict.fromkeys(parents) if p not in known]
         if missing:
-            pages = await self.batch_load_fn([(p, request) for p in missing])
-            known.update(zip(missing, pages, strict=True))
+            observability.record_batch(self._batch_label, len(missing))
+            pages = await load_request(
+                self._session, self._spec, self._scope, request, missing, self._projection
+            )
+            self._prime(pages.values())
+            known.update(pages)
         return [known[p] for p in parents]
 
     def clear_all(self) -> Any:
@@ -172,15 +180,21 @@ class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
         return super().clear_all()
 
     async def batch_load_fn(self, keys: Sequence[tuple[int, PageRequest]]) -> list[Page[R]]:
-        observability.record_batch(f"pages:{self._spec.source.split()[0]}", len(keys))
+        observability.record_batch(self._batch_label, len(keys))
         pages = await load_pages(self._session, self._spec, self._scope, keys, self._projection)
-        if self._primes is not None:
-            known, unwrap = self._primes.known, self._unwrap
-            for page in pages:
-                for row in page.rows:
-                    target = unwrap(row)
-                    known.setdefault(target.id, target)
+        self._prime(pages)
         return pages
+
+    def _prime(self, pages: Iterable[Page[R]]) -> None:
+        """Let the by-id loader answer for the rows of these pages without a statement."""
+        if self._primes is None:
+            return
+        known, unwrap = self._primes.known, self._unwrap
+        for page in pages:
+            for row in page.rows:
+                target = unwrap(row)
+                if target.id not in known:
+                    known[target.id] = target
 
 
 class CountLoader(DataLoader[tuple[int, Hashable], int]):

@@ -239,13 +239,28 @@ async def load_pages(
     by_request: dict[PageRequest, list[int]] = defaultdict(list)
     for parent, request in keys:
         by_request[request].append(parent)
-    found: dict[tuple[int, PageRequest], Page[R]] = {}
+    found: dict[PageRequest, dict[int, Page[R]]] = {}
     for request, parents in by_request.items():
-        sql, args = page_statement(spec, request, scope, parents, projection)
-        pages = split_pages(spec, request, await session.fetch(sql, *args))
-        for parent, page in pages.items():
-            found[parent, request] = page
-    return [found.get(key) or _page(key[1], []) for key in keys]
+        found[request] = await load_request(session, spec, scope, request, parents, projection)
+    return [found[request][parent] for parent, request in keys]
+
+
+async def load_request(
+    session: Session,
+    spec: PageSpec[R],
+    scope: Scope,
+    request: PageRequest,
+    parents: Sequence[int],
+    projection: Projection = ALL_COLUMNS,
+) -> dict[int, Page[R]]:
+    """Each parent's page for one request, in one statement."""
+    sql, args = page_statement(spec, request, scope, parents, projection)
+    pages = split_pages(spec, request, await session.fetch(sql, *args))
+    if len(pages) < len(parents):
+        empty: Page[R] = _page(request, [])
+        for parent in parents:
+            pages.setdefault(parent, empty)
+    return pages
 
 
 async def load_counts(

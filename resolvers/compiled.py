@@ -20,10 +20,9 @@ test runs every query through both and compares data and errors.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -495,6 +494,11 @@ async def _complete(
 ) -> None:
     """Complete a field of objects (or lists of objects) for every parent at once."""
     assert plan.children is not None
+    if _ERROR not in values and None not in values:
+        if not plan.is_list:
+            return await _complete_each(run, plan, values, results, dead, paths)
+        if not any(None in value for value in values):
+            return await _complete_lists(run, plan, values, results, dead, paths)
     key = plan.key
     sources: list[Any] = []
     spans: list[tuple[int, int, int]] = []  # parent index, start in sources, length (-1: one)
@@ -519,7 +523,7 @@ async def _complete(
         for i, _start, _length in spans:
             results[i][key] = []
         return
-    completed = await _objects(run, plan.children, sources, _ChildPaths(paths, key, spans))
+    completed = await _objects(run, plan.children, sources, _ChildPaths(paths, key, lambda: spans))
     for i, start, length in spans:
         if length < 0:
             result = completed[start]
@@ -536,25 +540,99 @@ async def _complete(
             results[i][key] = items
 
 
+async def _complete_each(
+    run: _Run,
+    plan: FieldPlan,
+    values: list[Any],
+    results: list[dict[str, Any]],
+    dead: list[bool],
+    paths: Any,
+) -> None:
+    """`_complete` where every parent has an object."""
+    assert plan.children is not None
+    key = plan.key
+    def spans() -> list[tuple[int, int, int]]:
+        return [(i, i, -1) for i in range(len(values))]
+
+    completed = await _objects(run, plan.children, values, _ChildPaths(paths, key, spans))
+    for result, value in zip(results, completed, strict=True):
+        result[key] = value
+    if not plan.nullable and None in completed:
+        for i, value in enumerate(completed):
+            if value is None:
+                dead[i] = True
+
+
+async def _complete_lists(
+    run: _Run,
+    plan: FieldPlan,
+    values: list[Any],
+    results: list[dict[str, Any]],
+    dead: list[bool],
+    paths: Any,
+) -> None:
+    """`_complete` where every parent has a list without null items."""
+    assert plan.children is not None
+    key = plan.key
+    sources = [item for value in values for item in value]
+    if not sources:
+        for result in results:
+            result[key] = []
+        return
+
+    def spans() -> list[tuple[int, int, int]]:
+        found, start = [], 0
+        for i, value in enumerate(values):
+            found.append((i, start, len(value)))
+            start += len(value)
+        return found
+
+    completed = await _objects(run, plan.children, sources, _ChildPaths(paths, key, spans))
+    start = 0
+    if plan.item_nullable or None not in completed:
+        for result, value in zip(results, values, strict=True):
+            end = start + len(value)
+            result[key] = completed[start:end]
+            start = end
+        return
+    for i, (result, value) in enumerate(zip(results, values, strict=True)):
+        end = start + len(value)
+        items = completed[start:end]
+        start = end
+        if None in items:
+            result[key] = None
+            if not plan.nullable:
+                dead[i] = True
+        else:
+            result[key] = items
+
+
 class _ChildPaths:
     """The paths of a field's children, made only when one is asked for (for an error):
-    building a path per object costs more than the rest of a cheap field."""
+    building a path per object costs more than the rest of a cheap field. `spans` gives
+    (parent index, start among the children, length; -1 for a single object)."""
 
-    def __init__(self, parents: Any, key: str, spans: list[tuple[int, int, int]]) -> None:
+    def __init__(
+        self, parents: Any, key: str, spans: Callable[[], list[tuple[int, int, int]]]
+    ) -> None:
         self._parents = parents
         self._key = key
-        self._spans = spans
-        self._starts = [start for _, start, _ in spans]
-        _parent, start, length = spans[-1]
-        self._size = start + max(length, 1)
+        self._made = spans
+        self._spans: list[tuple[int, int, int]] = []
+        self._starts: list[int] = []
 
-    def __len__(self) -> int:
-        return self._size
+    def _span(self, position: int) -> tuple[int, int, int]:
+        if not self._spans:
+            self._spans = self._made()
+            self._starts = [start for _, start, _ in self._spans]
+        found = self._spans[bisect_right(self._starts, position) - 1]
+        _parent, start, length = found
+        if position < 0 or position >= start + max(length, 1):
+            raise IndexError(position)
+        return found
 
     def __getitem__(self, position: int) -> tuple[Any, ...]:
-        if not 0 <= position < self._size:
-            raise IndexError(position)
-        parent, start, length = self._spans[bisect_right(self._starts, position) - 1]
+        parent, start, length = self._span(position)
         if length < 0:
             return (self._parents[parent], self._key)
         return (self._parents[parent], self._key, position - start)
@@ -651,7 +729,7 @@ async def _each(
         except Exception as error:
             _error(run, plan, paths[i], error)
             value = _ERROR
-        if inspect.isawaitable(value):
+        if hasattr(type(value), "__await__"):  # (inspect.isawaitable is much slower)
             pending.append((i, value))
         values.append(value)
     if pending:

@@ -71,13 +71,17 @@ class Row:
     key: str
 
 
+def same(row: Any) -> Any:
+    return row
+
+
 @dataclass(frozen=True, slots=True)
 class Pages:
     pages: str
     counts: str
     order: Callable[[dict[str, Any]], Any] = lambda args: BY_ID
     filters: Callable[[dict[str, Any]], Any] = lambda args: None
-    unwrap: Callable[[Any], Any] = lambda row: row
+    unwrap: Callable[[Any], Any] = same
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +301,9 @@ for _type in ROW_TYPES.values():
 # Every connection type shares these.
 CONNECTION_NEEDS: dict[str, Need] = {
     "edges": Each(_edges),
-    "nodes": Each(lambda context, c, args: [c.wrap(row) for row in c.page.rows]),
+    "nodes": Each(
+        lambda context, c, args: c.page.rows if c.wrap is same else list(map(c.wrap, c.page.rows))
+    ),
     "pageInfo": Each(lambda context, c, args: page_info(c.page, c.order)),
     "totalCount": Each(lambda context, c, args: c.count()),
 }
