@@ -212,3 +212,38 @@ async def test_bad_page_arguments_are_bad_user_input(run: Run, make: Any) -> Non
         assert outcome.codes == ["BAD_USER_INPUT"], arguments
         assert message in outcome.errors[0]["message"], (arguments, outcome.errors)
         assert outcome.errors[0]["path"] == ["organization", "project", "issues"]
+
+
+async def test_timestamps_read_back_exactly_in_utc_and_page_by_their_microseconds(
+    run: Run, make: Any
+) -> None:
+    slug, project, author = await _project(make, issues=0)
+    written = [
+        "2026-03-01 10:00:00.5+02",  # another zone, a fraction PostgreSQL prints as .5
+        "2026-03-01 08:00:00.500001+00",
+        "2026-03-01 08:00:00.000001+00",
+        "2026-03-01 08:00:00+00",
+    ]
+    for number, text in enumerate(written, start=1):
+        await make.issue(project, author, number=number)
+        await make.conn.execute(
+            "UPDATE issues SET created_at = $1::text::timestamptz"
+            " WHERE project_id = $2 AND number = $3",
+            text,
+            project,
+            number,
+        )
+    query = """query($org: String!, $after: String) { organization(slug: $org) {
+      project(key: "PAGE") { issues(first: 2, after: $after) {
+        nodes { number createdAt } pageInfo { endCursor } } } } }"""
+    first = await run(query, {"org": slug})
+    page = first.data["organization"]["project"]["issues"]
+    assert page["nodes"] == [
+        {"number": 4, "createdAt": "2026-03-01T08:00:00+00:00"},
+        {"number": 3, "createdAt": "2026-03-01T08:00:00.000001+00:00"},
+    ]
+    second = await run(query, {"org": slug, "after": page["pageInfo"]["endCursor"]})
+    assert second.data["organization"]["project"]["issues"]["nodes"] == [
+        {"number": 1, "createdAt": "2026-03-01T08:00:00.500000+00:00"},
+        {"number": 2, "createdAt": "2026-03-01T08:00:00.500001+00:00"},
+    ]
