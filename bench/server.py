@@ -181,6 +181,9 @@ def database_cpu_seconds(postmaster: int, database: str) -> float:
                     continue
                 title = (entry / "cmdline").read_bytes().decode(errors="replace")
                 title = title.replace("\0", " ").removeprefix("postgres:").strip()
+                cluster, _, rest = title.partition(": ")  # "15/main: checkpointer"
+                if rest and " " not in cluster:
+                    title = rest
                 if not title.startswith(_AUXILIARY) and title.split()[1:2] != [database]:
                     continue
         except (OSError, ValueError, IndexError):  # exited meanwhile

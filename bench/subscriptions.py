@@ -101,24 +101,48 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="python -m bench.subscriptions",
         description="Delivery latency of issueEvents to many WebSocket subscribers.",
     )
-    parser.add_argument("--subscribers", type=int, default=200,
-                        help="WebSocket subscribers, half anonymous, half alice (default 200)")
-    parser.add_argument("--events", type=int, default=50,
-                        help="measured mutations, createIssue and closeIssue alternately "
-                        "(default 50)")
-    parser.add_argument("--servers", type=int, choices=(1, 2), default=1,
-                        help="server processes; subscribers spread over them, mutations go "
-                        "to the first (default 1)")
-    parser.add_argument("--pause", type=float, default=0.1,
-                        help="seconds between measured mutations (default 0.1)")
-    parser.add_argument("--settle", type=float, default=15.0,
-                        help="seconds to wait after the last mutation for the last "
-                        "deliveries (default 15)")
-    parser.add_argument("--port", type=int, default=8110,
-                        help="port of the first server; the second uses the next (default 8110)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/subscriptions.md"),
-                        help="the report; a section per configuration, the others kept "
-                        "(default bench/results/subscriptions.md)")
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=200,
+        help="WebSocket subscribers, half anonymous, half alice (default 200)",
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=50,
+        help="measured mutations, createIssue and closeIssue alternately (default 50)",
+    )
+    parser.add_argument(
+        "--servers",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="server processes; subscribers spread over them, mutations go "
+        "to the first (default 1)",
+    )
+    parser.add_argument(
+        "--pause", type=float, default=0.1, help="seconds between measured mutations (default 0.1)"
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=15.0,
+        help="seconds to wait after the last mutation for the last deliveries (default 15)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8110,
+        help="port of the first server; the second uses the next (default 8110)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench/results/subscriptions.md"),
+        help="the report; a section per configuration, the others kept "
+        "(default bench/results/subscriptions.md)",
+    )
     args = parser.parse_args(argv)
     if args.subscribers < 1 or args.events < 1 or args.pause < 0 or args.settle <= 0:
         parser.error("--subscribers and --events must be >= 1, --pause >= 0, --settle > 0")
@@ -224,29 +248,38 @@ async def prepare(url: str, result: Result) -> Fixture:
         project_pk = await connection.fetchval(
             "SELECT p.id FROM projects p JOIN organizations o ON o.id = p.organization_id"
             " WHERE o.slug = $1 AND p.key = $2 AND p.visibility = 'PUBLIC'",
-            ORGANIZATION, PROJECT)
+            ORGANIZATION,
+            PROJECT,
+        )
         user_pk = await connection.fetchval("SELECT id FROM users WHERE login = $1", USER)
         if project_pk is None or user_pk is None:
-            raise RuntimeError(f"the bench database has no public {ORGANIZATION}/{PROJECT} "
-                               f"or no user {USER}")
+            raise RuntimeError(
+                f"the bench database has no public {ORGANIZATION}/{PROJECT} or no user {USER}"
+            )
         deleted = await _delete_created(connection, project_pk)
         if deleted:
-            result.notes.append(f"deleted {deleted} `{TITLE_PREFIX}` issues left by an "
-                                "earlier run that did not finish")
+            result.notes.append(
+                f"deleted {deleted} `{TITLE_PREFIX}` issues left by an "
+                "earlier run that did not finish"
+            )
         row = await connection.fetchrow(
             "SELECT issue_count, (SELECT coalesce(max(number), 0) FROM issues"
-            " WHERE project_id = $1) FROM projects WHERE id = $1", project_pk)
+            " WHERE project_id = $1) FROM projects WHERE id = $1",
+            project_pk,
+        )
         assert row is not None
         counter, highest = row[0], row[1]
         if counter < highest:
             # createIssue numbers issues from projects.issue_count; the seed loader leaves it
             # at 0 (see the report's notes), so the first create would reuse number 1.
             await connection.execute(
-                "UPDATE projects SET issue_count = $2 WHERE id = $1", project_pk, highest)
+                "UPDATE projects SET issue_count = $2 WHERE id = $1", project_pk, highest
+            )
             result.notes.append(
                 f"{PROJECT}.issue_count was {counter} although its issues are numbered up to "
                 f"{highest} (the seed loader does not set the counter): set to {highest} for "
-                f"the run and restored to {counter} after it")
+                f"the run and restored to {counter} after it"
+            )
         return Fixture(url, project_pk, user_pk, counter)
     finally:
         await connection.close()
@@ -256,10 +289,17 @@ async def restore(fixture: Fixture) -> None:
     connection = await asyncpg.connect(fixture.url)
     try:
         deleted = await _delete_created(connection, fixture.project_pk)
-        await connection.execute("UPDATE projects SET issue_count = $2 WHERE id = $1",
-                                 fixture.project_pk, fixture.issue_count)
-        log.info("deleted the %d issues this run created; %s.issue_count back to %d",
-                 deleted, PROJECT, fixture.issue_count)
+        await connection.execute(
+            "UPDATE projects SET issue_count = $2 WHERE id = $1",
+            fixture.project_pk,
+            fixture.issue_count,
+        )
+        log.info(
+            "deleted the %d issues this run created; %s.issue_count back to %d",
+            deleted,
+            PROJECT,
+            fixture.issue_count,
+        )
     finally:
         await connection.close()
 
@@ -267,7 +307,9 @@ async def restore(fixture: Fixture) -> None:
 async def _delete_created(connection: asyncpg.Connection, project_pk: int) -> int:
     status = await connection.execute(
         "DELETE FROM issues WHERE project_id = $1 AND title LIKE $2",  # events cascade
-        project_pk, TITLE_PREFIX + " %")
+        project_pk,
+        TITLE_PREFIX + " %",
+    )
     return int(status.split()[-1])
 
 
@@ -288,20 +330,32 @@ def running_servers(count: int, url: str, port: int, secret: str) -> Iterator[li
 # --------------------------------------------------------------------------- subscribers
 
 
-async def open_subscriber(sub: Subscriber, port: int, token: str | None, project: str,
-                          shared: Shared) -> None:
-    ws = await connect(f"ws://{HOST}:{port}/graphql",
-                       subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-                       open_timeout=CONNECT_TIMEOUT, close_timeout=2,
-                       ping_interval=None, max_queue=None)
+async def open_subscriber(
+    sub: Subscriber, port: int, token: str | None, project: str, shared: Shared
+) -> None:
+    ws = await connect(
+        f"ws://{HOST}:{port}/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        open_timeout=CONNECT_TIMEOUT,
+        close_timeout=2,
+        ping_interval=None,
+        max_queue=None,
+    )
     sub.ws = ws
     payload = {"Authorization": f"Bearer {token}"} if token else {}
     await ws.send(orjson.dumps({"type": "connection_init", "payload": payload}).decode())
     ack = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT))
     if ack != {"type": "connection_ack"}:
         raise RuntimeError(f"subscriber {sub.index}: expected connection_ack, got {ack}")
-    await ws.send(orjson.dumps({"id": "1", "type": "subscribe", "payload": {
-        "query": SUBSCRIPTION, "variables": {"p": project}}}).decode())
+    await ws.send(
+        orjson.dumps(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {"query": SUBSCRIPTION, "variables": {"p": project}},
+            }
+        ).decode()
+    )
     sub.task = asyncio.create_task(read(sub, ws, shared))
 
 
@@ -369,8 +423,13 @@ def _keep(counter: Counter[str], message: str) -> None:
         counter["(other messages)"] += 1
 
 
-async def open_all(subscribers: list[Subscriber], ports: list[int], tokens: dict[bool, str | None],
-                   project: str, shared: Shared) -> None:
+async def open_all(
+    subscribers: list[Subscriber],
+    ports: list[int],
+    tokens: dict[bool, str | None],
+    project: str,
+    shared: Shared,
+) -> None:
     gate = asyncio.Semaphore(CONNECT_PARALLEL)
 
     async def one(sub: Subscriber) -> None:
@@ -406,9 +465,14 @@ class Mutator:
     def __init__(self, port: int, token: str, project: str) -> None:
         self.project = project
         self.http = httpx.AsyncClient(
-            base_url=f"http://{HOST}:{port}", timeout=REQUEST_TIMEOUT,
-            headers={"authorization": f"Bearer {token}", "content-type": "application/json",
-                     "accept": "application/json"})
+            base_url=f"http://{HOST}:{port}",
+            timeout=REQUEST_TIMEOUT,
+            headers={
+                "authorization": f"Bearer {token}",
+                "content-type": "application/json",
+                "accept": "application/json",
+            },
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -427,10 +491,15 @@ class Mutator:
             reply = orjson.loads(content)
         except orjson.JSONDecodeError:
             reply = content[:300].decode(errors="replace")
-        if (response.status_code != 200 or not isinstance(reply, dict)
-                or reply.get("errors") or not reply.get("data")):
-            raise MutationFailed(f"HTTP {response.status_code} after "
-                                 f"{responded - sent:.1f} s: {_errors_text(reply)}")
+        if (
+            response.status_code != 200
+            or not isinstance(reply, dict)
+            or reply.get("errors")
+            or not reply.get("data")
+        ):
+            raise MutationFailed(
+                f"HTTP {response.status_code} after {responded - sent:.1f} s: {_errors_text(reply)}"
+            )
         payload = next(iter(reply["data"].values()))
         if payload is None or payload.get("userErrors"):
             raise MutationFailed(f"refused: {orjson.dumps(reply).decode()[:300]}")
@@ -450,16 +519,20 @@ def _errors_text(reply: Any) -> str:
     if isinstance(reply, dict) and isinstance(reply.get("errors"), list):
         return "; ".join(
             f"{e.get('message')} ({(e.get('extensions') or {}).get('code')}"
-            + (f" at {'.'.join(map(str, e['path']))}" if e.get("path") else "") + ")"
-            for e in reply["errors"] if isinstance(e, dict))[:300]
+            + (f" at {'.'.join(map(str, e['path']))}" if e.get("path") else "")
+            + ")"
+            for e in reply["errors"]
+            if isinstance(e, dict)
+        )[:300]
     return orjson.dumps(reply).decode()[:300]
 
 
 # --------------------------------------------------------------------------- the run
 
 
-async def register(subscribers: list[Subscriber], mutator: Mutator, tag: str,
-                   shared: Shared, result: Result) -> None:
+async def register(
+    subscribers: list[Subscriber], mutator: Mutator, tag: str, shared: Shared, result: Result
+) -> None:
     """Probe until every subscriber has received an event, then pass a barrier.
 
     A failed probe is counted and probing goes on; a timeout is a problem of the report,
@@ -469,8 +542,10 @@ async def register(subscribers: list[Subscriber], mutator: Mutator, tag: str,
     while not all(sub.registered for sub in subscribers):
         if time.perf_counter() > deadline:
             missing = sum(not sub.registered for sub in subscribers)
-            result.problems.append(f"{missing} of {len(subscribers)} subscribers received "
-                                   f"nothing in {REGISTER_TIMEOUT:g} s of probing")
+            result.problems.append(
+                f"{missing} of {len(subscribers)} subscribers received "
+                f"nothing in {REGISTER_TIMEOUT:g} s of probing"
+            )
             break
         _check_readers(subscribers)
         result.probes += 1
@@ -483,9 +558,13 @@ async def register(subscribers: list[Subscriber], mutator: Mutator, tag: str,
             await asyncio.wait_for(_until_registered(subscribers, shared), PROBE_WAIT)
     registered = time.perf_counter()
     result.register_seconds = registered - started
-    log.info("%d of %d subscribers registered after %d probes in %.1f s; barrier …",
-             sum(sub.registered for sub in subscribers), len(subscribers), result.probes,
-             result.register_seconds)
+    log.info(
+        "%d of %d subscribers registered after %d probes in %.1f s; barrier …",
+        sum(sub.registered for sub in subscribers),
+        len(subscribers),
+        result.probes,
+        result.register_seconds,
+    )
     barrier = f"{TITLE_PREFIX} {tag} barrier"
     try:
         sent, _, _ = await mutator.create(barrier)
@@ -501,8 +580,9 @@ async def register(subscribers: list[Subscriber], mutator: Mutator, tag: str,
     while not all(passed(sub) for sub in subscribers):
         if time.perf_counter() > registered + BARRIER_TIMEOUT:
             missing = sum(not passed(sub) for sub in subscribers)
-            result.problems.append(f"{missing} subscribers did not receive the barrier event "
-                                   f"in {BARRIER_TIMEOUT:g} s")
+            result.problems.append(
+                f"{missing} subscribers did not receive the barrier event in {BARRIER_TIMEOUT:g} s"
+            )
             return
         _check_readers(subscribers)
         await asyncio.sleep(0.02)
@@ -518,14 +598,24 @@ async def _until_registered(subscribers: list[Subscriber], shared: Shared) -> No
 def _check_readers(subscribers: list[Subscriber]) -> None:
     closed = [sub for sub in subscribers if sub.closed]
     if len(closed) == len(subscribers):
-        raise RuntimeError(f"every subscriber socket closed, e.g. #{closed[0].index}: "
-                           f"{closed[0].closed}")
+        raise RuntimeError(
+            f"every subscriber socket closed, e.g. #{closed[0].index}: {closed[0].closed}"
+        )
 
 
-async def measure(servers: list[Server], subscribers: list[Subscriber], mutator: Mutator,
-                  tag: str, args: argparse.Namespace, shared: Shared, result: Result) -> None:
-    events = [Event(k, "OPENED" if k % 2 == 0 else "CLOSED",
-                    f"{TITLE_PREFIX} {tag} event {k - k % 2}") for k in range(args.events)]
+async def measure(
+    servers: list[Server],
+    subscribers: list[Subscriber],
+    mutator: Mutator,
+    tag: str,
+    args: argparse.Namespace,
+    shared: Shared,
+    result: Result,
+) -> None:
+    events = [
+        Event(k, "OPENED" if k % 2 == 0 else "CLOSED", f"{TITLE_PREFIX} {tag} event {k - k % 2}")
+        for k in range(args.events)
+    ]
     result.events = events
     shared.expected = {event.key for event in events}
     shared.outstanding = len(subscribers) * len(events)
@@ -570,11 +660,15 @@ async def measure(servers: list[Server], subscribers: list[Subscriber], mutator:
     shared.measuring = False
     result.window = ended - started
     result.client_cpu = time.process_time() - client_before
-    result.server_cpu = [cpu_seconds(server.pid) - before
-                         for server, before in zip(servers, cpu_before, strict=True)]
+    result.server_cpu = [
+        cpu_seconds(server.pid) - before for server, before in zip(servers, cpu_before, strict=True)
+    ]
     if shared.outstanding > 0:
-        log.warning("%d deliveries still missing %g s after the last mutation",
-                    shared.outstanding, args.settle)
+        log.warning(
+            "%d deliveries still missing %g s after the last mutation",
+            shared.outstanding,
+            args.settle,
+        )
 
 
 async def run(args: argparse.Namespace) -> Result:
@@ -587,20 +681,27 @@ async def run(args: argparse.Namespace) -> Result:
     project = encode_id("Project", fixture.project_pk)
     tag = datetime.now(UTC).strftime("%H%M%S") + "-" + secrets.token_hex(2)
     shared = Shared()
-    subscribers = [Subscriber(n, (n // 2) % args.servers, signed_in=n % 2 == 1)
-                   for n in range(args.subscribers)]
+    subscribers = [
+        Subscriber(n, (n // 2) % args.servers, signed_in=n % 2 == 1)
+        for n in range(args.subscribers)
+    ]
     result.subscribers = subscribers
     ports = [args.port + n for n in range(args.servers)]
-    bound = (CONNECT_TIMEOUT * 4 + REGISTER_TIMEOUT + BARRIER_TIMEOUT + args.settle
-             + args.events * (args.pause + REQUEST_TIMEOUT) + 60)
+    bound = (
+        CONNECT_TIMEOUT * 4
+        + REGISTER_TIMEOUT
+        + BARRIER_TIMEOUT
+        + args.settle
+        + args.events * (args.pause + REQUEST_TIMEOUT)
+        + 60
+    )
     try:
         with running_servers(args.servers, url, args.port, secret) as servers:
             mutator = Mutator(ports[0], token, project)
             try:
                 async with asyncio.timeout(bound):
                     log.info("opening %d subscribers …", len(subscribers))
-                    await open_all(subscribers, ports, {False: None, True: token}, project,
-                                   shared)
+                    await open_all(subscribers, ports, {False: None, True: token}, project, shared)
                     await register(subscribers, mutator, tag, shared, result)
                     log.info("measuring %d events, %g s apart …", args.events, args.pause)
                     await measure(servers, subscribers, mutator, tag, args, shared, result)
@@ -642,12 +743,19 @@ class Group:
 def analyse(result: Result, servers: int) -> tuple[list[Group], list[str], int]:
     """The table's rows, the notes and the number of failures."""
     subs = result.subscribers
-    groups = [Group("all", subs),
-              Group("anonymous", [s for s in subs if not s.signed_in]),
-              Group(f"signed in ({USER})", [s for s in subs if s.signed_in])]
+    groups = [
+        Group("all", subs),
+        Group("anonymous", [s for s in subs if not s.signed_in]),
+        Group(f"signed in ({USER})", [s for s in subs if s.signed_in]),
+    ]
     if servers > 1:
-        groups += [Group(f"server {n + 1}" + (" (mutations)" if n == 0 else ""),
-                         [s for s in subs if s.server == n]) for n in range(servers)]
+        groups += [
+            Group(
+                f"server {n + 1}" + (" (mutations)" if n == 0 else ""),
+                [s for s in subs if s.server == n],
+            )
+            for n in range(servers)
+        ]
     notes = list(result.notes)
     failures = 0
     wrong: Counter[str] = Counter()
@@ -669,34 +777,45 @@ def analyse(result: Result, servers: int) -> tuple[list[Group], list[str], int]:
     expected = len(subs) * len(result.events)
     if every.missing:
         failures += every.missing
-        late = [f"#{s.index} ({s.group}, server {s.server + 1}): "
-                f"{sum(e.key not in s.arrivals for e in result.events)}"
-                for s in subs if any(e.key not in s.arrivals for e in result.events)]
-        notes.append(f"MISSING: {every.missing} of {expected} deliveries did not arrive; "
-                     f"by subscriber: {', '.join(late[:10])}" + (" …" if len(late) > 10 else ""))
+        late = [
+            f"#{s.index} ({s.group}, server {s.server + 1}): "
+            f"{sum(e.key not in s.arrivals for e in result.events)}"
+            for s in subs
+            if any(e.key not in s.arrivals for e in result.events)
+        ]
+        notes.append(
+            f"MISSING: {every.missing} of {expected} deliveries did not arrive; "
+            f"by subscriber: {', '.join(late[:10])}" + (" …" if len(late) > 10 else "")
+        )
     if wrong:
         failures += sum(wrong.values())
         notes.append("WRONG PAYLOADS: " + "; ".join(f"{n}x {w}" for w, n in wrong.items()))
     problems: Counter[str] = Counter(e.problem for e in result.events if e.problem)
     if problems:
         failures += sum(problems.values())
-        notes.append(f"FAILED MUTATIONS: {sum(problems.values())} of {len(result.events)} "
-                     "measured mutations failed or were not sent: "
-                     + " | ".join(f"{n}x {m}" for m, n in problems.most_common(MAX_MESSAGES)))
+        notes.append(
+            f"FAILED MUTATIONS: {sum(problems.values())} of {len(result.events)} "
+            "measured mutations failed or were not sent: "
+            + " | ".join(f"{n}x {m}" for m, n in problems.most_common(MAX_MESSAGES))
+        )
     if result.failed_probes:
         failures += sum(result.failed_probes.values())
-        notes.append(f"FAILED PROBES: {sum(result.failed_probes.values())} registration "
-                     "mutations failed: " + " | ".join(
-                         f"{n}x {m}" for m, n in result.failed_probes.most_common()))
+        notes.append(
+            f"FAILED PROBES: {sum(result.failed_probes.values())} registration "
+            "mutations failed: "
+            + " | ".join(f"{n}x {m}" for m, n in result.failed_probes.most_common())
+        )
     for problem in result.problems:
         failures += 1
         notes.append(f"PROBLEM: {problem}")
     failed_deliveries = [(at, measured) for sub in subs for at, measured in sub.failed]
     if failed_deliveries:
         measured = sum(m for _, m in failed_deliveries)
-        notes.append(f"FAILED DELIVERIES: {len(failed_deliveries)} `next` messages whose "
-                     f"issue could not be resolved ({measured} in the measured window); "
-                     "they carry the errors below")
+        notes.append(
+            f"FAILED DELIVERIES: {len(failed_deliveries)} `next` messages whose "
+            f"issue could not be resolved ({measured} in the measured window); "
+            "they carry the errors below"
+        )
     errors: Counter[str] = Counter()
     other: Counter[str] = Counter()
     for sub in subs:
@@ -704,12 +823,15 @@ def analyse(result: Result, servers: int) -> tuple[list[Group], list[str], int]:
         other.update(sub.other)
     if errors:
         failures += sum(errors.values())
-        notes.append(f"ERRORS in `next` payloads ({sum(errors.values())} messages, registration "
-                     "included): " + " | ".join(f"{n}x {m}" for m, n in errors.most_common()))
+        notes.append(
+            f"ERRORS in `next` payloads ({sum(errors.values())} messages, registration "
+            "included): " + " | ".join(f"{n}x {m}" for m, n in errors.most_common())
+        )
     if other:
         failures += sum(other.values())
-        notes.append("UNEXPECTED messages: "
-                     + " | ".join(f"{n}x {m}" for m, n in other.most_common()))
+        notes.append(
+            "UNEXPECTED messages: " + " | ".join(f"{n}x {m}" for m, n in other.most_common())
+        )
     seen = " ".join([*errors, *problems, *result.failed_probes, *result.problems])
     pool = get_settings().db_pool_max  # the servers inherit this process's environment
     if "UNAVAILABLE" in seen and len(subs) / servers >= pool:
@@ -719,12 +841,15 @@ def analyse(result: Result, servers: int) -> tuple[list[Group], list[str], int]:
             "it resolved an event with until its next event (app/context.py "
             "`renew_for_event` releases it only then), so idle subscriptions exhaust the pool, "
             "other subscribers' deliveries and every HTTP request wait the acquire timeout and "
-            "fail, and the circuit breaker then opens")
+            "fail, and the circuit breaker then opens"
+        )
     closed = [s for s in subs if s.closed]
     if closed:
         failures += len(closed)
-        notes.append(f"{len(closed)} subscriber sockets closed before the end, e.g. "
-                     f"#{closed[0].index}: {closed[0].closed}")
+        notes.append(
+            f"{len(closed)} subscriber sockets closed before the end, e.g. "
+            f"#{closed[0].index}: {closed[0].closed}"
+        )
     resyncs = sum(len(s.resyncs) for s in subs)
     if resyncs:
         measured = sum(sum(s.resyncs) for s in subs)
@@ -747,8 +872,7 @@ def fan_out(result: Result) -> tuple[list[float], list[float]]:
     """Per event: the first and the last subscriber's latency after the response."""
     first, last = [], []
     for event in (e for e in result.events if e.ok):
-        times = [s.arrivals[event.key].at for s in result.subscribers
-                 if event.key in s.arrivals]
+        times = [s.arrivals[event.key].at for s in result.subscribers if event.key in s.arrivals]
         if times:
             first.append(min(times) - event.responded)
             last.append(max(times) - event.responded)
@@ -757,8 +881,19 @@ def fan_out(result: Result) -> tuple[list[float], list[float]]:
 
 # --------------------------------------------------------------------------- report
 
-COLUMNS = ("subscribers", "group", "deliveries", "p50 ms", "p95 ms", "p99 ms", "max ms",
-           "min ms", "send→recv p50 ms", "send→recv p99 ms", "send→recv max ms")
+COLUMNS = (
+    "subscribers",
+    "group",
+    "deliveries",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+    "min ms",
+    "send→recv p50 ms",
+    "send→recv p99 ms",
+    "send→recv max ms",
+)
 
 
 def _ms(value: float) -> str:
@@ -766,32 +901,52 @@ def _ms(value: float) -> str:
 
 
 def table(groups: list[Group], events: int) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "| " + " | ".join(["---:", "---"] + ["---:"] * (len(COLUMNS) - 2)) + " |"]
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "| " + " | ".join(["---:", "---"] + ["---:"] * (len(COLUMNS) - 2)) + " |",
+    ]
     for group in groups:
         a, s = group.after_response, group.after_send
         expected = len(group.subscribers) * events
-        cells = [str(len(group.subscribers)), group.name,
-                 f"{len(a):,} / {expected:,}",
-                 _ms(percentile(a, 0.50)), _ms(percentile(a, 0.95)), _ms(percentile(a, 0.99)),
-                 _ms(max(a, default=math.nan)), _ms(min(a, default=math.nan)),
-                 _ms(percentile(s, 0.50)), _ms(percentile(s, 0.99)),
-                 _ms(max(s, default=math.nan))]
+        cells = [
+            str(len(group.subscribers)),
+            group.name,
+            f"{len(a):,} / {expected:,}",
+            _ms(percentile(a, 0.50)),
+            _ms(percentile(a, 0.95)),
+            _ms(percentile(a, 0.99)),
+            _ms(max(a, default=math.nan)),
+            _ms(min(a, default=math.nan)),
+            _ms(percentile(s, 0.50)),
+            _ms(percentile(s, 0.99)),
+            _ms(max(s, default=math.nan)),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def section(args: argparse.Namespace, result: Result, groups: list[Group], notes: list[str],
-            failures: int, load_before: tuple[float, float, float], command: str) -> str:
+def section(
+    args: argparse.Namespace,
+    result: Result,
+    groups: list[Group],
+    notes: list[str],
+    failures: int,
+    load_before: tuple[float, float, float],
+    command: str,
+) -> str:
     servers = args.servers
     heading = f"## {servers} server{'s' if servers > 1 else ''}, {args.subscribers} subscribers"
     trip = [e.responded - e.sent for e in result.events if not math.isnan(e.responded)]
     first, last = fan_out(result)
     window = result.window or math.nan
-    cpu = "; ".join(
-        f"server {n + 1}: {seconds:.2f} s ({seconds / window:.0%} of a core, "
-        f"{seconds * 1000 / max(1, len(result.events)):.1f} ms/event)"
-        for n, seconds in enumerate(result.server_cpu)) or "n/a"
+    cpu = (
+        "; ".join(
+            f"server {n + 1}: {seconds:.2f} s ({seconds / window:.0%} of a core, "
+            f"{seconds * 1000 / max(1, len(result.events)):.1f} ms/event)"
+            for n, seconds in enumerate(result.server_cpu)
+        )
+        or "n/a"
+    )
     signed = sum(s.signed_in for s in result.subscribers)
     conditions = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -799,11 +954,15 @@ def section(args: argparse.Namespace, result: Result, groups: list[Group], notes
         "commit": report._commit(),
         "machine": f"{report._nproc()} CPUs (nproc), {report._cpu_model()}",
         "machine load": "1/5/15-minute load average "
-        + "/".join(f"{v:.2f}" for v in load_before) + " when the run started",
+        + "/".join(f"{v:.2f}" for v in load_before)
+        + " when the run started",
         "servers": f"{servers} uvicorn process{'es' if servers > 1 else ''} (`--workers 1`, "
         f"pool of {get_settings().db_pool_max} connections) on 127.0.0.1; mutations to server 1"
-        + (", subscribers round-robin over both (each has half of each kind)"
-           if servers > 1 else ""),
+        + (
+            ", subscribers round-robin over both (each has half of each kind)"
+            if servers > 1
+            else ""
+        ),
         "subscribers": f"{args.subscribers} WebSockets (graphql-transport-ws, `websockets`, "
         f"one asyncio process) on `issueEvents` of public project {ORGANIZATION}/{PROJECT}: "
         f"{args.subscribers - signed} anonymous, {signed} signed in as {USER} (OWNER)",
@@ -814,23 +973,31 @@ def section(args: argparse.Namespace, result: Result, groups: list[Group], notes
     }
     parts = [heading, ""]
     parts += [f"- {key}: {value}" for key, value in conditions.items()]
-    parts += ["", "Latency = time a subscriber received the event minus time the mutation's HTTP "
-              "response arrived; send→recv counts from when the mutation was sent.", "",
-              table(groups, len(result.events)), "",
-              "### Around the table", "",
-              f"- mutation round trip (send→response): p50 {_ms(percentile(trip, 0.5))} ms, "
-              f"max {_ms(max(trip, default=math.nan))} ms",
-              f"- per event, first subscriber served: median {_ms(_median(first))} ms; last "
-              f"subscriber served: median {_ms(_median(last))} ms, max "
-              f"{_ms(max(last, default=math.nan))} ms (after the response)",
-              f"- registration: {result.probes} probe issue(s) and a barrier, "
-              f"{result.register_seconds:.1f} s until every subscriber had received a "
-              "`next` message"]
+    parts += [
+        "",
+        "Latency = time a subscriber received the event minus time the mutation's HTTP "
+        "response arrived; send→recv counts from when the mutation was sent.",
+        "",
+        table(groups, len(result.events)),
+        "",
+        "### Around the table",
+        "",
+        f"- mutation round trip (send→response): p50 {_ms(percentile(trip, 0.5))} ms, "
+        f"max {_ms(max(trip, default=math.nan))} ms",
+        f"- per event, first subscriber served: median {_ms(_median(first))} ms; last "
+        f"subscriber served: median {_ms(_median(last))} ms, max "
+        f"{_ms(max(last, default=math.nan))} ms (after the response)",
+        f"- registration: {result.probes} probe issue(s) and a barrier, "
+        f"{result.register_seconds:.1f} s until every subscriber had received a "
+        "`next` message",
+    ]
     if trip:
-        parts += [f"- measured window {window:.2f} s; server CPU in it: {cpu}",
-                  f"- this client's CPU in the window: {result.client_cpu:.2f} s "
-                  f"({result.client_cpu / window:.0%} of a core; its event loop's delays "
-                  "count in the latencies)"]
+        parts += [
+            f"- measured window {window:.2f} s; server CPU in it: {cpu}",
+            f"- this client's CPU in the window: {result.client_cpu:.2f} s "
+            f"({result.client_cpu / window:.0%} of a core; its event loop's delays "
+            "count in the latencies)",
+        ]
     else:
         parts.append("- no measured mutation succeeded: no measured window")
     parts += [f"- {note}" for note in notes]
@@ -849,8 +1016,10 @@ def merge(existing: str, new_section: str) -> str:
     heading = new_section.splitlines()[0]
     sections = [s for s in re.split(r"(?m)^(?=## )", existing) if s.startswith("## ")]
     kept = [s.rstrip() + "\n" for s in sections if s.splitlines()[0] != heading]
-    ordered = sorted([*kept, new_section],  # by servers, then subscribers
-                     key=lambda s: [int(n) for n in re.findall(r"\d+", s.splitlines()[0])])
+    ordered = sorted(
+        [*kept, new_section],  # by servers, then subscribers
+        key=lambda s: [int(n) for n in re.findall(r"\d+", s.splitlines()[0])],
+    )
     return TITLE + "\n" + "\n".join(ordered)
 
 

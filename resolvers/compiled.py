@@ -7,7 +7,9 @@ built once per (document, operation, @skip/@include variables) from the validate
 document: fragments merged, directives applied, each field bound to its declared need
 (resolvers/needs.py). Executing a plan resolves each field for all its parents at once
 (one loader batch per field per level; all fields of a level concurrently, so their
-loaders batch together) and writes plain dicts in selection order.
+loaders batch together) and writes plain dicts in selection order, with code generated per
+selected type (resolvers/_shapes.py). A plan also records which optional columns of each
+table its fields read, and narrows the request's loaders to them (loaders/rows.py).
 
 It follows graphql-core's semantics for what it covers: aliases, fragments, @skip/@include,
 __typename, abstract types, argument and variable coercion, errors with paths and
@@ -551,6 +553,7 @@ async def _complete_each(
     """`_complete` where every parent has an object."""
     assert plan.children is not None
     key = plan.key
+
     def spans() -> list[tuple[int, int, int]]:
         return [(i, i, -1) for i in range(len(values))]
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pytest
 
-from tests.conftest import Run, viewer_for
+from app.context import build_context
+from app.policy import ANONYMOUS
+from tests.conftest import RecordingSession, Run, services_with, viewer_for
+from tests.conftest import _compiled as compiled_executor
 
 NESTED = """
 query Nested($slug: String!, $n: Int!) {
@@ -113,3 +117,41 @@ async def test_total_counts_of_many_parents_are_one_statement(run: Run, make: An
     counts = [sql for sql, _ in outcome.statements if "count(" in sql]
     assert len(counts) == 2
     assert outcome.data["organization"]["projects"]["nodes"][0]["issues"]["totalCount"] == 5
+
+
+LEAN = """query($slug: String!) { organization(slug: $slug) { projects(first: 2) { nodes {
+  issues(first: 2) { nodes { number author { login } comments(first: 2) { nodes { id } } } }
+} } } }"""
+FULL = """query($slug: String!) { organization(slug: $slug) { projects(first: 2) { nodes {
+  issues(first: 2) { nodes { number title body author { login name createdAt }
+    comments(first: 2) { nodes { id body updatedAt } } } }
+} } } }"""
+
+
+async def test_a_query_reads_only_the_optional_columns_it_selects(
+    conn: asyncpg.Connection, make: Any
+) -> None:
+    slug = await make.tree(2, await make.user())
+
+    async def statements(query: str) -> dict[str, str]:
+        session = RecordingSession(conn)
+        context = build_context(session, ANONYMOUS, services_with())
+        result = await compiled_executor.execute(
+            compiled_executor.prepare(query), context, {"slug": slug}
+        )
+        await session.close()
+        assert not result.errors
+        return {table: sql for sql, _ in session.log for table in TABLES if table in sql}
+
+    lean, full = await statements(LEAN), await statements(FULL)
+    for table, column in [("comments c", "body"), ("comments c", "updated_at")]:
+        assert f"NULL AS {column}" in lean[table] and f"c.{column}" in full[table]
+    for column in ("title", "body"):
+        assert f"NULL AS {column}" in lean["issues i"] and f"i.{column}" in full["issues i"]
+    for column in ("name", "created_at"):
+        assert f"NULL AS {column}" in lean["users u"] and f"u.{column}" in full["users u"]
+    # what access rules, keys and orders read is always there
+    assert "i.author_id" in lean["issues i"] and "i.created_at" in lean["issues i"]
+
+
+TABLES = ("comments c", "issues i", "users u")
