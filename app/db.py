@@ -61,14 +61,17 @@ async def _timestamps_as_text(connection: asyncpg.Connection) -> None:
     """Read timestamptz values as text, parsed by `datetime.fromisoformat`: about a third
     of the CPU of asyncpg's binary decoding, which builds a timedelta per value (a page of
     comments holds thousands). The session's time zone is UTC, so every value arrives in
-    UTC, as the binary decoding gave it."""
-    await connection.set_type_codec(
-        "timestamptz",
-        schema="pg_catalog",
-        encoder=datetime.isoformat,
-        decoder=datetime.fromisoformat,
-        format="text",
-    )
+    UTC, as the binary decoding gave it. (Setting the codec looks the type up: exempt from
+    the pool's statement timeout, however short.)"""
+    async with connection.transaction():
+        await connection.execute("SET LOCAL statement_timeout = 0")
+        await connection.set_type_codec(
+            "timestamptz",
+            schema="pg_catalog",
+            encoder=datetime.isoformat,
+            decoder=datetime.fromisoformat,
+            format="text",
+        )
 
 
 class Database:

@@ -146,7 +146,7 @@ class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
         spec: PageSpec[R],
         scope: Scope,
         primes: RowLoader[int, Any] | None = None,
-        unwrap: Callable[[R], Any] = lambda row: row,
+        unwrap: Callable[[R], Any] | None = None,  # the primed row a page row holds
         projection: Projection = ALL_COLUMNS,
     ) -> None:
         super().__init__()
@@ -191,10 +191,10 @@ class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
             return
         known, unwrap = self._primes.known, self._unwrap
         for page in pages:
-            for row in page.rows:
-                target = unwrap(row)
-                if target.id not in known:
-                    known[target.id] = target
+            rows: Iterable[Any] = page.rows if unwrap is None else map(unwrap, page.rows)
+            for row in rows:
+                if row.id not in known:
+                    known[row.id] = row
 
 
 class CountLoader(DataLoader[tuple[int, Hashable], int]):

@@ -83,11 +83,13 @@ def _generate(shape: Shape) -> tuple[Any, Any]:
     columns = "".join(f"    C{n} = C[{n}]\n" for n in shape.resolved)
     loop = "for i, s in enumerate(S)" if shape.resolved else "for s in S"
     body = ", ".join(entries)
-    source = (
-        f"def clean(S):\n    return not any({' or '.join(required)} for s in S)\n"
-        if required
-        else "def clean(S):\n    return True\n"
-    ) + (f"def build(S, C):\n{columns}    return [{{{body}}} {loop}]\n")
+    clean = "def clean(S):\n    return True\n"
+    if required:  # a loop, not any(): a generator resumes once per row
+        clean = (
+            f"def clean(S):\n    for s in S:\n        if {' or '.join(required)}:\n"
+            "            return False\n    return True\n"
+        )
+    source = clean + f"def build(S, C):\n{columns}    return [{{{body}}} {loop}]\n"
     exec(compile(source, f"<shape {shape.type_name}>", "exec"), namespace)
     return namespace["clean"], namespace["build"]
 

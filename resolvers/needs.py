@@ -25,7 +25,6 @@ import asyncio
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from app.context import Context
@@ -46,7 +45,7 @@ from loaders.rows import (
 from resolvers import _access
 from resolvers._ids import decode_id, encode_id
 from resolvers._pagination import encode_cursor, page_request
-from resolvers.connection import Connection, page_info
+from resolvers.connection import page_info
 from resolvers.query import MAX_NODES, RateLimit
 from resolvers.types import issue_filter_of
 
@@ -98,7 +97,7 @@ class Batch:
 Need = Attr | Row | Pages | Each | Batch
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class EdgeSource:
     cursor: str
     node: Any
@@ -121,15 +120,26 @@ async def resolve_pages(
     counts = getattr(loaders, need.counts)
     ids = [p.id for p in parents]  # the root's id is ROOT
     loaded = await pages.load_all(ids, request)
+    order, wrap, filters = request.order, need.unwrap, request.filters
     return [
-        Connection(
-            page=page,
-            order=request.order,
-            wrap=need.unwrap,
-            count=partial(counts.load, (i, request.filters)),
-        )
+        PageSource(page, order, wrap, counts, (i, filters))
         for i, page in zip(ids, loaded, strict=True)
     ]
+
+
+class PageSource:
+    """A connection's page as the compiled executor's connection fields read it: the
+    `Connection` type's data without its dataclass equality, which the executor's
+    whole-column checks (`None in column`) would call once per object."""
+
+    __slots__ = ("_counts", "_key", "order", "page", "wrap")
+
+    def __init__(self, page: Any, order: Any, wrap: Any, counts: Any, key: Any) -> None:
+        self.page, self.order, self.wrap = page, order, wrap
+        self._counts, self._key = counts, key
+
+    def count(self) -> Any:
+        return self._counts.load(self._key)
 
 
 def _issue_order(args: dict[str, Any]) -> Any:
@@ -217,7 +227,7 @@ async def _issue_by_number(context: Context, row: ProjectRow, args: dict[str, An
     return await context.loaders.issue_by_number.load((row.id, number))
 
 
-def _edges(context: Context, connection: Connection[Any], args: dict[str, Any]) -> list[Any]:
+def _edges(context: Context, connection: PageSource, args: dict[str, Any]) -> list[Any]:
     order_, wrap = connection.order, connection.wrap
     return [
         EdgeSource(encode_cursor(order_, key), wrap(row), row)
