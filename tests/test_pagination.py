@@ -247,3 +247,20 @@ async def test_timestamps_read_back_exactly_in_utc_and_page_by_their_microsecond
         {"number": 1, "createdAt": "2026-03-01T08:00:00.500000+00:00"},
         {"number": 2, "createdAt": "2026-03-01T08:00:00.500001+00:00"},
     ]
+
+
+def test_pages_split_right_whichever_order_the_rows_arrive_in() -> None:
+    from loaders._keyset import BY_ID, PageRequest, split_pages
+    from loaders.comments import COMMENTS_BY_ISSUE
+
+    def record(issue: int, comment: int) -> tuple[Any, ...]:
+        return (issue, comment, issue, 1, f"comment {comment}", None, None)
+
+    request = PageRequest(limit=2, order=BY_ID)
+    together = [record(7, 1), record(7, 2), record(7, 3), record(9, 4)]
+    interleaved = [record(7, 1), record(9, 4), record(7, 2), record(7, 3)]
+    for records in (together, interleaved):
+        pages = split_pages(COMMENTS_BY_ISSUE, request, records)
+        assert [row.id for row in pages[7].rows] == [1, 2] and pages[7].has_next_page
+        assert [row.id for row in pages[9].rows] == [4] and not pages[9].has_next_page
+        assert pages[7].rows[0].body == "comment 1"
