@@ -9,12 +9,10 @@ the extra row says whether there is a next page. Never OFFSET.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
-from operator import itemgetter, ne
 from typing import Any, Generic, TypeVar
 
 from app.db import Record, Session
@@ -213,24 +211,11 @@ def split_pages(
     spec: PageSpec[R], request: PageRequest, records: Sequence[Record]
 ) -> dict[int, Page[R]]:
     """Each parent's page of a statement's records (parent id first, then the row)."""
-    rows = list(map(spec.maker(), map(_AFTER_PARENT, records)))
-    parents = list(map(_PARENT, records))
-    counts = Counter(parents)
-    if len(counts) == 1 + sum(map(ne, parents, islice(parents, 1, None))):
-        # each parent's rows come together, as the LATERAL join yields them: slices
-        pages, start = {}, 0
-        for parent, count in counts.items():
-            pages[parent] = _page(request, rows[start : start + count])
-            start += count
-        return pages
     grouped: dict[int, list[R]] = defaultdict(list)
-    for parent, row in zip(parents, rows, strict=True):
-        grouped[parent].append(row)
+    make_row = spec.maker()
+    for record in records:
+        grouped[record[0]].append(make_row(record[1:]))
     return {parent: _page(request, rows) for parent, rows in grouped.items()}
-
-
-_PARENT = itemgetter(0)
-_AFTER_PARENT = itemgetter(slice(1, None))
 
 
 def _page(request: PageRequest, rows: list[R]) -> Page[R]:
