@@ -8,7 +8,8 @@ Prints the table, the dashboard's ratio to the json_agg floor and (with several 
 the per-request figures of each scale side by side to stdout (progress goes to stderr),
 writes the full report to `--out`, and exits 1 if any request or set-up failed or two
 servers answered a query differently. `python -m bench --subscriptions [...]` runs the
-subscription benchmark (bench/subscriptions.py) instead.
+subscription benchmark (bench/subscriptions.py) instead, `python -m bench --instructions
+[...]` counts instructions per request under valgrind (bench/instructions.py).
 """
 
 from __future__ import annotations
@@ -331,6 +332,10 @@ def main(argv: list[str]) -> int:
         from bench import subscriptions
 
         return subscriptions.main([arg for arg in argv if arg != "--subscriptions"])
+    if "--instructions" in argv:  # instructions per request instead: bench/instructions.py
+        from bench import instructions
+
+        return instructions.main([arg for arg in argv if arg != "--instructions"])
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)
     signal.signal(signal.SIGTERM, _interrupt)

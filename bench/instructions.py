@@ -1,0 +1,214 @@
+"""CPU instructions per request, counted by valgrind (callgrind): a figure that does not move.
+
+    python -m bench.instructions [--scale 1] [--query dashboard ...] [--server compiled ...]
+    python -m bench --instructions …            (the same)
+
+Requests per second and CPU milliseconds swing by a fifth from run to run on a shared
+machine; the number of instructions a request executes does not (callgrind counts them,
+whatever else the machine does). For each anonymous read of the query set and each
+executor, a child process runs the request in-process (its document and variables as a
+real server computed them, through the executor, the loaders, a pooled connection with
+the server's settings, and the response's JSON encoding), under callgrind, twice: with
+LOW and with HIGH requests after the same warm-up. The difference, divided by HIGH - LOW,
+is the cost of one request, start-up and imports cancelled out. It leaves out the HTTP
+layer (about a tenth of a request's CPU in `make bench`) and PostgreSQL.
+
+The table goes to stdout and to `--out` (default bench/results/instructions.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import report
+from bench.database import bench_database, server_description
+from bench.load import client
+from bench.queries import WORKLOADS
+from bench.server import SERVERS, running_server
+
+log = logging.getLogger("bench")
+
+EXECUTORS = ("standard", "compiled")
+WARMUP, LOW, HIGH = 3, 3, 8
+READS = [w for w in WORKLOADS if not w.signed_in and w.deterministic]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.instructions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="data set scale (default 1)")
+    names = [w.name for w in READS]
+    parser.add_argument(
+        "--query",
+        action="append",
+        choices=names,
+        help=f"count only this query; repeat for several (default: {', '.join(names)})",
+    )
+    parser.add_argument(
+        "--server",
+        action="append",
+        choices=EXECUTORS,
+        help="count only this executor; repeat for several (default both)",
+    )
+    parser.add_argument("--port", type=int, default=8100, help="set-up server port (8100)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench/results/instructions.md"),
+        help="where to write the table (default bench/results/instructions.md)",
+    )
+    return parser.parse_args(argv)
+
+
+async def bodies(url: str, port: int, names: list[str]) -> dict[str, bytes]:
+    """Each query's request body, with the variables its set-up computes on a server."""
+    spec = next(s for s in SERVERS if s.name == "compiled")
+    chosen = [w for w in READS if w.name in names]
+    with running_server(spec, url, port, {"JWT_SECRET": secrets.token_urlsafe(32)}):
+        async with client(port, 1) as http:
+            return {w.name: await w.body(http) for w in chosen}
+
+
+def count(url: str, executor: str, body: Path, requests: int) -> int:
+    """Instructions of a whole child process that runs `requests` requests."""
+    with tempfile.TemporaryDirectory() as directory:
+        out = Path(directory) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "bench.instructions",
+            "--child",
+            url,
+            executor,
+            str(body),
+            str(requests),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{executor} under callgrind failed: {done.stderr[-2000:]}")
+        found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+    if found is None:
+        raise RuntimeError("callgrind wrote no totals")
+    return int(found.group(1))
+
+
+def per_request(url: str, executor: str, body: Path) -> float:
+    return (count(url, executor, body, HIGH) - count(url, executor, body, LOW)) / (HIGH - LOW)
+
+
+async def child(url: str, executor_name: str, payload: dict[str, Any], requests: int) -> None:
+    """Run one request `WARMUP + requests` times, as a server process would."""
+    from app.auth import Tokens
+    from app.context import Services, build_context
+    from app.db import Database
+    from app.execution import Executor
+    from app.main import GC_THRESHOLDS
+    from app.policy import ANONYMOUS, Access
+    from app.settings import Settings
+    from resolvers.compiled import CompiledExecutor
+    from resolvers.schema import schema
+
+    compiled = CompiledExecutor(schema) if executor_name == "compiled" else None
+    executor = Executor(schema, compiled=compiled)
+    prepared = executor.prepare(payload["query"])
+    settings = Settings()
+    tokens = Tokens(secrets.token_urlsafe(32), "issuegraph", "issuegraph-api", 60)
+    services = Services(settings=settings, access=Access(), tokens=tokens)
+    database = await Database.connect(url, min_size=1, max_size=1)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        for _ in range(WARMUP + requests):
+            session = database.session()
+            context = build_context(session, ANONYMOUS, services)
+            result = await executor.execute(prepared, context, payload.get("variables"))
+            await session.close()
+            if result.errors:
+                raise RuntimeError(f"the request failed: {result.errors[0]}")
+            orjson.dumps({"data": result.data})
+    finally:
+        await database.close()
+
+
+def table(scale: float, figures: dict[tuple[str, str], float]) -> str:
+    lines = [
+        "| scale | query | executor | instructions/request | standard/compiled |",
+        "| --- | --- | --- | ---: | ---: |",
+    ]
+    for (query, executor), value in figures.items():
+        standard = figures.get((query, "standard"))
+        ratio = f"{standard / value:.1f}" if standard and executor == "compiled" else ""
+        lines.append(f"| {scale:g} | {query} | {executor} | {value / 1e6:,.2f} M | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child"]:
+        url, executor, body, requests = argv[1:5]
+        payload = orjson.loads(Path(body).read_bytes())
+        asyncio.run(child(url, executor, payload, int(requests)))
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)
+    args = parse_args(argv)
+    if shutil.which("valgrind") is None:
+        log.error("valgrind is not installed: it counts the instructions")
+        return 1
+    names = args.query or [w.name for w in READS]
+    executors = args.server or list(EXECUTORS)
+    url = asyncio.run(bench_database(args.scale))
+    figures: dict[tuple[str, str], float] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for name, body in asyncio.run(bodies(url, args.port, names)).items():
+            path = Path(directory) / f"{name}.json"
+            path.write_bytes(body)
+            for executor in executors:
+                log.info("counting %s on %s (two runs under callgrind)", name, executor)
+                figures[name, executor] = per_request(url, executor, path)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    text = "\n".join(
+        [
+            "# issuegraph: instructions per request",
+            "",
+            f"- command: `{' '.join(['python -m bench.instructions', *argv])}`",
+            f"- commit: {commit or 'unknown'}",
+            f"- python: {sys.version.split()[0]}; database: {server_description()}",
+            f"- method: callgrind, ({HIGH} - {LOW} requests) after {WARMUP} warm-up, in-process "
+            "(executor, loaders, pooled connection, JSON encoding; no HTTP, no PostgreSQL)",
+            f"- machine: {os.cpu_count()} CPUs; the counts do not depend on its load",
+            "",
+            table(args.scale, figures),
+            "",
+        ]
+    )
+    print(text)
+    report.write(args.out, text)
+    log.info("report written to %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
