@@ -202,9 +202,14 @@ async def _nodes(context: Context, root: Any, args: dict[str, Any]) -> list[Any]
     ids = args["ids"]
     if len(ids) > MAX_NODES:
         raise BadUserInput(f"At most {MAX_NODES} ids may be given, got {len(ids)}.", argument="ids")
-    for global_id in ids:
-        decode_id(global_id)
-    return list(await asyncio.gather(*(_node(context, i) for i in ids)))
+    decoded = [decode_id(global_id) for global_id in ids]  # any bad id fails them all
+    by_type: dict[str, list[int]] = {}
+    for type_name, pk in decoded:
+        by_type.setdefault(type_name, []).append(pk)
+    loaders = {name: getattr(context.loaders, _BY_ID[name]) for name in by_type}
+    # one batch per type, all together: no future or task per id
+    await asyncio.gather(*(loaders[name].load_all(pks) for name, pks in by_type.items()))
+    return [loaders[name].known.get(pk) for name, pk in decoded]
 
 
 def _rate_limit(context: Context, root: Any, args: dict[str, Any]) -> RateLimit | None:
