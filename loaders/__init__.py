@@ -7,15 +7,16 @@ see reaches them as a `Scope`, which their SQL applies.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
+from functools import cached_property
 from operator import attrgetter
+from typing import Any
 
 from aiodataloader import DataLoader
 
 from app.db import Session
 from loaders import comments, issues, labels, organizations, projects, users
 from loaders._base import CountLoader, PageLoader, RowLoader
-from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, Scope
+from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope
 from loaders.rows import (
     COMMENTS,
     ISSUES,
@@ -43,103 +44,162 @@ class Loaders:
     """All loaders of one request, sharing its database session and scope."""
 
     def __init__(self, session: Session, scope: Scope = PUBLIC) -> None:
-        s = session
         self.session = session
         self.scope = scope
         # Which optional columns the statements read; the compiled executor narrows it
         # to what its operation selects (see `project`).
         self.projection = Projection()
-        rows = partial(RowLoader, projection=self.projection)
-        pages = partial(PageLoader, projection=self.projection)
-        self.user_by_id: RowLoader[int, UserRow] = rows(s, users.SELECT_USERS_BY_ID, USERS, _id)
-        self.user_by_login: RowLoader[str, UserRow] = rows(
-            s, users.SELECT_USERS_BY_LOGIN, USERS, lambda r: r.login.lower()
-        )
-        self.members_by_organization: PageLoader[MemberRow] = pages(
-            s, users.MEMBERS_BY_ORGANIZATION, scope, self.user_by_id, lambda r: r.user
-        )
-        self.organization_ids_by_user: RowLoader[int, tuple[int, tuple[int, ...]]] = rows(
-            s, users.SELECT_ORGANIZATION_IDS_BY_USER, users.organization_ids_row, lambda r: r[0]
-        )
-        self.member_count = CountLoader(s, users.MEMBERS_BY_ORGANIZATION, scope)
 
-        self.organization_by_id: RowLoader[int, OrganizationRow] = rows(
-            s, organizations.SELECT_ORGANIZATIONS_BY_ID, ORGANIZATIONS, _id
-        )
-        self.organization_by_slug: RowLoader[str, OrganizationRow] = rows(
-            s,
-            organizations.SELECT_ORGANIZATIONS_BY_SLUG,
-            ORGANIZATIONS,
-            lambda r: r.slug,
-        )
-        self.organizations: PageLoader[OrganizationRow] = pages(
-            s, organizations.ALL_ORGANIZATIONS, scope
-        )
-        self.organization_count = CountLoader(s, organizations.ALL_ORGANIZATIONS, scope)
-        self.organizations_by_user: PageLoader[OrganizationRow] = pages(
-            s, organizations.ORGANIZATIONS_BY_USER, scope
-        )
-        self.organization_count_by_user = CountLoader(s, organizations.ORGANIZATIONS_BY_USER, scope)
+    # Each loader is made when first used: a request uses a few of them.
 
-        self.project_by_id: RowLoader[int, ProjectRow] = rows(
-            s, projects.SELECT_PROJECTS_BY_ID, PROJECTS, _id, scope=scope
+    def _rows(self, sql: str, rows: Any, key_of: Any, **options: Any) -> RowLoader[Any, Any]:
+        return RowLoader(self.session, sql, rows, key_of, projection=self.projection, **options)
+
+    def _pages(
+        self, spec: PageSpec[Any], primes: Any = None, unwrap: Any = None
+    ) -> PageLoader[Any]:
+        return PageLoader(self.session, spec, self.scope, primes, unwrap, self.projection)
+
+    def _count(self, spec: PageSpec[Any]) -> CountLoader:
+        return CountLoader(self.session, spec, self.scope)
+
+    @cached_property
+    def user_by_id(self) -> RowLoader[int, UserRow]:
+        return self._rows(users.SELECT_USERS_BY_ID, USERS, _id)
+
+    @cached_property
+    def user_by_login(self) -> RowLoader[str, UserRow]:
+        return self._rows(users.SELECT_USERS_BY_LOGIN, USERS, lambda r: r.login.lower())
+
+    @cached_property
+    def members_by_organization(self) -> PageLoader[MemberRow]:
+        return self._pages(users.MEMBERS_BY_ORGANIZATION, self.user_by_id, lambda r: r.user)
+
+    @cached_property
+    def organization_ids_by_user(self) -> RowLoader[int, tuple[int, tuple[int, ...]]]:
+        return self._rows(
+            users.SELECT_ORGANIZATION_IDS_BY_USER, users.organization_ids_row, lambda r: r[0]
         )
-        self.project_by_key: RowLoader[str, ProjectRow] = rows(
-            s,
+
+    @cached_property
+    def member_count(self) -> CountLoader:
+        return self._count(users.MEMBERS_BY_ORGANIZATION)
+
+    @cached_property
+    def organization_by_id(self) -> RowLoader[int, OrganizationRow]:
+        return self._rows(organizations.SELECT_ORGANIZATIONS_BY_ID, ORGANIZATIONS, _id)
+
+    @cached_property
+    def organization_by_slug(self) -> RowLoader[str, OrganizationRow]:
+        return self._rows(
+            organizations.SELECT_ORGANIZATIONS_BY_SLUG, ORGANIZATIONS, lambda r: r.slug
+        )
+
+    @cached_property
+    def organizations(self) -> PageLoader[OrganizationRow]:
+        return self._pages(organizations.ALL_ORGANIZATIONS)
+
+    @cached_property
+    def organization_count(self) -> CountLoader:
+        return self._count(organizations.ALL_ORGANIZATIONS)
+
+    @cached_property
+    def organizations_by_user(self) -> PageLoader[OrganizationRow]:
+        return self._pages(organizations.ORGANIZATIONS_BY_USER)
+
+    @cached_property
+    def organization_count_by_user(self) -> CountLoader:
+        return self._count(organizations.ORGANIZATIONS_BY_USER)
+
+    @cached_property
+    def project_by_id(self) -> RowLoader[int, ProjectRow]:
+        return self._rows(projects.SELECT_PROJECTS_BY_ID, PROJECTS, _id, scope=self.scope)
+
+    @cached_property
+    def project_by_key(self) -> RowLoader[str, ProjectRow]:
+        return self._rows(
             projects.SELECT_PROJECTS_BY_KEY,
             PROJECTS,
             lambda r: projects.project_ref(r.organization_id, r.key),
-            scope=scope,
-        )
-        self.projects_by_organization: PageLoader[ProjectRow] = pages(
-            s, projects.PROJECTS_BY_ORGANIZATION, scope, self.project_by_id
-        )
-        self.project_count_by_organization = CountLoader(
-            s, projects.PROJECTS_BY_ORGANIZATION, scope
+            scope=self.scope,
         )
 
-        self.issue_by_id: RowLoader[int, IssueRow] = rows(
-            s, issues.SELECT_ISSUES_BY_ID, ISSUES, _id, scope=scope
-        )
-        self.issue_by_number: RowLoader[tuple[int, int], IssueRow] = rows(
-            s,
+    @cached_property
+    def projects_by_organization(self) -> PageLoader[ProjectRow]:
+        return self._pages(projects.PROJECTS_BY_ORGANIZATION, self.project_by_id)
+
+    @cached_property
+    def project_count_by_organization(self) -> CountLoader:
+        return self._count(projects.PROJECTS_BY_ORGANIZATION)
+
+    @cached_property
+    def issue_by_id(self) -> RowLoader[int, IssueRow]:
+        return self._rows(issues.SELECT_ISSUES_BY_ID, ISSUES, _id, scope=self.scope)
+
+    @cached_property
+    def issue_by_number(self) -> RowLoader[tuple[int, int], IssueRow]:
+        return self._rows(
             issues.SELECT_ISSUES_BY_NUMBER,
             ISSUES,
             lambda r: (r.project_id, r.number),
             arguments=lambda keys: ([k[0] for k in keys], [k[1] for k in keys]),
         )
-        self.issues_by_project: PageLoader[IssueRow] = pages(
-            s, issues.ISSUES_BY_PROJECT, scope, self.issue_by_id
-        )
-        self.issue_count_by_project = CountLoader(s, issues.ISSUES_BY_PROJECT, scope)
-        self.issues_by_author: PageLoader[IssueRow] = pages(
-            s, issues.ISSUES_BY_AUTHOR, scope, self.issue_by_id
-        )
-        self.issue_count_by_author = CountLoader(s, issues.ISSUES_BY_AUTHOR, scope)
-        self.issues_by_assignee: PageLoader[IssueRow] = pages(
-            s, issues.ISSUES_BY_ASSIGNEE, scope, self.issue_by_id
-        )
-        self.issue_count_by_assignee = CountLoader(s, issues.ISSUES_BY_ASSIGNEE, scope)
 
-        self.label_by_id: RowLoader[int, LabelRow] = rows(
-            s, labels.SELECT_LABELS_BY_ID, LABELS, _id, scope=scope
-        )
-        self.labels_by_project: PageLoader[LabelRow] = pages(
-            s, labels.LABELS_BY_PROJECT, scope, self.label_by_id
-        )
-        self.label_count_by_project = CountLoader(s, labels.LABELS_BY_PROJECT, scope)
-        self.labels_by_issue: PageLoader[LabelRow] = pages(
-            s, labels.LABELS_BY_ISSUE, scope, self.label_by_id
-        )
-        self.label_count_by_issue = CountLoader(s, labels.LABELS_BY_ISSUE, scope)
+    @cached_property
+    def issues_by_project(self) -> PageLoader[IssueRow]:
+        return self._pages(issues.ISSUES_BY_PROJECT, self.issue_by_id)
 
-        self.comment_by_id: RowLoader[int, CommentRow] = rows(
-            s, comments.SELECT_COMMENTS_BY_ID, COMMENTS, _id, scope=scope
-        )
-        self.comments_by_issue: PageLoader[CommentRow] = pages(
-            s, comments.COMMENTS_BY_ISSUE, scope, self.comment_by_id
-        )
-        self.comment_count_by_issue = CountLoader(s, comments.COMMENTS_BY_ISSUE, scope)
+    @cached_property
+    def issue_count_by_project(self) -> CountLoader:
+        return self._count(issues.ISSUES_BY_PROJECT)
+
+    @cached_property
+    def issues_by_author(self) -> PageLoader[IssueRow]:
+        return self._pages(issues.ISSUES_BY_AUTHOR, self.issue_by_id)
+
+    @cached_property
+    def issue_count_by_author(self) -> CountLoader:
+        return self._count(issues.ISSUES_BY_AUTHOR)
+
+    @cached_property
+    def issues_by_assignee(self) -> PageLoader[IssueRow]:
+        return self._pages(issues.ISSUES_BY_ASSIGNEE, self.issue_by_id)
+
+    @cached_property
+    def issue_count_by_assignee(self) -> CountLoader:
+        return self._count(issues.ISSUES_BY_ASSIGNEE)
+
+    @cached_property
+    def label_by_id(self) -> RowLoader[int, LabelRow]:
+        return self._rows(labels.SELECT_LABELS_BY_ID, LABELS, _id, scope=self.scope)
+
+    @cached_property
+    def labels_by_project(self) -> PageLoader[LabelRow]:
+        return self._pages(labels.LABELS_BY_PROJECT, self.label_by_id)
+
+    @cached_property
+    def label_count_by_project(self) -> CountLoader:
+        return self._count(labels.LABELS_BY_PROJECT)
+
+    @cached_property
+    def labels_by_issue(self) -> PageLoader[LabelRow]:
+        return self._pages(labels.LABELS_BY_ISSUE, self.label_by_id)
+
+    @cached_property
+    def label_count_by_issue(self) -> CountLoader:
+        return self._count(labels.LABELS_BY_ISSUE)
+
+    @cached_property
+    def comment_by_id(self) -> RowLoader[int, CommentRow]:
+        return self._rows(comments.SELECT_COMMENTS_BY_ID, COMMENTS, _id, scope=self.scope)
+
+    @cached_property
+    def comments_by_issue(self) -> PageLoader[CommentRow]:
+        return self._pages(comments.COMMENTS_BY_ISSUE, self.comment_by_id)
+
+    @cached_property
+    def comment_count_by_issue(self) -> CountLoader:
+        return self._count(comments.COMMENTS_BY_ISSUE)
 
     def project(self, wanted: Mapping[type, frozenset[str]] | None) -> None:
         """Read only the optional columns in `wanted` from now on (None: all of them).
