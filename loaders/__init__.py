@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from operator import attrgetter
 from typing import Any
 
 from aiodataloader import DataLoader
 
 from app.db import Session
 from loaders import comments, issues, labels, organizations, projects, users
-from loaders._base import CountLoader, PageLoader, RowLoader
+from loaders._base import CountLoader, PageLoader, RowLoader, by_id
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope
 from loaders.rows import (
     COMMENTS,
@@ -26,6 +25,7 @@ from loaders.rows import (
     USERS,
     CommentRow,
     IssueRow,
+    Join,
     LabelRow,
     MemberRow,
     OrganizationRow,
@@ -37,7 +37,7 @@ from loaders.rows import (
 __all__ = ["BY_ID", "PUBLIC", "Loaders", "Order", "Page", "PageRequest", "Scope"]
 
 
-_id = attrgetter("id")  # the key of a row by id
+_id = by_id
 
 
 class Loaders:
@@ -49,6 +49,7 @@ class Loaders:
         # Which optional columns the statements read; the compiled executor narrows it
         # to what its operation selects (see `project`).
         self.projection = Projection()
+        self._joins: Mapping[type, frozenset[tuple[str, str]]] = {}
 
     # Each loader is made when first used: a request uses a few of them.
 
@@ -201,12 +202,32 @@ class Loaders:
     def comment_count_by_issue(self) -> CountLoader:
         return self._count(comments.COMMENTS_BY_ISSUE)
 
-    def project(self, wanted: Mapping[type, frozenset[str]] | None) -> None:
-        """Read only the optional columns in `wanted` from now on (None: all of them).
-        Rows already loaded under another projection are forgotten."""
-        if wanted != self.projection.wanted:
+    def project(
+        self,
+        wanted: Mapping[type, frozenset[str]] | None,
+        joins: Mapping[type, frozenset[tuple[str, str]]] | None = None,
+    ) -> None:
+        """Read only the optional columns in `wanted` from now on (None: all of them), and
+        with rows of each type in `joins` the rows their columns point to, for the by-id
+        loaders named (a pair (column, loader name)) that can take them. Rows already
+        loaded under another projection are forgotten."""
+        joins = joins or {}
+        if wanted != self.projection.wanted or joins != self._joins:
             self.clear_all()
             self.projection.wanted = wanted
+            self._joins = joins
+            self.projection.joins = {
+                row: bound for row, pairs in joins.items() if (bound := self._bind(pairs))
+            }
+
+    def _bind(self, pairs: frozenset[tuple[str, str]]) -> tuple[Join, ...]:
+        found = []
+        for key, name in sorted(pairs):
+            loader = getattr(self, name)
+            if isinstance(loader, RowLoader) and loader.joinable:
+                assert loader.columns is not None
+                found.append(Join(key, loader.columns, loader.known))
+        return tuple(found)
 
     def clear_all(self, scope: Scope | None = None) -> None:
         """Forget everything loaded so far: after a write, reads must see it. A new scope

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from aiodataloader import DataLoader
@@ -29,6 +30,8 @@ from loaders.rows import Columns, Projection
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
 
+by_id = attrgetter("id")  # the key of a row by id
+
 
 class RowLoader(DataLoader[K, R | None], Generic[K, R]):
     """Rows by a key; `arguments` turns the batch of keys into the statement's parameters.
@@ -49,10 +52,11 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         super().__init__()
         self._session = session
         self._sql = sql
-        self._columns = rows if isinstance(rows, Columns) else None
+        self.columns = rows if isinstance(rows, Columns) else None
         self._make_row = rows.make if isinstance(rows, Columns) else rows
         self._projection = projection
-        self._statements: dict[str, str] = {}  # by select list
+        # by select list and joins: the statement, and what makes a row of its records
+        self._statements: dict[str, tuple[str, Callable[[Any], R]]] = {}
         self._key_of = key_of
         self._arguments = arguments
         self._scope = scope
@@ -119,20 +123,32 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         if self._scope is not None:
             args += self._scope.arguments()
         found: dict[K, R] = {}
-        make_row, key_of = self._make_row, self._key_of
-        for record in await self._session.fetch(self._statement(), *args):
+        key_of = self._key_of
+        sql, make_row = self._statement()
+        for record in await self._session.fetch(sql, *args):
             row = make_row(record)
             found[key_of(row)] = row
         return [found.get(key) for key in keys]
 
-    def _statement(self) -> str:
-        if self._columns is None:
-            return self._sql
-        select = self._projection.select(self._columns)
-        sql = self._statements.get(select)
-        if sql is None:
-            sql = self._statements[select] = self._sql.replace("{columns}", select)
-        return sql
+    def _statement(self) -> tuple[str, Callable[[Any], R]]:
+        """The statement as the request's projection has it, and what makes its rows."""
+        if self.columns is None:
+            return self._sql, self._make_row
+        projection = self._projection
+        select = projection.select(self.columns)
+        joins = projection.joined(self.columns)
+        found = self._statements.get(select + joins)
+        if found is None:
+            sql = self._sql.replace("{columns}", select).replace("{joins}", joins)
+            found = (sql, projection.reader(self.columns) or self._make_row)
+            self._statements[select + joins] = found
+        return found
+
+    @property
+    def joinable(self) -> bool:
+        """Whether statements of other tables may read this loader's rows for it: it reads
+        whole rows by id, whatever the request may see (see loaders/rows.py, `Join`)."""
+        return self.columns is not None and self._scope is None and self._key_of is by_id
 
 
 class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):

@@ -137,11 +137,18 @@ class PageSpec(Generic[R]):
     extra: str = ""
     make_row: Callable[[Sequence[Any]], R] | None = None
 
-    def maker(self) -> Callable[[Sequence[Any]], R]:
-        return self.make_row or self.table.make
-
     def columns(self, projection: Projection) -> str:
+        if self.make_row is not None:  # rows of its own making: no joins
+            return projection.select_own(self.table) + self.extra
         return projection.select(self.table) + self.extra
+
+    def joins(self, projection: Projection) -> str:
+        return "" if self.make_row is not None else projection.joined(self.table)
+
+    def reader(self, projection: Projection) -> Callable[[Any], R] | None:
+        """What makes a row of a whole page record, where it joins other rows (None: the
+        maker of the record after its parent id, `make_row` or the table's)."""
+        return None if self.make_row is not None else projection.reader(self.table, skip=1)
 
 
 def _keyset(spec: PageSpec[Any], request: PageRequest, params: Params) -> tuple[str, str]:
@@ -187,7 +194,7 @@ def page_statement(
     sql = PAGE_TEMPLATE.format(
         parent_column=spec.parent_column,
         columns=spec.columns(projection),
-        source=spec.source,
+        source=spec.source + spec.joins(projection),
         conditions="".join(f"\n      AND {c}" for c in conditions),
         order=order,
     )
@@ -208,13 +215,21 @@ def count_statement(
 
 
 def split_pages(
-    spec: PageSpec[R], request: PageRequest, records: Sequence[Record]
+    spec: PageSpec[R],
+    request: PageRequest,
+    records: Sequence[Record],
+    projection: Projection = ALL_COLUMNS,
 ) -> dict[int, Page[R]]:
     """Each parent's page of a statement's records (parent id first, then the row)."""
     grouped: dict[int, list[R]] = defaultdict(list)
-    make_row = spec.maker()
-    for record in records:
-        grouped[record[0]].append(make_row(record[1:]))
+    read = spec.reader(projection)
+    if read is None:
+        make_row = spec.make_row or spec.table.make
+        for record in records:
+            grouped[record[0]].append(make_row(record[1:]))
+    else:
+        for record in records:
+            grouped[record[0]].append(read(record))
     return {parent: _page(request, rows) for parent, rows in grouped.items()}
 
 
@@ -256,7 +271,7 @@ async def load_request(
 ) -> dict[int, Page[R]]:
     """Each parent's page for one request, in one statement."""
     sql, args = page_statement(spec, request, scope, parents, projection)
-    pages = split_pages(spec, request, await session.fetch(sql, *args))
+    pages = split_pages(spec, request, await session.fetch(sql, *args), projection)
     if len(pages) < len(parents):
         empty: Page[R] = _page(request, [])
         for parent in parents:

@@ -8,7 +8,7 @@ from loaders.rows import COMMENTS, CommentRow
 
 SELECT_COMMENTS_BY_ID = f"""
 SELECT {{columns}}
-FROM comments c JOIN issues i ON i.id = c.issue_id JOIN projects p ON p.id = i.project_id
+FROM comments c JOIN issues i ON i.id = c.issue_id JOIN projects p ON p.id = i.project_id{{joins}}
 WHERE c.id = ANY($1::bigint[]) AND {VISIBLE}
 """
 

@@ -12,13 +12,13 @@ from loaders.rows import ISSUES, IssueRow
 
 SELECT_ISSUES_BY_ID = f"""
 SELECT {{columns}}
-FROM issues i JOIN projects p ON p.id = i.project_id
+FROM issues i JOIN projects p ON p.id = i.project_id{{joins}}
 WHERE i.id = ANY($1::bigint[]) AND {VISIBLE}
 """
 SELECT_ISSUES_BY_NUMBER = """
 SELECT {columns}
 FROM unnest($1::bigint[], $2::int[]) AS k(project_id, number)
-JOIN issues i ON i.project_id = k.project_id AND i.number = k.number
+JOIN issues i ON i.project_id = k.project_id AND i.number = k.number{joins}
 """
 
 ORDER_ATTRIBUTES = {"CREATED_AT": "created_at", "UPDATED_AT": "updated_at", "PRIORITY": "priority"}

@@ -8,7 +8,7 @@ from loaders.rows import LABELS, LabelRow
 
 SELECT_LABELS_BY_ID = f"""
 SELECT {{columns}}
-FROM labels l JOIN projects p ON p.id = l.project_id
+FROM labels l JOIN projects p ON p.id = l.project_id{{joins}}
 WHERE l.id = ANY($1::bigint[]) AND {VISIBLE}
 """
 

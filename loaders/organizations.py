@@ -5,9 +5,11 @@ from __future__ import annotations
 from loaders._keyset import PageSpec
 from loaders.rows import ORGANIZATIONS, OrganizationRow
 
-SELECT_ORGANIZATIONS_BY_ID = "SELECT {columns} FROM organizations o WHERE o.id = ANY($1::bigint[])"
+SELECT_ORGANIZATIONS_BY_ID = (
+    "SELECT {columns} FROM organizations o{joins} WHERE o.id = ANY($1::bigint[])"
+)
 SELECT_ORGANIZATIONS_BY_SLUG = (
-    "SELECT {columns} FROM organizations o WHERE o.slug = ANY($1::text[])"
+    "SELECT {columns} FROM organizations o{joins} WHERE o.slug = ANY($1::text[])"
 )
 
 # The root collection pages under a single parent, 0, so that it shares the machinery.

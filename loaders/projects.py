@@ -13,13 +13,13 @@ VISIBLE = (
     " OR p.organization_id = ANY($4::bigint[]))"
 )
 SELECT_PROJECTS_BY_ID = (
-    "SELECT {columns} FROM projects p WHERE p.id = ANY($1::bigint[]) AND " + VISIBLE
+    "SELECT {columns} FROM projects p{joins} WHERE p.id = ANY($1::bigint[]) AND " + VISIBLE
 )
 SELECT_PROJECTS_BY_KEY = f"""
 SELECT {{columns}}
 FROM unnest($1::text[]) AS k(ref)
 JOIN projects p ON p.organization_id = split_part(k.ref, '/', 1)::bigint
-               AND p.key = split_part(k.ref, '/', 2)
+               AND p.key = split_part(k.ref, '/', 2){{joins}}
 WHERE {VISIBLE}
 """
 

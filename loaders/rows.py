@@ -5,11 +5,17 @@ Each row type has a `Columns`: its select list, in the row's field order. Some c
 loader key, no sort order), so a query that selects none of those fields need not read
 them. A request's `Projection` says which optional columns its statements read; the
 others are selected as NULL, so that every row keeps the same layout.
+
+A projection may also *join*: a statement that reads rows of one table then reads, in the
+same statement, the row each of them points to in another (an issue's author), and hands
+those rows to the by-id loader of the other table, so that resolving the pointer costs no
+statement of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, Generic, NamedTuple, TypeVar, cast
@@ -91,10 +97,11 @@ class MemberRow(NamedTuple):
 
 
 class Columns(Generic[R]):
-    """A row type's select list under the table alias `alias`."""
+    """A row type's select list: the columns of `table` under the alias `alias`."""
 
-    def __init__(self, row: type[R], alias: str, optional: Iterable[str] = ()) -> None:
+    def __init__(self, row: type[R], table: str, alias: str, optional: Iterable[str] = ()) -> None:
         self.row = row
+        self.table = table
         self.alias = alias
         self.names: tuple[str, ...] = row._fields  # type: ignore[attr-defined]
         self.optional = frozenset(optional)
@@ -102,46 +109,104 @@ class Columns(Generic[R]):
         self.all = ", ".join(f"{alias}.{name}" for name in self.names)
         # A row from a sequence of values (a record): tuple.__new__ without a Python frame.
         self.make = cast(Callable[[Iterable[Any]], R], partial(tuple.__new__, row))
-        self._selects: dict[frozenset[str], str] = {}
+        self._selects: dict[tuple[frozenset[str], str | None], str] = {}
 
-    def select(self, wanted: frozenset[str] | None) -> str:
-        """The select list reading the optional columns in `wanted` (None: all)."""
-        if wanted is None:
+    def select(self, wanted: frozenset[str] | None, alias: str | None = None) -> str:
+        """The select list reading the optional columns in `wanted` (None: all), of the
+        table under `alias` (by default its own)."""
+        if wanted is None and alias is None:
             return self.all
-        wanted &= self.optional
-        found = self._selects.get(wanted)
+        wanted = self.optional if wanted is None else wanted & self.optional
+        found = self._selects.get((wanted, alias))
         if found is None:
             found = ", ".join(
                 f"NULL AS {name}"
                 if name in self.optional and name not in wanted
-                else f"{self.alias}.{name}"
+                else f"{alias or self.alias}.{name}"
                 for name in self.names
             )
-            self._selects[wanted] = found
+            self._selects[wanted, alias] = found
         return found
 
 
-class Projection:
-    """The optional columns a request's statements read, by row type; `wanted` None (the
-    default) reads every column. Shared by all the loaders of a request."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Join:
+    """Rows of `target` that a row points to by its column `key`, read with it by a LEFT
+    JOIN on the target's id and put into `known` (the target's by-id loader's rows)."""
 
-    __slots__ = ("wanted",)
+    key: str
+    target: Columns[Any]
+    known: dict[Any, Any]
+
+
+class Projection:
+    """The optional columns a request's statements read, by row type (`wanted` None, the
+    default, reads every column), and the rows they join, by row type. Shared by all the
+    loaders of a request."""
+
+    __slots__ = ("joins", "wanted")
 
     def __init__(self) -> None:
         self.wanted: Mapping[type, frozenset[str]] | None = None
+        self.joins: Mapping[type, tuple[Join, ...]] = {}
+
+    def _wanted(self, columns: Columns[Any]) -> frozenset[str] | None:
+        return None if self.wanted is None else self.wanted.get(columns.row, frozenset())
+
+    def select_own(self, columns: Columns[Any]) -> str:
+        """The select list of `columns`'s rows alone."""
+        return columns.select(self._wanted(columns))
 
     def select(self, columns: Columns[Any]) -> str:
-        if self.wanted is None:
+        """The select list of `columns`'s rows, then of the rows they join."""
+        if self.wanted is None and not self.joins:
             return columns.all
-        return columns.select(self.wanted.get(columns.row, frozenset()))
+        found = columns.select(self._wanted(columns))
+        for n, join in enumerate(self.joins.get(columns.row, ())):
+            found += ", " + join.target.select(self._wanted(join.target), f"j{n}")
+        return found
+
+    def joined(self, columns: Columns[Any]) -> str:
+        """The LEFT JOINs the select list of `columns` reads (or nothing)."""
+        return "".join(
+            f" LEFT JOIN {join.target.table} j{n} ON j{n}.id = {columns.alias}.{join.key}"
+            for n, join in enumerate(self.joins.get(columns.row, ()))
+        )
+
+    def reader(self, columns: Columns[Any], skip: int = 0) -> Callable[[Any], Any] | None:
+        """What makes a row of a record whose first `skip` values are not the row's and
+        hands the rows the record joins to their loaders; None where there are no joins
+        (`columns.make` of the record after `skip` makes the row)."""
+        joins = self.joins.get(columns.row, ())
+        if not joins:
+            return None
+        make, start = columns.make, skip
+        end = start + len(columns.names)
+        parts = []
+        for join in joins:
+            width = len(join.target.names)
+            parts.append((end, end + width, join.target.make, join.known))
+            end += width
+        stop = start + len(columns.names)
+
+        def read(record: Any) -> Any:
+            for first, last, make_joined, known in parts:
+                key = record[first]
+                if key is not None and key not in known:
+                    known[key] = make_joined(record[first:last])
+            return make(record[start:stop])
+
+        return read
 
 
-USERS = Columns(UserRow, "u", ("name", "email", "bio", "created_at"))
-ORGANIZATIONS = Columns(OrganizationRow, "o", ("name", "description", "created_at"))
-PROJECTS = Columns(ProjectRow, "p", ("name", "description", "created_at"))
-ISSUES = Columns(IssueRow, "i", ("title", "body", "closed_at"))
-LABELS = Columns(LabelRow, "l", ("color", "created_at"))
-COMMENTS = Columns(CommentRow, "c", ("body", "updated_at"))
+USERS = Columns(UserRow, "users", "u", ("name", "email", "bio", "created_at"))
+ORGANIZATIONS = Columns(
+    OrganizationRow, "organizations", "o", ("name", "description", "created_at")
+)
+PROJECTS = Columns(ProjectRow, "projects", "p", ("name", "description", "created_at"))
+ISSUES = Columns(IssueRow, "issues", "i", ("title", "body", "closed_at"))
+LABELS = Columns(LabelRow, "labels", "l", ("color", "created_at"))
+COMMENTS = Columns(CommentRow, "comments", "c", ("body", "updated_at"))
 COLUMNS: dict[type, Columns[Any]] = {
     c.row: c for c in (USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS)
 }

@@ -9,8 +9,10 @@ from app.db import Session
 from loaders._keyset import PageSpec
 from loaders.rows import USER_COLUMNS, USERS, MemberRow, UserRow
 
-SELECT_USERS_BY_ID = "SELECT {columns} FROM users u WHERE u.id = ANY($1::bigint[])"
-SELECT_USERS_BY_LOGIN = "SELECT {columns} FROM users u WHERE lower(u.login) = ANY($1::text[])"
+SELECT_USERS_BY_ID = "SELECT {columns} FROM users u{joins} WHERE u.id = ANY($1::bigint[])"
+SELECT_USERS_BY_LOGIN = (
+    "SELECT {columns} FROM users u{joins} WHERE lower(u.login) = ANY($1::text[])"
+)
 SELECT_VIEWER = f"""
 SELECT {USER_COLUMNS},
        coalesce(array_agg(m.organization_id) FILTER (WHERE m.user_id IS NOT NULL), '{{}}'),

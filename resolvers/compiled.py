@@ -9,7 +9,9 @@ document: fragments merged, directives applied, each field bound to its declared
 (one loader batch per field per level; all fields of a level concurrently, so their
 loaders batch together) and writes plain dicts in selection order, with code generated per
 selected type (resolvers/_shapes.py). A plan also records which optional columns of each
-table its fields read, and narrows the request's loaders to them (loaders/rows.py).
+table its fields read, and narrows the request's loaders to them, and which rows its rows
+point to (an issue's author), which the statements reading them then join: the fields
+that follow such a pointer find their rows loaded (loaders/rows.py, `Join`).
 
 It follows graphql-core's semantics for what it covers: aliases, fragments, @skip/@include,
 __typename, abstract types, argument and variable coercion, errors with paths and
@@ -108,6 +110,7 @@ class Plan:
     root: Shape
     root_type: str
     columns: dict[type, frozenset[str]]  # the optional columns its fields read, by row type
+    joins: dict[type, frozenset[tuple[str, str]]]  # the rows its rows point to, by row type
 
 
 @dataclass(slots=True)
@@ -155,7 +158,7 @@ class CompiledExecutor:
         plan = self._plan(document, operation, coerced)
         if plan is None:
             return None
-        context.loaders.project(plan.columns)
+        context.loaders.project(plan.columns, plan.joins)
         run = _Run(context, coerced)
         results = await _objects(run, {plan.root_type: plan.root}, [ROOT_SOURCE], [()])
         return ExecutionResult(data=results[0], errors=run.errors or None)
@@ -230,11 +233,16 @@ class _Planner:
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         self.columns: dict[type, set[str]] = {}
+        self.joins: dict[type, set[tuple[str, str]]] = {}
 
     def _reads(self, type_name: str, need: Need) -> None:
-        """Note the optional columns of the parent's row a field reads."""
+        """Note the optional columns of the parent's row a field reads, and the rows it
+        points to, which the statements reading it may join."""
         row = ROW_CLASSES.get(type_name)
         if row is None:
+            return
+        if isinstance(need, Row):
+            self.joins.setdefault(row, set()).add((need.key, need.loader))
             return
         if isinstance(need, Attr):
             names: Sequence[str] = (need.name,)
@@ -250,7 +258,8 @@ class _Planner:
         assert root is not None
         shape = self.shape(root, [operation.selection_set])
         columns = {row: frozenset(names) for row, names in self.columns.items()}
-        return Plan(operation, shape, root.name, columns)
+        joins = {row: frozenset(pairs) for row, pairs in self.joins.items()}
+        return Plan(operation, shape, root.name, columns, joins)
 
     def shape(self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]) -> Shape:
         grouped: OrderedDict[str, list[FieldNode]] = OrderedDict()

@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from app.context import build_context
+from app.execution import format_errors
 from app.policy import ANONYMOUS
 from tests.conftest import RecordingSession, Run, services_with, viewer_for
 from tests.conftest import _compiled as compiled_executor
@@ -148,10 +149,70 @@ async def test_a_query_reads_only_the_optional_columns_it_selects(
         assert f"NULL AS {column}" in lean[table] and f"c.{column}" in full[table]
     for column in ("title", "body"):
         assert f"NULL AS {column}" in lean["issues i"] and f"i.{column}" in full["issues i"]
+    # the authors come with the issues that point to them
     for column in ("name", "created_at"):
-        assert f"NULL AS {column}" in lean["users u"] and f"u.{column}" in full["users u"]
+        assert f"NULL AS {column}" in lean["issues i"] and f"j0.{column}" in full["issues i"]
     # what access rules, keys and orders read is always there
     assert "i.author_id" in lean["issues i"] and "i.created_at" in lean["issues i"]
 
 
-TABLES = ("comments c", "issues i", "users u")
+TABLES = ("comments c", "issues i")
+
+
+async def compiled_statements(
+    conn: asyncpg.Connection, query: str, variables: dict[str, Any]
+) -> tuple[Any, list[str]]:
+    session = RecordingSession(conn)
+    context = build_context(session, ANONYMOUS, services_with())
+    result = await compiled_executor.execute(compiled_executor.prepare(query), context, variables)
+    await session.close()
+    assert not result.errors, result.errors
+    return result.data, [sql for sql, _ in session.log]
+
+
+@pytest.mark.parametrize("size", [2, 20])
+async def test_compiled_queries_cost_one_statement_per_list_level(
+    conn: asyncpg.Connection, run: Run, make: Any, size: int
+) -> None:
+    """Authors and assignees come in the statement of the issues and comments that point
+    to them: the organization, then one statement per list, whatever the sizes."""
+    user = await make.user()
+    slug = await make.tree(20, user)
+    variables = {"slug": slug, "n": size}
+
+    data, statements = await compiled_statements(conn, NESTED, variables)
+
+    projects = data["organization"]["projects"]["nodes"]
+    assert len(projects) == size and all(len(p["issues"]["nodes"]) == size for p in projects)
+    authors = [i["author"] for p in projects for i in p["issues"]["nodes"]]
+    assert all(author and author["login"] for author in authors)
+    # organization, projects, issues (with authors and assignees), labels, comments (with
+    # authors)
+    assert len(statements) == 5
+    assert not any(sql.lstrip().startswith("SELECT u.") for sql in statements)
+    assert data == (await run(NESTED, variables)).data  # the standard executor's answer
+
+
+async def test_a_joined_row_is_the_row_its_loader_reads(
+    conn: asyncpg.Connection, make: Any
+) -> None:
+    """A user read with an issue is the user of `user(login:)`: same fields, same access."""
+    author = await make.user(login="joined-author", name="Joined Author")
+    slug = await make.tree(1, author)
+    query = """query($slug: String!) { organization(slug: $slug) { projects(first: 1) {
+      nodes { issues(first: 1) { nodes { author { id login name createdAt email } } } } } }
+      user(login: "joined-author") { id login name createdAt } }"""
+
+    session = RecordingSession(conn)
+    context = build_context(session, ANONYMOUS, services_with())
+    result = await compiled_executor.execute(
+        compiled_executor.prepare(query), context, {"slug": slug}
+    )
+    await session.close()
+
+    issue = result.data["organization"]["projects"]["nodes"][0]["issues"]["nodes"][0]
+    found = {k: v for k, v in issue["author"].items() if k != "email"}
+    assert found == {**result.data["user"]}
+    assert found["name"] == "Joined Author"
+    assert issue["author"]["email"] is None  # anonymous viewers read no emails
+    assert [e["extensions"]["code"] for e in format_errors(result.errors)] == ["FORBIDDEN"]
