@@ -106,6 +106,11 @@ class Columns(Generic[R]):
         self.names: tuple[str, ...] = row._fields  # type: ignore[attr-defined]
         self.optional = frozenset(optional)
         assert self.optional <= set(self.names), self.optional - set(self.names)
+        # The columns that may hold NULL: those the row type annotates `… | None` (a test
+        # holds the annotations to the tables' NOT NULL constraints).
+        self.nullable = frozenset(
+            name for name, kind in row.__annotations__.items() if "None" in str(kind)
+        )
         self.all = ", ".join(f"{alias}.{name}" for name in self.names)
         # A row from a sequence of values (a record): tuple.__new__ without a Python frame.
         self.make = cast(Callable[[Iterable[Any]], R], partial(tuple.__new__, row))

@@ -4,6 +4,7 @@ For each object type a compiled plan selects, a `Shape` holds its fields in sele
 order and two functions generated from them once, when the plan is made:
 
     clean(S)     whether every source row has a value for each non-null attribute field
+                 (but those read off a table's column that is NOT NULL)
     build(S, C)  the objects of a level: one dict display per source row, with each
                  attribute read and serialised inline, the values of resolved fields taken
                  from their columns in C, and None in the place of object fields (which
@@ -22,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from resolvers.needs import Attr
+from loaders.rows import COLUMNS
+from resolvers.needs import ROW_TYPES, Attr
 
 if TYPE_CHECKING:
     from resolvers.compiled import FieldPlan
@@ -58,8 +60,15 @@ class Shape:
         self.clean, self.build = _generate(self)
 
 
+_TABLES = {name: COLUMNS[row] for row, name in ROW_TYPES.items()}
+
+
 def _generate(shape: Shape) -> tuple[Any, Any]:
     namespace: dict[str, Any] = {"enum_value": enum_value}
+    table = _TABLES.get(shape.type_name)
+    # a row's column that may not hold NULL needs no check (a selected optional column is
+    # read, so only what the table allows to be NULL can be)
+    never_null = frozenset(table.names) - table.nullable if table is not None else frozenset()
     entries: list[str] = []
     required: list[str] = []
     for n, plan in enumerate(shape.fields):
@@ -74,7 +83,8 @@ def _generate(shape: Shape) -> tuple[Any, Any]:
         if type(plan.need) is Attr:
             value = f"s.{plan.need.name}"
             if not plan.nullable:
-                required.append(f"{value} is None")
+                if plan.need.name not in never_null:
+                    required.append(f"{value} is None")
                 present = True
         else:
             value = f"C{n}[i]"

@@ -10,6 +10,7 @@ import pytest
 from app.context import build_context
 from app.execution import format_errors
 from app.policy import ANONYMOUS
+from loaders.rows import COLUMNS
 from tests.conftest import RecordingSession, Run, services_with, viewer_for
 from tests.conftest import _compiled as compiled_executor
 
@@ -216,3 +217,18 @@ async def test_a_joined_row_is_the_row_its_loader_reads(
     assert found["name"] == "Joined Author"
     assert issue["author"]["email"] is None  # anonymous viewers read no emails
     assert [e["extensions"]["code"] for e in format_errors(result.errors)] == ["FORBIDDEN"]
+
+
+async def test_rows_know_which_columns_may_be_null(conn: asyncpg.Connection) -> None:
+    """The compiled executor checks for NULL only where a table allows it: the row types'
+    `… | None` annotations must be exactly the columns without NOT NULL."""
+    for columns in COLUMNS.values():
+        nullable = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = $1"
+            " AND is_nullable = 'YES' AND column_name = ANY($2::text[])",
+            columns.table,
+            list(columns.names),
+        )
+        assert {r["column_name"] for r in nullable} == columns.nullable, columns.table
+
