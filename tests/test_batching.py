@@ -231,4 +231,3 @@ async def test_rows_know_which_columns_may_be_null(conn: asyncpg.Connection) -> 
             list(columns.names),
         )
         assert {r["column_name"] for r in nullable} == columns.nullable, columns.table
-
