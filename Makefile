@@ -8,7 +8,7 @@ WORKERS ?= 1
 .PHONY: run test install assets schema check lint typecheck bench clean
 
 run: install assets
-	$(BIN)/python -m app run --workers $(WORKERS)
+	$(BIN)/python -m server run --workers $(WORKERS)
 
 test: install assets
 	$(BIN)/python -m pytest
@@ -25,11 +25,12 @@ assets:
 	bash scripts/fetch_graphiql.sh
 
 schema: install
-	$(BIN)/python -m app schema schema.graphql
+	$(BIN)/python -m server schema schema.graphql
 
 lint: install
-	$(BIN)/ruff check app loaders resolvers tests bench
-	$(BIN)/ruff format --check app loaders resolvers tests bench
+	$(BIN)/ruff check core loaders domain execution resolvers server tests bench
+	$(BIN)/ruff format --check core loaders domain execution resolvers server tests bench
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
@@ -40,4 +41,4 @@ bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build app/static/graphiql .pgdata .pgdata-test
+	rm -rf $(VENV) build server/static/graphiql .pgdata .pgdata-test

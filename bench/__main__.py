@@ -29,7 +29,6 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app.auth import Tokens
 from bench import report
 from bench.database import (
     bench_database,
@@ -44,6 +43,7 @@ from bench.load import Measurement, client, measure
 from bench.queries import WORKLOADS
 from bench.report import Row, Run
 from bench.server import SERVERS, Server, ServerSpec, machine_busy_seconds, running_server
+from domain.auth import Tokens
 
 log = logging.getLogger("bench")
 

@@ -8,7 +8,7 @@ that failed or was killed half-way is simply redone by the next run. An advisory
 serialises loaders, so two bench runs (or the subscription bench) never load one database
 at the same time.
 
-On top of the generated data (app/seed.py) every bench database holds, in acme:
+On top of the generated data (core/seed.py) every bench database holds, in acme:
 - 60 more comments on WEB #1 (the `issue_page` query reads 50 of them), and the same 3
   labels at every scale (the generator draws 0 to 3 at random),
 - DEEP, a public project of 12,000 issues (the `deep_page` query reads issues 10,001-10,020),
@@ -29,11 +29,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from app import seed
-from app.__main__ import demo_password_hashes
-from app.embedded import start_embedded
-from app.migrate import migrate, migration_files
-from app.settings import get_settings
+from core import seed
+from core.embedded import start_embedded
+from core.migrate import migrate, migration_files
+from core.settings import get_settings
+from server.__main__ import demo_password_hashes
 
 log = logging.getLogger("bench")
 

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 ORGANIZATIONS, PROJECTS, ISSUES, COMMENTS = 4, 5, 10, 5  # the dashboard's page sizes
 

@@ -118,15 +118,15 @@ def per_request(url: str, executor: str, body: Path) -> float:
 
 async def child(url: str, executor_name: str, payload: dict[str, Any], requests: int) -> None:
     """Run one request `WARMUP + requests` times, as a server process would."""
-    from app.auth import Tokens
-    from app.context import Services, build_context
-    from app.db import Database
-    from app.execution import Executor
-    from app.main import GC_THRESHOLDS
-    from app.policy import ANONYMOUS, Access
-    from app.settings import Settings
-    from resolvers.compiled import CompiledExecutor
+    from core.db import Database
+    from core.settings import Settings
+    from domain.auth import Tokens
+    from domain.context import Services, build_context
+    from domain.policy import ANONYMOUS, Access
+    from execution.compiled import CompiledExecutor
+    from execution.documents import Executor
     from resolvers.schema import schema
+    from server.main import GC_THRESHOLDS
 
     compiled = CompiledExecutor(schema) if executor_name == "compiled" else None
     executor = Executor(schema, compiled=compiled)

@@ -35,7 +35,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 @dataclass(frozen=True, slots=True)
 class ServerSpec:
     name: str
-    factory: str = "app.main:create_app"
+    factory: str = "server.main:create_app"
     env: Mapping[str, str] = field(default_factory=dict)
     queries: tuple[str, ...] | None = None  # the workloads it answers; None: all of them
     description: str = ""

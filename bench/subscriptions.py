@@ -59,12 +59,12 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from app.auth import Tokens
-from app.settings import get_settings
 from bench import report
 from bench.database import bench_database, server_description
 from bench.server import HOST, Server, ServerSpec, cpu_seconds, running_server
-from resolvers._ids import encode_id
+from core.settings import get_settings
+from domain.auth import Tokens
+from execution.ids import encode_id
 
 log = logging.getLogger("bench")
 
@@ -838,7 +838,7 @@ def analyse(result: Result, servers: int) -> tuple[list[Group], list[str], int]:
         notes.append(
             f"hint: UNAVAILABLE with at least as many subscribers per process as the pool has "
             f"connections ({pool}): a subscription keeps the pooled connection "
-            "it resolved an event with until its next event (app/context.py "
+            "it resolved an event with until its next event (domain/context.py "
             "`renew_for_event` releases it only then), so idle subscriptions exhaust the pool, "
             "other subscribers' deliveries and every HTTP request wait the acquire timeout and "
             "fail, and the circuit breaker then opens"

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
-from app.db import Session
+from core.db import Session
 from loaders import comments, issues, labels, organizations, projects, users
 from loaders._base import CountLoader, PageLoader, RowLoader, by_id
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope

@@ -13,8 +13,8 @@ from typing import Any, Generic, TypeVar
 
 from aiodataloader import DataLoader
 
-from app import observability
-from app.db import Session
+from core import observability
+from core.db import Session
 from loaders._keyset import (
     ALL_COLUMNS,
     Page,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from app.db import Record, Session
+from core.db import Record, Session
 from loaders.rows import Columns, Projection
 
 R = TypeVar("R")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.db import Session
+from core.db import Session
 from loaders._keyset import PageSpec
 from loaders.rows import USER_COLUMNS, USERS, MemberRow, UserRow
 

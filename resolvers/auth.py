@@ -7,10 +7,10 @@ from datetime import datetime
 
 import strawberry
 
-from app import accounts
-from app.auth import hash_password, password_problem, verify_password
-from app.context import Context
-from app.errors import Unauthenticated
+from core.errors import Unauthenticated
+from domain.auth import hash_password, password_problem, verify_password
+from domain.context import Context
+from loaders import accounts
 from loaders.rows import UserRow
 from resolvers.payloads import UserError, user_error
 from resolvers.types import Ctx, User

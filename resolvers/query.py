@@ -8,13 +8,13 @@ from typing import Any
 
 import strawberry
 
-from app.errors import BadUserInput
+from core.errors import BadUserInput
+from execution.connection import Connection
+from execution.ids import decode_id
+from execution.pagination import PAGE_ARGUMENTS_DOC, page_request
 from loaders import BY_ID, Loaders
 from loaders._base import RowLoader
 from loaders.organizations import ROOT
-from resolvers._ids import decode_id
-from resolvers._pagination import PAGE_ARGUMENTS_DOC, page_request
-from resolvers.connection import Connection
 from resolvers.types import (
     NODE_CLASSES,
     After,

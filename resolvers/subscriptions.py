@@ -1,7 +1,7 @@
 """Live updates: issueEvents(projectId:) and issueCommentAdded(issueId:).
 
 Subscribing needs the right to read the project. Each event is checked against the access
-rules again when it is delivered (see app/events.py) and resolved with fresh loaders."""
+rules again when it is delivered (see domain/events.py) and resolved with fresh loaders."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from enum import Enum
 
 import strawberry
 
-from app.events import Delivery, EventRow
-from resolvers import _access
+from domain import permissions as _access
+from domain.events import Delivery, EventRow
 from resolvers.mutations._base import find
 from resolvers.types import Comment, Ctx, Issue, Label, User
 

@@ -11,8 +11,12 @@ from typing import Annotated, Any, TypeVar
 import strawberry
 from strawberry.types import Info
 
-from app.context import Context
-from app.errors import BadUserInput, Forbidden
+from core.errors import BadUserInput, Forbidden
+from domain import permissions as _access
+from domain.context import Context
+from execution.connection import Connection, PageInfo, page_info
+from execution.ids import encode_id
+from execution.pagination import PAGE_ARGUMENTS_DOC, page_request
 from loaders import BY_ID, PageRequest
 from loaders._base import CountLoader, PageLoader
 from loaders.comments import BY_CREATED_AT
@@ -28,10 +32,6 @@ from loaders.rows import (
     ProjectRow,
     UserRow,
 )
-from resolvers import _access
-from resolvers._ids import encode_id
-from resolvers._pagination import PAGE_ARGUMENTS_DOC, page_request
-from resolvers.connection import Connection, PageInfo, page_info
 from resolvers.enums import (
     IssueFilters,
     IssueOrder,
@@ -177,7 +177,7 @@ class OrganizationMemberEdge:
 class OrganizationMemberConnection(Connection[User]):
     @strawberry.field(description="The members of this page, with their roles and cursors.")
     def edges(self) -> list[OrganizationMemberEdge]:
-        from resolvers._pagination import encode_cursor
+        from execution.pagination import encode_cursor
 
         return [
             OrganizationMemberEdge(

@@ -4,16 +4,16 @@
 #
 # Pins exact versions of graphiql (3.x, the last line that ships a UMD build),
 # react and react-dom (18.x UMD builds). Installs them into a git-ignored work
-# folder, then copies just the four browser files into app/static/graphiql/
+# folder, then copies just the four browser files into server/static/graphiql/
 # (git-ignored too: third-party code is never committed) and writes
-# app/static/graphiql/VERSIONS.
+# server/static/graphiql/VERSIONS.
 #
 # Idempotent: does nothing when VERSIONS already matches the pins (--force
 # re-fetches anyway). Never fails the build: when npm is missing or the install
 # fails it prints a warning and exits 0, and the page falls back to unpkg with
 # the same pinned versions.
 #
-# Keep the pins in step with app/graphiql.py (tests/test_graphiql_page.py
+# Keep the pins in step with server/graphiql.py (tests/test_graphiql_page.py
 # checks that they agree).
 #
 # Environment: NPM (npm command, default "npm"), GRAPHIQL_WORK_DIR (install
@@ -25,7 +25,7 @@ REACT_VERSION="18.3.1"
 REACT_DOM_VERSION="18.3.1"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEST="$ROOT/app/static/graphiql"
+DEST="$ROOT/server/static/graphiql"
 WORK="${GRAPHIQL_WORK_DIR:-$ROOT/build/graphiql-npm}"
 NPM="${NPM:-npm}"
 
@@ -65,7 +65,7 @@ EOF
 warn() {
     echo "WARNING: fetch_graphiql: $*" >&2
     if up_to_date; then
-        echo "WARNING: fetch_graphiql: keeping the assets already in app/static/graphiql." >&2
+        echo "WARNING: fetch_graphiql: keeping the assets already in server/static/graphiql." >&2
     else
         echo "WARNING: fetch_graphiql: GraphiQL assets not installed; the GraphiQL page" \
             "will load them from the unpkg CDN (same pinned versions)." >&2
@@ -83,7 +83,7 @@ up_to_date() {
 }
 
 if [[ $force -eq 0 ]] && up_to_date; then
-    echo "fetch_graphiql: app/static/graphiql is up to date" \
+    echo "fetch_graphiql: server/static/graphiql is up to date" \
         "(graphiql $GRAPHIQL_VERSION, react $REACT_VERSION, react-dom $REACT_DOM_VERSION)"
     exit 0
 fi
@@ -147,5 +147,5 @@ done
 versions_text >"$DEST/VERSIONS.tmp"
 mv -f "$DEST/VERSIONS.tmp" "$DEST/VERSIONS"
 
-echo "fetch_graphiql: installed into app/static/graphiql:"
+echo "fetch_graphiql: installed into server/static/graphiql:"
 sed -e '/^#/d' -e 's/^/  /' "$DEST/VERSIONS"

@@ -21,17 +21,17 @@ import orjson
 import pytest
 from graphql import OperationType
 
-from app.__main__ import prepare_database
-from app.auth import Tokens
-from app.context import Services, build_context
-from app.db import Database, Record, Session
-from app.embedded import start_embedded
-from app.execution import Executor, format_errors
-from app.policy import ANONYMOUS, Access, Viewer
-from app.settings import Settings
+from core.db import Database, Record, Session
+from core.embedded import start_embedded
+from core.settings import Settings
+from domain.auth import Tokens
+from domain.context import Services, build_context
+from domain.policy import ANONYMOUS, Access, Viewer
+from execution.compiled import CompiledExecutor
+from execution.documents import Executor, format_errors
 from loaders.users import load_viewer
-from resolvers.compiled import CompiledExecutor
 from resolvers.schema import schema
+from server.__main__ import prepare_database
 
 TEST_SCALE = 0.05
 _addresses = itertools.count(1)
@@ -222,7 +222,7 @@ async def app_client(database: Database, **overrides: Any) -> AsyncIterator[Any]
     import httpx
     from asgi_lifespan import LifespanManager
 
-    from app.main import create_app
+    from server.main import create_app
 
     app = create_app(TEST_SETTINGS.model_copy(update=overrides), database=database)
     n = next(_addresses)

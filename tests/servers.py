@@ -30,7 +30,7 @@ def server_processes(count: int, database_url: str, **env: str) -> Iterator[list
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "app.main:create_app",
+                "server.main:create_app",
                 "--factory",
                 "--host",
                 "127.0.0.1",

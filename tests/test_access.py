@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.policy import Access
-from resolvers._ids import encode_id
+from domain.policy import Access
+from execution.ids import encode_id
 from tests.conftest import Run, services_with
 
 CHECKS = """
@@ -129,7 +129,7 @@ async def test_role_sees_and_may_do_what_the_rules_say(
     assert len(outcome.errors) == len(email_errors)
 
 
-SHIPPED = Path(__file__).resolve().parent.parent / "app" / "access"
+SHIPPED = Path(__file__).resolve().parent.parent / "domain" / "access"
 
 
 async def test_changing_a_policy_line_changes_behaviour(

@@ -41,9 +41,9 @@ import httpx
 import jwt
 import pytest
 
-from app.auth import Tokens
-from app.db import Database
-from resolvers._ids import decode_id, encode_id
+from core.db import Database
+from domain.auth import Tokens
+from execution.ids import decode_id, encode_id
 from tests.conftest import TEST_SETTINGS
 
 GUARD = 10.0  # seconds; a hang guard around each request, not a performance target
@@ -1218,7 +1218,7 @@ async def http(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     the test: a crash is one more wrong answer here."""
     from asgi_lifespan import LifespanManager
 
-    from app.main import create_app
+    from server.main import create_app
 
     app = create_app(TEST_SETTINGS, database=database)
     n = next(_addresses)

@@ -7,9 +7,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.context import build_context
-from app.execution import format_errors
-from app.policy import ANONYMOUS
+from domain.context import build_context
+from domain.policy import ANONYMOUS
+from execution.documents import format_errors
 from loaders.rows import COLUMNS
 from tests.conftest import RecordingSession, Run, services_with, viewer_for
 from tests.conftest import _compiled as compiled_executor

@@ -6,8 +6,8 @@ import asyncio
 import uuid
 from typing import Any
 
-from app.db import Database
-from resolvers._ids import encode_id
+from core.db import Database
+from execution.ids import encode_id
 from tests.conftest import services_with
 
 CREATE = """mutation($p: ID!, $t: String!, $l: [ID!]) { createIssue(input: {projectId: $p,

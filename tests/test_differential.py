@@ -13,7 +13,7 @@ from graphql import GraphQLNonNull, get_named_type, is_leaf_type, parse, validat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resolvers._ids import encode_id
+from execution.ids import encode_id
 from resolvers.schema import schema
 from tests.conftest import Run
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app import graphiql
+from server import graphiql
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "fetch_graphiql.sh"
 

@@ -1,6 +1,6 @@
 """Query analysis, limits and the hourly cost budget (in memory and in a real Redis).
 
-Documents are parsed and validated against the real schema. Cost rule (app/limits.py): each
+Documents are parsed and validated against the real schema. Cost rule (execution/limits.py): each
 connection or `nodes(ids:)` is one request per item of the connections above it; the cost is
 the sum of those products, at least 1.
 """
@@ -19,8 +19,9 @@ import pytest
 import redis.asyncio
 from graphql import GraphQLSyntaxError, get_introspection_query, parse, validate
 
-from app.errors import QueryTooComplex, RateLimited
-from app.limits import (
+from core.errors import QueryTooComplex, RateLimited
+from execution import pagination as _pagination
+from execution.limits import (
     DEFAULT_PAGE_SIZE,
     MAX_NODES,
     MAX_PAGE_SIZE,
@@ -33,7 +34,7 @@ from app.limits import (
     check,
     parse_within,
 )
-from resolvers import _pagination, query
+from resolvers import query
 from resolvers.schema import schema
 
 SCHEMA = schema._schema

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from app import seed
-from app.migrate import migrate, migration_files
+from core import seed
+from core.migrate import migrate, migration_files
 
 
 async def test_migrations_are_recorded_and_safe_to_run_twice(conn: asyncpg.Connection) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from resolvers._ids import encode_id
+from execution.ids import encode_id
 from tests.conftest import Run
 
 

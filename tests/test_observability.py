@@ -32,8 +32,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Scope
 
-from app import observability
-from app.observability import (
+from core import observability
+from core.observability import (
     OPERATION_LABELS_MAX,
     RequestIdMiddleware,
     configure_logging,
@@ -280,7 +280,7 @@ async def test_multiprocess_mode_merges_the_workers_files(
 ) -> None:
     worker = textwrap.dedent(
         """
-        from app import observability as o
+        from core import observability as o
         o.observe_pool(lambda: 4, lambda: 1)
         o.record_request("MultiprocessTest", 200, 0.01)
         o.record_sql(2)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.db import Database
+from core.db import Database
 from tests.conftest import app_client
 
 NESTED = """{ organizations(first: 100) { nodes { projects(first: 100) { nodes {

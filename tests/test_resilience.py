@@ -36,8 +36,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from app.__main__ import prepare_database
-from resolvers._ids import decode_id, encode_id
+from execution.ids import decode_id, encode_id
+from server.__main__ import prepare_database
 from tests.conftest import TEST_SETTINGS, services_with
 from tests.pg import ThrowawayPostgres, throwaway_postgres
 from tests.servers import _wait_healthy, free_port, server_processes
@@ -618,7 +618,7 @@ def _server_process(
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "app.main:create_app",
+                "server.main:create_app",
                 "--factory",
                 "--host",
                 "127.0.0.1",

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from resolvers._ids import encode_id
+from execution.ids import encode_id
 from tests.conftest import TEST_SETTINGS, services_with
 from tests.servers import server_processes
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from app.db import Session
+from core.db import Session
 from loaders.rows import COMMENT_COLUMNS, ISSUE_COLUMNS, CommentRow, IssueRow
 
 EVENTS_CHANNEL = "issuegraph_events"

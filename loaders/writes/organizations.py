@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.db import Session
+from core.db import Session
 from loaders.rows import ORGANIZATION_COLUMNS, OrganizationRow
 
 INSERT_ORGANIZATION = f"""

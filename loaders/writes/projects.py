@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.db import Session
+from core.db import Session
 from loaders.rows import LABEL_COLUMNS, PROJECT_COLUMNS, LabelRow, ProjectRow
 
 INSERT_PROJECT = f"""

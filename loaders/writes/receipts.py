@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.db import Session
+from core.db import Session
 
 CLAIM_RECEIPT = """
 INSERT INTO mutation_receipts (user_id, mutation, client_mutation_id) VALUES ($1, $2, $3)

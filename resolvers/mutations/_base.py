@@ -7,12 +7,12 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from app.context import Context
-from app.errors import Forbidden, NotFound, Unauthenticated
+from core.errors import Forbidden, NotFound, Unauthenticated
+from domain.context import Context
+from execution.ids import decode_id
 from loaders._base import RowLoader
 from loaders.rows import UserRow
 from loaders.writes import receipts
-from resolvers._ids import decode_id
 from resolvers.payloads import UserError, user_error
 
 T = TypeVar("T")

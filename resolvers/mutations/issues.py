@@ -11,12 +11,12 @@ from typing import Any
 
 import strawberry
 
-from app.context import Context
-from app.errors import BadUserInput
+from core.errors import BadUserInput
+from domain import permissions as _access
+from domain.context import Context
+from execution.ids import decode_id
 from loaders.rows import CommentRow, IssueRow, ProjectRow
 from loaders.writes import issues as writes
-from resolvers import _access
-from resolvers._ids import decode_id
 from resolvers.mutations._base import (
     MAX_BODY,
     MAX_TITLE,

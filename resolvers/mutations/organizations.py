@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import strawberry
 
-from app.context import Context
-from app.db import UniqueViolation
+from core.db import UniqueViolation
+from domain import permissions as _access
+from domain.context import Context
 from loaders.writes import organizations as writes
-from resolvers import _access
 from resolvers.enums import MembershipRole
 from resolvers.mutations._base import (
     MAX_DESCRIPTION,

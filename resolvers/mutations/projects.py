@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import strawberry
 
-from app.context import Context
-from app.db import UniqueViolation
+from core.db import UniqueViolation
+from domain import permissions as _access
+from domain.context import Context
 from loaders.rows import LabelRow, ProjectRow
 from loaders.writes import projects as writes
-from resolvers import _access
 from resolvers.enums import ProjectVisibility
 from resolvers.mutations._base import (
     COLOR,

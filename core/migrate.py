@@ -1,4 +1,4 @@
-"""Versioned migrations: numbered SQL files in app/migrations, applied in order.
+"""Versioned migrations: numbered SQL files in core/migrations, applied in order.
 
 Each file runs in its own transaction and is recorded in `schema_migrations`; an advisory
 lock makes concurrent runs (several instances starting at once) safe, and a second run
@@ -24,7 +24,7 @@ INSERT_APPLIED = "INSERT INTO schema_migrations (version) VALUES ($1)"
 
 
 def migration_files() -> list[tuple[str, str]]:
-    folder = resources.files("app") / "migrations"
+    folder = resources.files("core") / "migrations"
     files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.auth import Tokens
-from app.db import Database, Session
-from app.policy import Access, Policy, Viewer
-from app.settings import Settings
+from core.db import Database, Session
+from core.settings import Settings
+from domain.auth import Tokens
+from domain.policy import Access, Policy, Viewer
 from loaders import Loaders
 
 if TYPE_CHECKING:
-    from app.events import Delivery, EventHub
+    from domain.events import Delivery, EventHub
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,8 @@ from graphql import (
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 
-from app.errors import ClientError, QueryTimeout, TransientError, Unavailable
-from app.limits import Limits, parse_within
+from core.errors import ClientError, QueryTimeout, TransientError, Unavailable
+from execution.limits import Limits, parse_within
 
 log = logging.getLogger(__name__)
 

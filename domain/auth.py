@@ -19,7 +19,7 @@ from functools import lru_cache
 import bcrypt
 import jwt
 
-from app.errors import Unauthenticated
+from core.errors import Unauthenticated
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]

@@ -25,23 +25,23 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from app import observability
-from app.accounts import shared_secret
-from app.auth import Tokens
-from app.context import Services
-from app.db import Breaker, Database
-from app.embedded import start_embedded
-from app.events import EventHub
-from app.execution import Executor
-from app.graphiql import STATIC_DIR
-from app.http import GraphQLEndpoint
-from app.limits import Budget, Limits
-from app.persisted import MemoryStore, PersistedQueries, RedisStore, Store
-from app.policy import Access
-from app.settings import Settings, get_settings
-from app.websocket import GraphQLWebSocket
-from resolvers.compiled import CompiledExecutor
+from core import observability
+from core.db import Breaker, Database
+from core.embedded import start_embedded
+from core.settings import Settings, get_settings
+from domain.auth import Tokens
+from domain.context import Services
+from domain.events import EventHub
+from domain.policy import Access
+from execution.compiled import CompiledExecutor
+from execution.documents import Executor
+from execution.limits import Budget, Limits
+from execution.persisted import MemoryStore, PersistedQueries, RedisStore, Store
+from loaders.accounts import shared_secret
 from resolvers.schema import schema
+from server.graphiql import STATIC_DIR
+from server.http import GraphQLEndpoint
+from server.websocket import GraphQLWebSocket
 
 GC_THRESHOLDS = (50_000, 50, 100)
 # The endpoint answers other methods itself: a GraphQL-shaped 405 rather than plain text.

@@ -57,9 +57,8 @@ from graphql import (
 from graphql.execution.values import get_directive_values, get_variable_values
 from strawberry import Schema
 
-from loaders.rows import COLUMNS
-from resolvers._shapes import Shape, enum_value
-from resolvers.needs import (
+from execution._shapes import Shape, enum_value
+from execution.needs import (
     CONNECTION_NEEDS,
     EDGE_NEEDS,
     NEEDS,
@@ -71,6 +70,7 @@ from resolvers.needs import (
     Row,
     resolve_pages,
 )
+from loaders.rows import COLUMNS
 
 TYPENAME = "__typename"
 ROW_CLASSES = {name: row for row, name in ROW_TYPES.items()}

@@ -1,6 +1,6 @@
 """Who is asking, and what they may see and do.
 
-`Access` holds the Casbin enforcer (model and policy files in app/access/), loaded once per
+`Access` holds the Casbin enforcer (model and policy files in domain/access/), loaded once per
 process. Casbin's `enforce()` is synchronous and scans every policy line, so a decision is
 asked once per (traits, kind, action) and remembered: traits are the few attributes of the
 viewer in relation to an object that the rules read, so a whole page of issues usually
@@ -34,7 +34,7 @@ MEMO_LIMIT = 65_536
 
 
 def _access_file(name: str) -> Path:
-    return Path(str(resources.files("app") / "access" / name))
+    return Path(str(resources.files("domain") / "access" / name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from app.db import Session, UniqueViolation
-from app.errors import ClientError, RateLimited, Unauthenticated
+from core.db import Session, UniqueViolation
+from core.errors import ClientError, RateLimited, Unauthenticated
 from loaders.rows import USER_COLUMNS, UserRow
 
 INSERT_USER = f"""

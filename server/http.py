@@ -30,10 +30,9 @@ from limits.errors import StorageError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from app import observability as metrics
-from app.context import Services, build_context
-from app.db import Database, Session
-from app.errors import (
+from core import observability as metrics
+from core.db import Database, Session
+from core.errors import (
     ClientError,
     QueryTimeout,
     RateLimited,
@@ -41,10 +40,11 @@ from app.errors import (
     Unauthenticated,
     Unavailable,
 )
-from app.execution import Executor, Prepared, format_errors
-from app.limits import Analysis, Budget, BudgetState, analyze, check
-from app.persisted import PersistedQueries
-from app.policy import ANONYMOUS, Viewer
+from domain.context import Services, build_context
+from domain.policy import ANONYMOUS, Viewer
+from execution.documents import Executor, Prepared, format_errors
+from execution.limits import Analysis, Budget, BudgetState, analyze, check
+from execution.persisted import PersistedQueries
 from loaders.users import load_viewer
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class GraphQLEndpoint:
         return _respond(outcome.body, outcome.status, media_type, outcome.headers)
 
     def _graphiql(self, request: Request) -> Response:
-        from app.graphiql import render_graphiql
+        from server.graphiql import render_graphiql
 
         return HTMLResponse(render_graphiql(request.url.path))
 

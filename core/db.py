@@ -19,8 +19,8 @@ from typing import Any
 
 import asyncpg
 
-from app.errors import BadUserInput, DatabaseError, QueryTimeout, TransientError, Unavailable
-from app.observability import sql_span
+from core.errors import BadUserInput, DatabaseError, QueryTimeout, TransientError, Unavailable
+from core.observability import sql_span
 
 log = logging.getLogger(__name__)
 

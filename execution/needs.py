@@ -1,7 +1,7 @@
 """What each resolver field needs, declared as data for the compiled executor.
 
 The Strawberry resolvers in `types.py` and `query.py` await a loader per object. For the
-compiled executor (app/compiled.py), which fetches a whole operation level by level, each
+compiled executor (execution/compiled.py), which fetches a whole operation level by level, each
 such field also declares here how to get its values for a whole batch of parents at once:
 
     Attr(name)                 a plain attribute of the parent row (the default for fields
@@ -27,8 +27,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.context import Context
-from app.errors import BadUserInput, Forbidden
+from core.errors import BadUserInput, Forbidden
+from domain import permissions as _access
+from domain.context import Context
+from execution.connection import page_info
+from execution.ids import decode_id, encode_id
+from execution.pagination import encode_cursor, page_request
 from loaders import BY_ID
 from loaders.comments import BY_CREATED_AT
 from loaders.issues import order
@@ -42,10 +46,6 @@ from loaders.rows import (
     ProjectRow,
     UserRow,
 )
-from resolvers import _access
-from resolvers._ids import decode_id, encode_id
-from resolvers._pagination import encode_cursor, page_request
-from resolvers.connection import page_info
 from resolvers.query import MAX_NODES, RateLimit
 from resolvers.types import issue_filter_of
 

@@ -11,8 +11,8 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
+from execution.pagination import encode_cursor
 from loaders import Order, Page
-from resolvers._pagination import encode_cursor
 
 T = TypeVar("T")
 

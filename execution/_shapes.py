@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from execution.needs import ROW_TYPES, Attr
 from loaders.rows import COLUMNS
-from resolvers.needs import ROW_TYPES, Attr
 
 if TYPE_CHECKING:
-    from resolvers.compiled import FieldPlan
+    from execution.compiled import FieldPlan
 
 Serializer = Callable[[Any], Any]
 

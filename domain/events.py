@@ -19,44 +19,22 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
 
-from app.db import Database, Listener, Session
-from app.errors import DatabaseError
-from app.policy import Access, Policy, Viewer
+from core.db import Database, Listener, Session
+from core.errors import DatabaseError
+from domain.policy import Access, Policy, Viewer
 from loaders import Loaders, Scope
-from loaders.rows import PROJECT_COLUMNS, USER_COLUMNS, ProjectRow, UserRow
+from loaders.events import EventRow, read_event
+from loaders.rows import UserRow
 from loaders.writes.issues import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 
-SELECT_EVENT = """
-SELECT id, kind, project_id, issue_id, actor_id, comment_id, label_ids, created_at
-FROM events WHERE id = $1
-"""
-SELECT_PROJECT = f"SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1"
-SELECT_SUBSCRIBERS = f"""
-SELECT {USER_COLUMNS}, m.role FROM users u
-LEFT JOIN memberships m ON m.user_id = u.id AND m.organization_id = $2
-WHERE u.id = ANY($1::bigint[])
-"""
 INBOX_LIMIT = 1_000
 HEALTH_CHECK_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    id: int
-    kind: str
-    project_id: int
-    issue_id: int
-    actor_id: int | None
-    comment_id: int | None
-    label_ids: list[int]
-    created_at: datetime
 
 
 class SharedReads:
@@ -230,16 +208,12 @@ class EventHub:
         users = sorted({i.viewer.user.id for i in inboxes if i.viewer.user is not None})
         session = self._database.session()
         try:
-            event_record = await session.fetchrow(SELECT_EVENT, event_id)
-            project_record = await session.fetchrow(SELECT_PROJECT, project_id)
-            if event_record is None or project_record is None:
-                return
-            project = ProjectRow(*project_record)
-            rows = await session.fetch(SELECT_SUBSCRIBERS, users, project.organization_id)
+            found = await read_event(session, event_id, project_id, users)
         finally:
             await session.close()
-        event = EventRow(*event_record)
-        now = {row[0]: (UserRow(*tuple(row)[:7]), row[7]) for row in rows}
+        if found is None:
+            return
+        event, project, now = found
         shared = SharedReads(self._database)
         for inbox in inboxes:
             if inbox.issue_id is not None and inbox.issue_id != event.issue_id:

@@ -2,7 +2,7 @@
 
 Its JavaScript and CSS are third-party code, so they are not committed: `make` runs
 `scripts/fetch_graphiql.sh`, which installs the pinned versions below with npm and copies
-the four browser files into `app/static/graphiql/` (git-ignored), served by our own server
+the four browser files into `server/static/graphiql/` (git-ignored), served by our own server
 under `/static/graphiql`. When they are missing (no npm, or the install failed) the page
 loads the same pinned versions from the unpkg CDN instead, and a warning says so.
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m app run | migrate | seed | schema`.
+"""Command line: `python -m server run | migrate | seed | schema`.
 
 `run` is what `make run` calls: it finds the database (DATABASE_URL, or an embedded
 PostgreSQL it starts and stops), applies migrations, loads the demo data into an empty
@@ -17,10 +17,10 @@ from pathlib import Path
 import asyncpg
 import bcrypt
 
-from app import seed
-from app.embedded import start_embedded
-from app.migrate import migrate
-from app.settings import get_settings
+from core import seed
+from core.embedded import start_embedded
+from core.migrate import migrate
+from core.settings import get_settings
 
 log = logging.getLogger("issuegraph")
 
@@ -64,7 +64,7 @@ def run(workers: int) -> None:
     get_settings.cache_clear()
     log.info("serving on http://%s:%s/graphql", settings.host, settings.port)
     uvicorn.run(
-        "app.main:create_app",
+        "server.main:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -84,7 +84,7 @@ def write_schema(path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    parser = argparse.ArgumentParser(prog="python -m app")
+    parser = argparse.ArgumentParser(prog="python -m server")
     commands = parser.add_subparsers(dest="command", required=True)
     run_cmd = commands.add_parser("run", help="prepare the database and serve the API")
     run_cmd.add_argument("--workers", type=int, default=get_settings().workers)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from app.errors import ClientError
+from core.errors import ClientError
 
 REDIS_PREFIX = "issuegraph:apq:"
 REDIS_TTL = 7 * 24 * 3600

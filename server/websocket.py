@@ -20,11 +20,11 @@ import orjson
 from graphql import ExecutionResult, OperationType, subscribe
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from app.context import Services, build_context
-from app.db import Database
-from app.errors import ClientError, Unauthenticated
-from app.execution import Executor, format_errors
-from app.policy import ANONYMOUS, Viewer
+from core.db import Database
+from core.errors import ClientError, Unauthenticated
+from domain.context import Services, build_context
+from domain.policy import ANONYMOUS, Viewer
+from execution.documents import Executor, format_errors
 from loaders.users import load_viewer
 
 log = logging.getLogger(__name__)

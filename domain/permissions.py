@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.context import Context
+from domain.context import Context
 from loaders.rows import CommentRow, IssueRow, LabelRow, ProjectRow, UserRow
 
 

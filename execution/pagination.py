@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from app.errors import BadUserInput
+from core.errors import BadUserInput
 from loaders import Order, PageRequest
 
 MAX_PAGE_SIZE = 100

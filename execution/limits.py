@@ -86,9 +86,9 @@ from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import FixedWindowRateLimiter
 from redis.asyncio import Redis
 
-from app.errors import QueryTooComplex, RateLimited
+from core.errors import QueryTooComplex, RateLimited
 
-# Equal to resolvers._pagination's and resolvers.query's (a test checks): `app` does not
+# Equal to execution.pagination's and resolvers.query's (a test checks): `app` does not
 # import `resolvers`, dependencies flow the other way.
 DEFAULT_PAGE_SIZE: Final = 20
 MAX_PAGE_SIZE: Final = 100

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from app.errors import BadUserInput
+from core.errors import BadUserInput
 
 NODE_TYPES = ("User", "Organization", "Project", "Issue", "Label", "Comment")
 MAX_PK = 2**63 - 1
