@@ -23,13 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from execution.needs import ROW_TYPES, Attr
+from execution.fields import Attr
+from execution.ids import NODES
 from loaders.rows import COLUMNS
 
 if TYPE_CHECKING:
     from execution.compiled import FieldPlan
-
-Serializer = Callable[[Any], Any]
 
 
 def enum_value(value: Any) -> Any:
@@ -60,12 +59,10 @@ class Shape:
         self.clean, self.build = _generate(self)
 
 
-_TABLES = {name: COLUMNS[row] for row, name in ROW_TYPES.items()}
-
-
 def _generate(shape: Shape) -> tuple[Any, Any]:
     namespace: dict[str, Any] = {"enum_value": enum_value}
-    table = _TABLES.get(shape.type_name)
+    kind = NODES.get(shape.type_name)
+    table = COLUMNS[kind.row] if kind is not None else None
     # a row's column that may not hold NULL needs no check (a selected optional column is
     # read, so only what the table allows to be NULL can be)
     never_null = frozenset(table.names) - table.nullable if table is not None else frozenset()

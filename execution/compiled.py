@@ -4,8 +4,8 @@ graphql-core resolves a response field by field: for each of thousands of fields
 an info object, calls a resolver, checks for awaitables and completes the value, which
 costs several microseconds a field (and much more for async resolvers). Here a plan is
 built once per (document, operation, @skip/@include variables) from the validated
-document: fragments merged, directives applied, each field bound to its declared need
-(resolvers/needs.py). Executing a plan resolves each field for all its parents at once
+document: fragments merged, directives applied, each field bound to the need it was
+declared with (execution/fields.py, execution/connection.py). Executing a plan resolves each field for all its parents at once
 (one loader batch per field per level; all fields of a level concurrently, so their
 loaders batch together) and writes plain dicts in selection order, with code generated per
 selected type (resolvers/_shapes.py). A plan also records which optional columns of each
@@ -56,33 +56,17 @@ from graphql import (
 )
 from graphql.execution.values import get_directive_values, get_variable_values
 from strawberry import Schema
+from strawberry.types.arguments import convert_arguments
 
 from execution._shapes import Shape, enum_value
-from execution.needs import (
-    CONNECTION_NEEDS,
-    EDGE_NEEDS,
-    NEEDS,
-    ROW_TYPES,
-    Attr,
-    Each,
-    Need,
-    Pages,
-    Row,
-    resolve_pages,
-)
+from execution.connection import Pages, resolve_pages
+from execution.fields import ROOT_SOURCE, Attr, Each, Row, need_of
+from execution.ids import NAMES, NODES
 from loaders.rows import COLUMNS
 
+__all__ = ["ROOT_SOURCE", "CompiledExecutor"]
 TYPENAME = "__typename"
-ROW_CLASSES = {name: row for row, name in ROW_TYPES.items()}
-
-
-class _Root:
-    """The parent of the root fields; root collections page under the parent id 0."""
-
-    id = 0
-
-
-ROOT_SOURCE = _Root()
+Need = Attr | Row | Each | Pages
 
 
 class NotCompilable(Exception):
@@ -101,7 +85,7 @@ class FieldPlan:
     item_nullable: bool
     serialize: Any = None
     children: dict[str, Shape] | None = None
-    has_args: bool = False
+    arguments: Any = None  # the Strawberry field's arguments, when it takes any
 
 
 @dataclass(slots=True)
@@ -110,13 +94,14 @@ class Plan:
     root: Shape
     root_type: str
     columns: dict[type, frozenset[str]]  # the optional columns its fields read, by row type
-    joins: dict[type, frozenset[tuple[str, str]]]  # the rows its rows point to, by row type
+    joins: dict[type, frozenset[tuple[str, Any]]]  # the rows its rows point to, by row type
 
 
 @dataclass(slots=True)
 class _Run:
     context: Any
     variables: Any
+    convert: Callable[[dict[str, Any], Any], dict[str, Any]]
     errors: list[GraphQLError] = field(default_factory=list)
 
 
@@ -134,8 +119,9 @@ def _serializer(named: Any) -> Any:
 
 class CompiledExecutor:
     def __init__(self, schema: Schema, cache_size: int = 512) -> None:
-        self._strawberry = schema
         self.schema: GraphQLSchema = schema._schema
+        self._config = schema.config
+        self._scalars = schema.schema_converter.scalar_registry
         self._plans: OrderedDict[tuple[Any, ...], Plan | None] = OrderedDict()
         self._cache_size = cache_size
 
@@ -159,7 +145,7 @@ class CompiledExecutor:
         if plan is None:
             return None
         context.loaders.project(plan.columns, plan.joins)
-        run = _Run(context, coerced)
+        run = _Run(context, coerced, self._convert)
         results = await _objects(run, {plan.root_type: plan.root}, [ROOT_SOURCE], [()])
         return ExecutionResult(data=results[0], errors=run.errors or None)
 
@@ -183,12 +169,13 @@ class CompiledExecutor:
             self._plans.popitem(last=False)
         return plan
 
-    def strawberry_field(self, type_name: str, name: str) -> Any:
-        definition = self._strawberry.get_type_by_name(type_name)
-        for candidate in getattr(definition, "fields", ()):
-            if self._strawberry.config.name_converter.get_graphql_name(candidate) == name:
-                return candidate
-        return None
+    def _convert(self, arguments: dict[str, Any], declared: Any) -> dict[str, Any]:
+        """A field's argument values as its resolver takes them: Python names, and input
+        objects made into their Strawberry classes, as graphql-core's path gets them."""
+        converted: dict[str, Any] = convert_arguments(
+            arguments, declared, scalar_registry=self._scalars, config=self._config
+        )
+        return converted
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -233,14 +220,15 @@ class _Planner:
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         self.columns: dict[type, set[str]] = {}
-        self.joins: dict[type, set[tuple[str, str]]] = {}
+        self.joins: dict[type, set[tuple[str, Any]]] = {}
 
     def _reads(self, type_name: str, need: Need) -> None:
         """Note the optional columns of the parent's row a field reads, and the rows it
         points to, which the statements reading it may join."""
-        row = ROW_CLASSES.get(type_name)
-        if row is None:
+        kind = NODES.get(type_name)
+        if kind is None:
             return
+        row = kind.row
         if isinstance(need, Row):
             self.joins.setdefault(row, set()).add((need.key, need.loader))
             return
@@ -319,7 +307,9 @@ class _Planner:
         if name.startswith("__"):
             raise NotCompilable(name)
         definition = parent.fields[name]
-        need = self._need(parent.name, name)
+        need = need_of(definition)
+        if need is None:
+            raise NotCompilable(f"{parent.name}.{name}")
         self._reads(parent.name, need)
         plan = FieldPlan(
             key,
@@ -330,7 +320,7 @@ class _Planner:
             nullable=not isinstance(definition.type, GraphQLNonNull),
             is_list=False,
             item_nullable=True,
-            has_args=bool(definition.args),
+            arguments=_declared_arguments(definition) if definition.args else None,
         )
         inner = (
             definition.type.of_type
@@ -349,18 +339,9 @@ class _Planner:
         plan.children = {t.name: self.shape(t, sets) for t in possible}
         return plan
 
-    def _need(self, type_name: str, name: str) -> Need:
-        need = NEEDS.get((type_name, name))
-        if need is not None:
-            return need
-        if type_name.endswith("Connection") and name in CONNECTION_NEEDS:
-            return CONNECTION_NEEDS[name]
-        if type_name.endswith("Edge") and name in EDGE_NEEDS:
-            return EDGE_NEEDS[name]
-        definition = self.owner.strawberry_field(type_name, name)
-        if definition is None or definition.base_resolver is not None:
-            raise NotCompilable(f"{type_name}.{name}")
-        return Attr(definition.python_name)
+
+def _declared_arguments(definition: Any) -> Any:
+    return definition.extensions["strawberry-definition"].arguments
 
 
 async def _objects(
@@ -384,7 +365,7 @@ async def _objects(
             return await _typed(run, shape, sources, paths)
     groups: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
-        groups.setdefault(ROW_TYPES[type(source)], []).append(i)
+        groups.setdefault(NAMES[type(source)], []).append(i)
     grouped: list[dict[str, Any] | None] = [None] * len(sources)
     done = await asyncio.gather(
         *(
@@ -705,13 +686,16 @@ async def _resolve(
     context = run.context
     try:
         args = (
-            get_argument_values(plan.definition, plan.nodes[0], run.variables)
-            if plan.has_args
+            run.convert(
+                get_argument_values(plan.definition, plan.nodes[0], run.variables),
+                plan.arguments,
+            )
+            if plan.arguments is not None
             else {}
         )
         if isinstance(need, Row):
             keys = [getattr(s, need.key) for s in sources]
-            loader = getattr(context.loaders, need.loader)
+            loader = need.of(context.loaders)
             await loader.load_all({k for k in keys if k is not None})
             known = loader.known
             return [None if k is None else known.get(k) for k in keys]
@@ -737,7 +721,7 @@ async def _each(
     pending: list[tuple[int, Any]] = []
     for i, source in enumerate(sources):
         try:
-            value = need.fn(run.context, source, args)
+            value = need.fn(run.context, source, **args)
         except Exception as error:
             _error(run, plan, paths[i], error)
             value = _ERROR

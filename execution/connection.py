@@ -1,20 +1,164 @@
-"""Relay cursor connections over keyset pages.
+"""Relay cursor connections over keyset pages, declared once by `connection(…)`.
 
-`Connection[T]` becomes `TConnection` in the schema, its edges `TEdge`. A connection holds
-one loaded page and a way to count; `totalCount` runs its (batched) count only when asked.
+`connection(pages, counts, description, order=…, filters=…)` is the one place a list field's
+arguments are made (`first`/`after`/`last`/`before` for every connection, plus `orderBy`
+and `filterBy` where the list takes them), with the page limits of execution/pagination.py,
+the loaders that read it, and its cost (limits.py prices any field whose need is `Pages`).
+As with execution/fields.py, the field carries its need for the compiled executor and a
+resolver derived from it for graphql-core.
+
+`Connection[T]` becomes `TConnection` in the schema, its edges `TEdge`. Both executors give
+its fields a `PageSource`: one loaded page and a way to count; `totalCount` runs its
+(batched) count only when asked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+import inspect
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
+from strawberry.types import Info
 
-from execution.pagination import encode_cursor
-from loaders import Order, Page
+from domain.context import Context
+from execution.fields import declared, value
+from execution.pagination import PAGE_ARGUMENTS_DOC, encode_cursor, page_request
+from loaders import BY_ID, Loaders, Order, Page, PageRequest, using
+from loaders._base import CountLoader, PageLoader
 
 T = TypeVar("T")
+Arguments = dict[str, Any]
+
+PAGE_PARAMETERS = [
+    inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[kind | None, strawberry.argument(description=text)],
+    )
+    for name, kind, text in (
+        ("first", int, "Page size, from the start."),
+        ("after", str, "Items after this cursor."),
+        ("last", int, "Page size, from the end."),
+        ("before", str, "Items before this cursor."),
+    )
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Argument:
+    """An argument a list takes besides the page arguments (`orderBy`, `filterBy`): its
+    Python name, input type and description, and `convert`, which makes the loaders'
+    order or filter of its value (None when it is not given)."""
+
+    name: str
+    type: Any
+    description: str
+    convert: Callable[[Any], Any]
+
+    def parameter(self) -> inspect.Parameter:
+        return inspect.Parameter(
+            self.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                self.type | None, strawberry.argument(description=self.description)
+            ],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """A page of a list per parent: `pages` and `counts` are the `Loaders` properties that
+    read and count it; `order` and `filters` the fixed order or the argument that sets it;
+    `unwrap` the node a page row holds (a member row holds its user)."""
+
+    pages: Callable[[Loaders], PageLoader[Any]]
+    counts: Callable[[Loaders], CountLoader]
+    order: Order | Argument = BY_ID
+    filters: Argument | None = None
+    unwrap: Callable[[Any], Any] | None = None
+
+    def request(self, arguments: Arguments) -> PageRequest:
+        order = self.order
+        if isinstance(order, Argument):
+            order = order.convert(arguments.get(order.name))
+        filters = self.filters
+        return page_request(
+            order,
+            arguments.get("first"),
+            arguments.get("after"),
+            arguments.get("last"),
+            arguments.get("before"),
+            filters.convert(arguments.get(filters.name)) if filters is not None else None,
+        )
+
+    def loaders(self, loaders: Loaders) -> tuple[PageLoader[Any], CountLoader]:
+        return using(self.pages, loaders), using(self.counts, loaders)
+
+
+class PageSource:
+    """A connection's page, as its fields read it in both executors (no dataclass equality:
+    the compiled executor's whole-column checks, `None in column`, would call it per object)."""
+
+    __slots__ = ("_counts", "_key", "order", "page", "unwrap")
+
+    def __init__(
+        self,
+        page: Page[Any],
+        unwrap: Callable[[Any], Any] | None,
+        counts: CountLoader,
+        key: tuple[int, Hashable],
+    ) -> None:
+        self.page, self.order, self.unwrap = page, page.order, unwrap
+        self._counts, self._key = counts, key
+
+    def nodes(self) -> Sequence[Any]:
+        rows = self.page.rows
+        return rows if self.unwrap is None else list(map(self.unwrap, rows))
+
+    def count(self) -> Any:
+        return self._counts.load(self._key)
+
+
+def connection(
+    pages: Callable[[Loaders], PageLoader[Any]],
+    counts: Callable[[Loaders], CountLoader],
+    description: str,
+    *,
+    order: Order | Argument = BY_ID,
+    filters: Argument | None = None,
+    unwrap: Callable[[Any], Any] | None = None,
+) -> Any:
+    """A connection field: its arguments, limits, loaders, order and filters, declared once."""
+    need = Pages(pages, counts, order, filters, unwrap)
+    parameters = list(PAGE_PARAMETERS)
+    parameters += [a.parameter() for a in (filters, order) if isinstance(a, Argument)]
+
+    async def resolve(root: Any, info: Info[Context, Any], **arguments: Any) -> PageSource:
+        request = need.request(arguments)
+        page_loader, count_loader = need.loaders(info.context.loaders)
+        page = await page_loader.load((root.id, request))
+        return PageSource(page, unwrap, count_loader, (root.id, request.filters))
+
+    return declared(need, resolve, f"{description} {PAGE_ARGUMENTS_DOC}", parameters)
+
+
+async def resolve_pages(
+    need: Pages, context: Context, parents: Sequence[Any], arguments: Arguments
+) -> list[PageSource]:
+    """The pages of a whole level of parents, in one statement (the compiled executor)."""
+    request = need.request(arguments)
+    page_loader, count_loader = need.loaders(context.loaders)
+    ids = [p.id for p in parents]
+    loaded = await page_loader.load_all(ids, request)
+    unwrap, filters = need.unwrap, request.filters
+    return [
+        PageSource(page, unwrap, count_loader, (i, filters))
+        for i, page in zip(ids, loaded, strict=True)
+    ]
 
 
 @strawberry.type(description="Where a page sits in its connection.")
@@ -25,6 +169,34 @@ class PageInfo:
     end_cursor: str | None = strawberry.field(description="The cursor of the last item.")
 
 
+def page_info(context: Context, source: PageSource) -> PageInfo:
+    page, order = source.page, source.order
+    keys = page.keys
+    return PageInfo(
+        has_next_page=page.has_next_page,
+        has_previous_page=page.has_previous_page,
+        start_cursor=encode_cursor(order, keys[0]) if keys else None,
+        end_cursor=encode_cursor(order, keys[-1]) if keys else None,
+    )
+
+
+class EdgeSource:
+    """An edge: its cursor, its node, and the page row it came from (a member's role)."""
+
+    __slots__ = ("cursor", "node", "row")
+
+    def __init__(self, cursor: str, node: Any, row: Any) -> None:
+        self.cursor, self.node, self.row = cursor, node, row
+
+
+def edges(context: Context, source: PageSource) -> list[EdgeSource]:
+    order, unwrap, page = source.order, source.unwrap, source.page
+    return [
+        EdgeSource(encode_cursor(order, key), row if unwrap is None else unwrap(row), row)
+        for row, key in zip(page.rows, page.keys, strict=True)
+    ]
+
+
 @strawberry.type(description="An item of a connection, with its cursor.")
 class Edge(Generic[T]):
     cursor: str = strawberry.field(description="An opaque cursor for `after` or `before`.")
@@ -33,37 +205,10 @@ class Edge(Generic[T]):
 
 @strawberry.type(description="A page of a list, with cursors to fetch the pages around it.")
 class Connection(Generic[T]):
-    page: strawberry.Private[Page[Any]]
-    order: strawberry.Private[Order]
-    wrap: strawberry.Private[Callable[[Any], T]]
-    count: strawberry.Private[Callable[[], Awaitable[int]]]
-
-    @strawberry.field(description="The items of this page, with their cursors.")
-    def edges(self) -> list[Edge[T]]:
-        wrap, order = self.wrap, self.order
-        return [
-            Edge(cursor=encode_cursor(order, key), node=wrap(row))
-            for row, key in zip(self.page.rows, self.page.keys, strict=True)
-        ]
-
-    @strawberry.field(description="The items of this page.")
-    def nodes(self) -> list[T]:
-        return [self.wrap(row) for row in self.page.rows]
-
-    @strawberry.field(description="Where this page sits.")
-    def page_info(self) -> PageInfo:
-        return page_info(self.page, self.order)
-
-    @strawberry.field(description="How many items the whole list holds (for this viewer).")
-    async def total_count(self) -> int:
-        return await self.count()
-
-
-def page_info(page: Page[Any], order: Order) -> PageInfo:
-    keys: Sequence[tuple[Any, int]] = page.keys
-    return PageInfo(
-        has_next_page=page.has_next_page,
-        has_previous_page=page.has_previous_page,
-        start_cursor=encode_cursor(order, keys[0]) if keys else None,
-        end_cursor=encode_cursor(order, keys[-1]) if keys else None,
+    edges: list[Edge[T]] = value(edges, "The items of this page, with their cursors.")
+    nodes: list[T] = value(lambda context, source: source.nodes(), "The items of this page.")
+    page_info: PageInfo = value(page_info, "Where this page sits.")
+    total_count: int = value(
+        lambda context, source: source.count(),
+        "How many items the whole list holds (for this viewer).",
     )

@@ -29,6 +29,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 
 from core.errors import ClientError, QueryTimeout, TransientError, Unavailable
+from execution.fields import ROOT_SOURCE
 from execution.limits import Limits, parse_within
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class Executor:
             self.graphql_schema,
             prepared.document,
             context_value=context,
+            root_value=ROOT_SOURCE,
             variable_values=variables,
             operation_name=operation_name,
             is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # a bool is a TypeGuard

@@ -1,4 +1,5 @@
-"""Opaque global ids: url-safe base64 of 'Type:primary key', padding stripped.
+"""Opaque global ids: url-safe base64 of 'Type:primary key', padding stripped, and the
+registry of node types (`NODES`), which the schema's `node` declarations fill.
 
 Only the canonical spelling of an id is accepted, so that one object has one id.
 """
@@ -7,11 +8,32 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
 
 from core.errors import BadUserInput
 
-NODE_TYPES = ("User", "Organization", "Project", "Issue", "Label", "Comment")
 MAX_PK = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class NodeKind:
+    """A node type: its GraphQL name, its row class and the `Loaders` property reading it
+    by id (for `node(id:)`, `nodes(ids:)` and mutations' ids)."""
+
+    name: str
+    row: type
+    by_id: Callable[[Any], Any]  # a property of `Loaders` (loaders.using)
+
+
+NODES: dict[str, NodeKind] = {}  # by GraphQL name, in declaration order
+NAMES: dict[type, str] = {}  # GraphQL names by row class
+
+
+def register(kind: NodeKind) -> None:
+    NODES[kind.name] = kind
+    NAMES[kind.row] = kind.name
 
 
 def encode_id(type_name: str, pk: int) -> str:
@@ -27,7 +49,7 @@ def decode_id(global_id: str, expected: str | None = None) -> tuple[str, int]:
         pk = int(pk_text) if pk_text.isascii() and pk_text.isdigit() else -1
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadUserInput(f"Malformed id: {global_id[:64]!r}.", argument="id") from None
-    if type_name not in NODE_TYPES or not 0 < pk <= MAX_PK or encode_id(type_name, pk) != global_id:
+    if type_name not in NODES or not 0 < pk <= MAX_PK or encode_id(type_name, pk) != global_id:
         raise BadUserInput(f"Malformed id: {global_id[:64]!r}.", argument="id")
     if expected is not None and type_name != expected:
         raise BadUserInput(

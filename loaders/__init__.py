@@ -6,9 +6,9 @@ see reaches them as a `Scope`, which their SQL applies.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
@@ -34,7 +34,9 @@ from loaders.rows import (
     UserRow,
 )
 
-__all__ = ["BY_ID", "PUBLIC", "Loaders", "Order", "Page", "PageRequest", "Scope"]
+__all__ = ["BY_ID", "PUBLIC", "Loaders", "Order", "Page", "PageRequest", "Scope", "using"]
+
+T = TypeVar("T")
 
 
 _id = by_id
@@ -49,7 +51,7 @@ class Loaders:
         # Which optional columns the statements read; the compiled executor narrows it
         # to what its operation selects (see `project`).
         self.projection = Projection()
-        self._joins: Mapping[type, frozenset[tuple[str, str]]] = {}
+        self._joins: Mapping[type, frozenset[tuple[str, Any]]] = {}
 
     # Each loader is made when first used: a request uses a few of them.
 
@@ -205,12 +207,13 @@ class Loaders:
     def project(
         self,
         wanted: Mapping[type, frozenset[str]] | None,
-        joins: Mapping[type, frozenset[tuple[str, str]]] | None = None,
+        joins: Mapping[type, frozenset[tuple[str, Any]]] | None = None,
     ) -> None:
         """Read only the optional columns in `wanted` from now on (None: all of them), and
         with rows of each type in `joins` the rows their columns point to, for the by-id
-        loaders named (a pair (column, loader name)) that can take them. Rows already
-        loaded under another projection are forgotten."""
+        loaders given (a pair (column, the loader's property of this class, such as
+        `Loaders.user_by_id`)) that can take them. Rows already loaded under another
+        projection are forgotten."""
         joins = joins or {}
         if wanted != self.projection.wanted or joins != self._joins:
             self.clear_all()
@@ -220,10 +223,10 @@ class Loaders:
                 row: bound for row, pairs in joins.items() if (bound := self._bind(pairs))
             }
 
-    def _bind(self, pairs: frozenset[tuple[str, str]]) -> tuple[Join, ...]:
+    def _bind(self, pairs: frozenset[tuple[str, Any]]) -> tuple[Join, ...]:
         found = []
-        for key, name in sorted(pairs):
-            loader = getattr(self, name)
+        for key, prop in sorted(pairs, key=lambda pair: pair[0]):
+            loader = using(prop, self)
             if isinstance(loader, RowLoader) and loader.joinable:
                 assert loader.columns is not None
                 found.append(Join(key, loader.columns, loader.known))
@@ -239,3 +242,10 @@ class Loaders:
                 loader.clear_all()
                 if scope is not None and getattr(loader, "_scope", None) is not None:
                     setattr(loader, "_scope", scope)  # noqa: B010  # every scoped loader has it
+
+
+def using(loader: Callable[[Loaders], T], loaders: Loaders) -> T:
+    """The request's loader that a property of `Loaders` names, such as `Loaders.user_by_id`
+    (made on first use): declarations refer to loaders by that property, not by name."""
+    found: T = loader.__get__(loaders, Loaders)
+    return found

@@ -7,7 +7,7 @@ one per distinct request) and answers in key order; a missing key answers None.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
@@ -81,7 +81,7 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         self._absent.clear()
         return super().clear_all()
 
-    async def load_all(self, keys: Sequence[K]) -> list[R | None]:
+    async def load_all(self, keys: Collection[K]) -> list[R | None]:
         """Rows for many keys with one future per call rather than per key: the keys of
         every call in the same event-loop tick are fetched together, in one statement (as
         `load` does, key by key), and kept in `known` for the rest of the request."""

@@ -12,8 +12,9 @@ from domain.auth import hash_password, password_problem, verify_password
 from domain.context import Context
 from loaders import accounts
 from loaders.rows import UserRow
+from resolvers.mutations._base import Ctx
 from resolvers.payloads import UserError, user_error
-from resolvers.types import Ctx, User
+from resolvers.types import User
 
 LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
@@ -63,9 +64,10 @@ class LogOutInput:
 
 @strawberry.type(description="The result of signUp or logIn.")
 class AuthPayload:
-    viewer: User | None = strawberry.field(
+    viewer: UserRow | None = strawberry.field(
+        graphql_type=User | None,
         description="The signed-in user, read with this request's rights: send the new "
-        "access token to read private fields such as the email."
+        "access token to read private fields such as the email.",
     )
     tokens: AuthTokens | None = strawberry.field(description="The new session's tokens.")
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
@@ -151,7 +153,7 @@ class AuthMutations:
                 client_mutation_id=input.client_mutation_id,
             )
         return AuthPayload(
-            viewer=User.from_row(user),
+            viewer=user,
             tokens=tokens,
             user_errors=[],
             client_mutation_id=input.client_mutation_id,
@@ -185,7 +187,7 @@ class AuthMutations:
             await accounts.clear_failures(context.session, keys[0])
             tokens = await _tokens(context, user)
         return AuthPayload(
-            viewer=User.from_row(user),
+            viewer=user,
             tokens=tokens,
             user_errors=[],
             client_mutation_id=input.client_mutation_id,

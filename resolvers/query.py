@@ -9,44 +9,14 @@ from typing import Any
 import strawberry
 
 from core.errors import BadUserInput
-from execution.connection import Connection
-from execution.ids import decode_id
-from execution.pagination import PAGE_ARGUMENTS_DOC, page_request
-from loaders import BY_ID, Loaders
-from loaders._base import RowLoader
-from loaders.organizations import ROOT
-from resolvers.types import (
-    NODE_CLASSES,
-    After,
-    Before,
-    Ctx,
-    First,
-    Last,
-    Node,
-    Organization,
-    User,
-    connect,
-)
+from domain.context import Context
+from execution.connection import Connection, connection
+from execution.fields import Root, value
+from execution.ids import NODES, decode_id
+from loaders import Loaders, using
+from resolvers.types import Node, Organization, User
 
 MAX_NODES = 100
-
-
-def _row_loader(loaders: Loaders, type_name: str) -> RowLoader[int, Any]:
-    by_type: dict[str, RowLoader[int, Any]] = {
-        "User": loaders.user_by_id,
-        "Organization": loaders.organization_by_id,
-        "Project": loaders.project_by_id,
-        "Issue": loaders.issue_by_id,
-        "Label": loaders.label_by_id,
-        "Comment": loaders.comment_by_id,
-    }
-    return by_type[type_name]
-
-
-async def _node(loaders: Loaders, global_id: str) -> Node | None:
-    type_name, pk = decode_id(global_id)
-    row = await _row_loader(loaders, type_name).load(pk)
-    return NODE_CLASSES[type_name].from_row(row) if row is not None else None
 
 
 @strawberry.type(
@@ -60,69 +30,62 @@ class RateLimit:
     reset_at: datetime = strawberry.field(description="When the budget is full again.")
 
 
+def _rate_limit(context: Context, root: Root) -> RateLimit | None:
+    state = context.rate_limit
+    if state is None:
+        return None
+    return RateLimit(
+        cost=context.cost, limit=state.limit, remaining=state.remaining, reset_at=state.reset_at
+    )
+
+
+def _node(context: Context, root: Root, id: strawberry.ID) -> Any:
+    type_name, pk = decode_id(id)
+    return using(NODES[type_name].by_id, context.loaders).load(pk)
+
+
+async def _nodes(context: Context, root: Root, ids: list[strawberry.ID]) -> list[Any]:
+    if len(ids) > MAX_NODES:
+        raise BadUserInput(f"At most {MAX_NODES} ids may be given, got {len(ids)}.", argument="ids")
+    decoded = [decode_id(global_id) for global_id in ids]  # any bad id fails them all
+    by_type: dict[str, list[int]] = {}
+    for type_name, pk in decoded:
+        by_type.setdefault(type_name, []).append(pk)
+    loaders = {name: using(NODES[name].by_id, context.loaders) for name in by_type}
+    # one batch per type, all together: no future or task per id
+    await asyncio.gather(*(loaders[name].load_all(pks) for name, pks in by_type.items()))
+    return [loaders[name].known.get(pk) for name, pk in decoded]
+
+
+def _user(context: Context, root: Root, login: str) -> Any:
+    return context.loaders.user_by_login.load(login.lower())
+
+
+def _organization(context: Context, root: Root, slug: str) -> Any:
+    return context.loaders.organization_by_slug.load(slug)
+
+
 @strawberry.type(description="The entry points of the graph.")
 class Query:
-    @strawberry.field(
-        description="The viewer's rate limit, as of this query; null when budgets are not enforced."
+    rate_limit: RateLimit | None = value(
+        _rate_limit,
+        "The viewer's rate limit, as of this query; null when budgets are not enforced.",
     )
-    def rate_limit(self, info: Ctx) -> RateLimit | None:
-        state = info.context.rate_limit
-        if state is None:
-            return None
-        return RateLimit(
-            cost=info.context.cost,
-            limit=state.limit,
-            remaining=state.remaining,
-            reset_at=state.reset_at,
-        )
-
-    @strawberry.field(description="The signed-in user; null when anonymous.")
-    async def viewer(self, info: Ctx) -> User | None:
-        user = info.context.viewer.user
-        return User.from_row(user) if user is not None else None
-
-    @strawberry.field(
-        description="Any object by its global id; null if it does not exist "
-        "or the viewer may not see it."
+    viewer: User | None = value(
+        lambda context, root: context.viewer.user, "The signed-in user; null when anonymous."
     )
-    async def node(self, info: Ctx, id: strawberry.ID) -> Node | None:
-        return await _node(info.context.loaders, id)
-
-    @strawberry.field(
-        description=f"Objects by global ids (at most {MAX_NODES}), in the order "
-        "given; null for each that does not exist or is hidden."
+    node: Node | None = value(
+        _node,
+        "Any object by its global id; null if it does not exist or the viewer may not see it.",
     )
-    async def nodes(self, info: Ctx, ids: list[strawberry.ID]) -> list[Node | None]:
-        if len(ids) > MAX_NODES:
-            raise BadUserInput(
-                f"At most {MAX_NODES} ids may be given, got {len(ids)}.", argument="ids"
-            )
-        loaders = info.context.loaders
-        for global_id in ids:
-            decode_id(global_id)  # every id is checked before anything is fetched
-        return list(await asyncio.gather(*(_node(loaders, i) for i in ids)))
-
-    @strawberry.field(description="The user with this login (case-insensitive).")
-    async def user(self, info: Ctx, login: str) -> User | None:
-        row = await info.context.loaders.user_by_login.load(login.lower())
-        return User.from_row(row) if row is not None else None
-
-    @strawberry.field(description="The organization with this slug.")
-    async def organization(self, info: Ctx, slug: str) -> Organization | None:
-        row = await info.context.loaders.organization_by_slug.load(slug)
-        return Organization.from_row(row) if row is not None else None
-
-    @strawberry.field(description="Every organization, oldest first. " + PAGE_ARGUMENTS_DOC)
-    async def organizations(
-        self,
-        info: Ctx,
-        first: First = None,
-        after: After = None,
-        last: Last = None,
-        before: Before = None,
-    ) -> Connection[Organization]:
-        loaders = info.context.loaders
-        request = page_request(BY_ID, first, after, last, before)
-        return await connect(
-            loaders.organizations, loaders.organization_count, ROOT, request, Organization.from_row
-        )
+    nodes: list[Node | None] = value(
+        _nodes,
+        f"Objects by global ids (at most {MAX_NODES}), in the order given; null for each "
+        "that does not exist or is hidden.",
+        sized_by="ids",
+    )
+    user: User | None = value(_user, "The user with this login (case-insensitive).")
+    organization: Organization | None = value(_organization, "The organization with this slug.")
+    organizations: Connection[Organization] = connection(
+        Loaders.organizations, Loaders.organization_count, "Every organization, oldest first."
+    )

@@ -11,7 +11,7 @@ from resolvers.mutations.organizations import OrganizationMutations
 from resolvers.mutations.projects import ProjectMutations
 from resolvers.query import Query
 from resolvers.subscriptions import Subscription
-from resolvers.types import Comment, Issue, Label, Organization, Project, User
+from resolvers.types import NODE_TYPES
 
 
 @strawberry.type(description="Every write of the graph.")
@@ -23,6 +23,6 @@ schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    types=[User, Organization, Project, Issue, Label, Comment],
+    types=list(NODE_TYPES),
     config=StrawberryConfig(auto_camel_case=True),
 )

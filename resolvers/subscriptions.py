@@ -11,10 +11,15 @@ from enum import Enum
 
 import strawberry
 
-from domain import permissions as _access
-from domain.events import Delivery, EventRow
-from resolvers.mutations._base import find
-from resolvers.types import Comment, Ctx, Issue, Label, User
+from domain import permissions
+from domain.context import Context
+from domain.events import Delivery
+from execution.fields import to_one, value
+from loaders import Loaders
+from loaders.events import EventRow
+from loaders.rows import LabelRow
+from resolvers.mutations._base import Ctx, find
+from resolvers.types import Comment, Issue, Label, User
 
 
 @strawberry.enum(description="What happened to an issue.")
@@ -29,54 +34,47 @@ class IssueEventKind(Enum):
     RESYNC = "RESYNC"
 
 
+class EventSource:
+    """An event as IssueEvent's fields read it; RESYNC has no row, so nulls throughout."""
+
+    __slots__ = ("actor_id", "comment_id", "created_at", "id", "issue_id", "kind", "label_ids")
+
+    def __init__(self, row: EventRow | None) -> None:
+        self.kind = row.kind if row is not None else IssueEventKind.RESYNC.value
+        self.id = str(row.id) if row is not None else None
+        self.created_at = row.created_at if row is not None else None
+        self.issue_id = row.issue_id if row is not None else None
+        self.actor_id = row.actor_id if row is not None else None
+        self.comment_id = row.comment_id if row is not None else None
+        self.label_ids = row.label_ids if row is not None else []
+
+
+async def _labels(context: Context, event: EventSource) -> list[LabelRow]:
+    rows = await context.loaders.label_by_id.load_many(event.label_ids)
+    return [r for r in rows if r is not None]
+
+
 @strawberry.type(
     description="A change to an issue, as it happened. RESYNC (with no issue) "
     "means events may have been missed: fetch what you show again."
 )
 class IssueEvent:
-    row: strawberry.Private[EventRow | None]
     kind: IssueEventKind = strawberry.field(description="What happened.")
-
-    @strawberry.field(description="The event's id, increasing in commit order per process.")
-    def id(self) -> strawberry.ID | None:
-        return strawberry.ID(str(self.row.id)) if self.row else None
-
-    @strawberry.field(description="When it happened.")
-    def created_at(self) -> datetime | None:
-        return self.row.created_at if self.row else None
-
-    @strawberry.field(description="The issue, as it is now.")
-    async def issue(self, info: Ctx) -> Issue | None:
-        if self.row is None:
-            return None
-        row = await info.context.loaders.issue_by_id.load(self.row.issue_id)
-        return Issue.from_row(row) if row else None
-
-    @strawberry.field(description="Who did it.")
-    async def actor(self, info: Ctx) -> User | None:
-        if self.row is None or self.row.actor_id is None:
-            return None
-        row = await info.context.loaders.user_by_id.load(self.row.actor_id)
-        return User.from_row(row) if row else None
-
-    @strawberry.field(description="The comment added (COMMENTED).")
-    async def comment(self, info: Ctx) -> Comment | None:
-        if self.row is None or self.row.comment_id is None:
-            return None
-        row = await info.context.loaders.comment_by_id.load(self.row.comment_id)
-        return Comment.from_row(row) if row else None
-
-    @strawberry.field(description="The labels added or removed (LABELED, UNLABELED).")
-    async def labels(self, info: Ctx) -> list[Label]:
-        if self.row is None:
-            return []
-        rows = await info.context.loaders.label_by_id.load_many(self.row.label_ids)
-        return [Label.from_row(r) for r in rows if r is not None]
+    id: strawberry.ID | None = strawberry.field(
+        description="The event's id, increasing in commit order per process."
+    )
+    created_at: datetime | None = strawberry.field(description="When it happened.")
+    issue: Issue | None = to_one(Loaders.issue_by_id, "issue_id", "The issue, as it is now.")
+    actor: User | None = to_one(Loaders.user_by_id, "actor_id", "Who did it.")
+    comment: Comment | None = to_one(
+        Loaders.comment_by_id, "comment_id", "The comment added (COMMENTED)."
+    )
+    labels: list[Label] = value(_labels, "The labels added or removed (LABELED, UNLABELED).")
 
 
 async def _stream(
     info: Ctx, project_id: int, issue_id: int | None, kinds: set[str] | None
-) -> AsyncGenerator[IssueEvent, None]:
+) -> AsyncGenerator[EventSource, None]:
     context = info.context
     hub = context.services.hub
     assert hub is not None, "subscriptions need the event hub"
@@ -90,29 +88,32 @@ async def _stream(
                 continue
             try:
                 await context.renew_for_event(delivery)
-                kind = IssueEventKind(event.kind) if event else IssueEventKind.RESYNC
-                yield IssueEvent(row=event, kind=kind)
+                yield EventSource(event)
             finally:  # resumed once the event is resolved and sent (or cancelled)
                 delivery.done()
 
 
 @strawberry.type(description="Live updates, over WebSocket (graphql-transport-ws).")
 class Subscription:
-    @strawberry.subscription(description="Every change to the issues of a project.")
+    @strawberry.subscription(
+        graphql_type=IssueEvent, description="Every change to the issues of a project."
+    )
     async def issue_events(
         self, info: Ctx, project_id: strawberry.ID
-    ) -> AsyncGenerator[IssueEvent, None]:
+    ) -> AsyncGenerator[EventSource, None]:
         project = await find(
             info.context, project_id, "Project", info.context.loaders.project_by_id
         )
         async for event in _stream(info, project.id, None, None):
             yield event
 
-    @strawberry.subscription(description="Comments added to an issue (and RESYNC).")
+    @strawberry.subscription(
+        graphql_type=IssueEvent, description="Comments added to an issue (and RESYNC)."
+    )
     async def issue_comment_added(
         self, info: Ctx, issue_id: strawberry.ID
-    ) -> AsyncGenerator[IssueEvent, None]:
+    ) -> AsyncGenerator[EventSource, None]:
         issue = await find(info.context, issue_id, "Issue", info.context.loaders.issue_by_id)
-        project = await _access.project_of(info.context, issue.project_id)
+        project = await permissions.project_of(info.context, issue.project_id)
         async for event in _stream(info, project.id, issue.id, {"COMMENTED"}):
             yield event

@@ -7,6 +7,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from strawberry.types import Info
+
 from core.errors import Forbidden, NotFound, Unauthenticated
 from domain.context import Context
 from execution.ids import decode_id
@@ -16,6 +18,7 @@ from loaders.writes import receipts
 from resolvers.payloads import UserError, user_error
 
 T = TypeVar("T")
+Ctx = Info[Context, Any]
 MAX_BODY = 65_536
 MAX_TITLE = 256
 MAX_NAME = 100

@@ -20,6 +20,7 @@ from loaders.writes import issues as writes
 from resolvers.mutations._base import (
     MAX_BODY,
     MAX_TITLE,
+    Ctx,
     allow,
     committed,
     create_once,
@@ -31,7 +32,7 @@ from resolvers.mutations._base import (
 from resolvers.mutations.organizations import CMID
 from resolvers.mutations.projects import archived
 from resolvers.payloads import UserError, user_error
-from resolvers.types import Comment, Ctx, Issue
+from resolvers.types import Comment, Issue
 
 MAX_LABELS = 100
 CONFLICT = "It was changed since `expectedUpdatedAt`: reload it and apply the change again."
@@ -85,7 +86,9 @@ class IssueLabelsInput:
 
 @strawberry.type(description="The result of a change to an issue.")
 class IssuePayload:
-    issue: Issue | None = strawberry.field(description="The issue as it is now.")
+    issue: IssueRow | None = strawberry.field(
+        graphql_type=Issue | None, description="The issue as it is now."
+    )
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")
 
@@ -115,8 +118,12 @@ class DeleteCommentInput:
 
 @strawberry.type(description="The result of a change to a comment.")
 class CommentPayload:
-    comment: Comment | None = strawberry.field(description="The comment as it is now.")
-    issue: Issue | None = strawberry.field(description="The issue it is on.")
+    comment: CommentRow | None = strawberry.field(
+        graphql_type=Comment | None, description="The comment as it is now."
+    )
+    issue: IssueRow | None = strawberry.field(
+        graphql_type=Issue | None, description="The issue it is on."
+    )
     deleted_comment_id: strawberry.ID | None = strawberry.field(
         description="The id of the deleted comment (deleteComment)."
     )
@@ -125,9 +132,7 @@ class CommentPayload:
 
 
 def _issue_payload(row: IssueRow | None, errors: list[UserError], cmid: str | None) -> IssuePayload:
-    return IssuePayload(
-        issue=Issue.from_row(row) if row else None, user_errors=errors, client_mutation_id=cmid
-    )
+    return IssuePayload(issue=row, user_errors=errors, client_mutation_id=cmid)
 
 
 def _comment_payload(
@@ -138,8 +143,8 @@ def _comment_payload(
     deleted: str | None = None,
 ) -> CommentPayload:
     return CommentPayload(
-        comment=Comment.from_row(comment) if comment else None,
-        issue=Issue.from_row(issue) if issue else None,
+        comment=comment,
+        issue=issue,
         deleted_comment_id=strawberry.ID(deleted) if deleted else None,
         user_errors=errors,
         client_mutation_id=cmid,

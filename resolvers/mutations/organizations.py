@@ -7,12 +7,14 @@ import strawberry
 from core.db import UniqueViolation
 from domain import permissions as _access
 from domain.context import Context
+from loaders.rows import OrganizationRow, UserRow
 from loaders.writes import organizations as writes
 from resolvers.enums import MembershipRole
 from resolvers.mutations._base import (
     MAX_DESCRIPTION,
     MAX_NAME,
     SLUG,
+    Ctx,
     allow,
     committed,
     create_once,
@@ -22,7 +24,7 @@ from resolvers.mutations._base import (
     text,
 )
 from resolvers.payloads import UserError, user_error
-from resolvers.types import Ctx, Organization, User
+from resolvers.types import Organization, User
 
 CMID = strawberry.field(
     default=None,
@@ -41,7 +43,9 @@ class CreateOrganizationInput:
 
 @strawberry.type(description="The result of createOrganization.")
 class CreateOrganizationPayload:
-    organization: Organization | None = strawberry.field(description="The new organization.")
+    organization: OrganizationRow | None = strawberry.field(
+        graphql_type=Organization | None, description="The new organization."
+    )
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")
 
@@ -73,8 +77,12 @@ class RemoveMemberInput:
 
 @strawberry.type(description="The result of a change to an organization's members.")
 class MembershipPayload:
-    organization: Organization | None = strawberry.field(description="The organization.")
-    user: User | None = strawberry.field(description="The member concerned.")
+    organization: OrganizationRow | None = strawberry.field(
+        graphql_type=Organization | None, description="The organization."
+    )
+    user: UserRow | None = strawberry.field(
+        graphql_type=User | None, description="The member concerned."
+    )
     role: MembershipRole | None = strawberry.field(description="Their role now; null if none.")
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")
@@ -137,7 +145,7 @@ class OrganizationMutations:
                 client_mutation_id=input.client_mutation_id,
             )
         return CreateOrganizationPayload(
-            organization=Organization.from_row(row),
+            organization=row,
             user_errors=[],
             client_mutation_id=input.client_mutation_id,
         )
@@ -169,8 +177,8 @@ class OrganizationMutations:
                 input.client_mutation_id,
             )
         return MembershipPayload(
-            organization=Organization.from_row(organization),
-            user=User.from_row(user),
+            organization=organization,
+            user=user,
             role=input.role,
             user_errors=[],
             client_mutation_id=input.client_mutation_id,
@@ -207,8 +215,8 @@ class OrganizationMutations:
         if errors:
             return _refused(errors, input.client_mutation_id)
         return MembershipPayload(
-            organization=Organization.from_row(organization),
-            user=User.from_row(user),
+            organization=organization,
+            user=user,
             role=input.role,
             user_errors=[],
             client_mutation_id=input.client_mutation_id,
@@ -244,8 +252,8 @@ class OrganizationMutations:
         if errors:
             return _refused(errors, input.client_mutation_id)
         return MembershipPayload(
-            organization=Organization.from_row(organization),
-            user=User.from_row(user),
+            organization=organization,
+            user=user,
             role=None,
             user_errors=[],
             client_mutation_id=input.client_mutation_id,

@@ -15,6 +15,7 @@ from resolvers.mutations._base import (
     MAX_DESCRIPTION,
     MAX_NAME,
     PROJECT_KEY,
+    Ctx,
     allow,
     committed,
     create_once,
@@ -25,7 +26,7 @@ from resolvers.mutations._base import (
 )
 from resolvers.mutations.organizations import CMID
 from resolvers.payloads import UserError, user_error
-from resolvers.types import Ctx, Label, Project
+from resolvers.types import Label, Project
 
 MAX_LABEL = 50
 
@@ -61,7 +62,9 @@ class ArchiveProjectInput:
 
 @strawberry.type(description="The result of a change to a project.")
 class ProjectPayload:
-    project: Project | None = strawberry.field(description="The project as it is now.")
+    project: ProjectRow | None = strawberry.field(
+        graphql_type=Project | None, description="The project as it is now."
+    )
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")
 
@@ -90,7 +93,9 @@ class DeleteLabelInput:
 
 @strawberry.type(description="The result of a change to a label.")
 class LabelPayload:
-    label: Label | None = strawberry.field(description="The label as it is now.")
+    label: LabelRow | None = strawberry.field(
+        graphql_type=Label | None, description="The label as it is now."
+    )
     deleted_label_id: strawberry.ID | None = strawberry.field(
         description="The id of the deleted label (deleteLabel)."
     )
@@ -101,16 +106,14 @@ class LabelPayload:
 def _project_payload(
     row: ProjectRow | None, errors: list[UserError], cmid: str | None
 ) -> ProjectPayload:
-    return ProjectPayload(
-        project=Project.from_row(row) if row else None, user_errors=errors, client_mutation_id=cmid
-    )
+    return ProjectPayload(project=row, user_errors=errors, client_mutation_id=cmid)
 
 
 def _label_payload(
     row: LabelRow | None, errors: list[UserError], cmid: str | None, deleted: str | None = None
 ) -> LabelPayload:
     return LabelPayload(
-        label=Label.from_row(row) if row else None,
+        label=row,
         deleted_label_id=strawberry.ID(deleted) if deleted else None,
         user_errors=errors,
         client_mutation_id=cmid,
