@@ -5,13 +5,15 @@ an info object, calls a resolver, checks for awaitables and completes the value,
 costs several microseconds a field (and much more for async resolvers). Here a plan is
 built once per (document, operation, @skip/@include variables) from the validated
 document: fragments merged, directives applied, each field bound to the need it was
-declared with (execution/fields.py, execution/connection.py). Executing a plan resolves each field for all its parents at once
-(one loader batch per field per level; all fields of a level concurrently, so their
-loaders batch together) and writes plain dicts in selection order, with code generated per
-selected type (resolvers/_shapes.py). A plan also records which optional columns of each
-table its fields read, and narrows the request's loaders to them, and which rows its rows
-point to (an issue's author), which the statements reading them then join: the fields
-that follow such a pointer find their rows loaded (loaders/rows.py, `Join`).
+declared with (execution/fields.py, execution/connection.py), fields collected as the
+limits collect them (execution/selections.py). Executing a plan resolves each field for
+all its parents at once (one loader batch per field per level; all fields of a level
+concurrently, so their loaders batch together) and writes plain dicts in selection order,
+with code generated per selected type (execution/_shapes.py). A plan also records which
+optional columns of each table its fields read, and narrows the request's loaders to them,
+and which rows its rows point to (an issue's author), which the statements reading them
+then join: the fields that follow such a pointer find their rows loaded (loaders/rows.py,
+`Join`).
 
 It follows graphql-core's semantics for what it covers: aliases, fragments, @skip/@include,
 __typename, abstract types, argument and variable coercion, errors with paths and
@@ -34,8 +36,6 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLEnumType,
     GraphQLError,
     GraphQLIncludeDirective,
@@ -44,7 +44,6 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLSkipDirective,
-    InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -62,6 +61,7 @@ from execution._shapes import Shape, enum_value
 from execution.connection import Pages, resolve_pages
 from execution.fields import ROOT_SOURCE, Attr, Each, Row, need_of
 from execution.ids import NAMES, NODES
+from execution.selections import collect_fields, fragments_of, pick_operation
 from loaders.rows import COLUMNS
 
 __all__ = ["ROOT_SOURCE", "CompiledExecutor"]
@@ -133,7 +133,7 @@ class CompiledExecutor:
         variables: dict[str, Any] | None,
     ) -> ExecutionResult | None:
         """The result, or None when the standard executor must run this operation."""
-        operation = _operation(document, operation_name)
+        operation = pick_operation(document, operation_name)
         if operation is None or operation.operation is not OperationType.QUERY:
             return None
         coerced = get_variable_values(
@@ -178,13 +178,6 @@ class CompiledExecutor:
         return converted
 
 
-def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
-    found = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if name is None:
-        return found[0] if len(found) == 1 else None
-    return next((d for d in found if d.name and d.name.value == name), None)
-
-
 def _directive_values(
     operation: OperationDefinitionNode, document: DocumentNode, variables: Any
 ) -> tuple[Any, ...]:
@@ -216,9 +209,7 @@ class _Planner:
         self.owner = owner
         self.schema = owner.schema
         self.variables = variables
-        self.fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
+        self.fragments = fragments_of(document)
         self.columns: dict[type, set[str]] = {}
         self.joins: dict[type, set[tuple[str, Any]]] = {}
 
@@ -250,36 +241,11 @@ class _Planner:
         return Plan(operation, shape, root.name, columns, joins)
 
     def shape(self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]) -> Shape:
-        grouped: OrderedDict[str, list[FieldNode]] = OrderedDict()
-        for selection_set in selection_sets:
-            self._collect(parent, selection_set, grouped, set())
+        grouped = collect_fields(
+            self.schema, self.fragments, parent, selection_sets, self._included
+        )
         fields = [self._field(parent, key, nodes) for key, nodes in grouped.items()]
         return Shape(parent.name, fields)
-
-    def _collect(
-        self,
-        parent: GraphQLObjectType,
-        selection_set: SelectionSetNode,
-        grouped: OrderedDict[str, list[FieldNode]],
-        seen: set[str],
-    ) -> None:
-        for selection in selection_set.selections:
-            if not self._included(selection):
-                continue
-            if isinstance(selection, FieldNode):
-                key = selection.alias.value if selection.alias else selection.name.value
-                grouped.setdefault(key, []).append(selection)
-            elif isinstance(selection, InlineFragmentNode):
-                if self._applies(selection.type_condition, parent):
-                    self._collect(parent, selection.selection_set, grouped, seen)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if name in seen or fragment is None:
-                    continue
-                seen.add(name)
-                if self._applies(fragment.type_condition, parent):
-                    self._collect(parent, fragment.selection_set, grouped, seen)
 
     def _included(self, node: Any) -> bool:
         skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
@@ -287,18 +253,6 @@ class _Planner:
             return False
         include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
         return not (include is not None and include.get("if") is False)
-
-    def _applies(self, condition: Any, parent: GraphQLObjectType) -> bool:
-        if condition is None:
-            return True
-        target = self.schema.get_type(condition.name.value)
-        if target is parent:
-            return True
-        return bool(
-            target is not None
-            and is_abstract_type(target)
-            and self.schema.is_sub_type(target, parent)
-        )
 
     def _field(self, parent: GraphQLObjectType, key: str, nodes: list[FieldNode]) -> FieldPlan:
         name = nodes[0].name.value

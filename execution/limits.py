@@ -7,20 +7,23 @@
 
 How `analyze` counts
 --------------------
-The operation is walked as the executor will run it: per object type, fields are collected by
-response key (alias or name) and merged, named and inline fragments are expanded where their
-type condition applies, a named fragment spread twice into one selection counts once, and a
-selection left out by `@skip`/`@include` (literal or variable condition; a variable without a
-value counts as included) counts nothing but its own directives. Where a type is abstract
+The operation is walked as the executor will run it, with the executor's own field collector
+(execution/selections.py): per object type, fields are collected by response key (alias or
+name) and merged, named and inline fragments are expanded where their type condition applies,
+a named fragment spread twice into one selection counts once, and a selection left out by
+`@skip`/`@include` (literal or variable condition; a variable without a value counts as
+included) counts nothing but its own directives. Where a type is abstract
 (`node` returns `Node`), every possible object type is walked and each figure is the worst.
 
 - cost, GitHub style, the number of page requests the query can cause. Every connection field
-  (its type's name ends in `Connection`) and every list field taking `ids` (`nodes(ids:)`) is
-  one request, made once per item of every connection above it. The cost is the sum, over
+  (declared with `connection(…)`, execution/connection.py) and every field declared with a
+  `sized_by` list argument (`nodes(ids:)`) is one request, made once per item of every
+  connection above it. The cost is the sum, over
   those fields, of the product of the page sizes of the connections above it; at least 1.
   A page size is `first` or `last` (literal, variable or default; the larger if both),
-  clamped to 0..100 (the resolver refuses the rest with a clearer error), and 20 when neither
-  is given; for `ids` it is the number of ids (at most 100). So
+  clamped to 0..MAX_PAGE_SIZE (the resolver refuses the rest with a clearer error), and
+  DEFAULT_PAGE_SIZE when neither is given (execution/pagination.py); for `ids` it is the
+  number of ids (at most MAX_NODES). So
   `projects(first: 20) { nodes { issues(first: 10) { nodes { comments(first: 5) {…} } } } }`
   costs 1 + 20 + 20*10 = 221.
 - nodes, GitHub's node count, the most objects the connections can return: the sum over the
@@ -48,7 +51,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -57,15 +60,11 @@ import graphql
 from graphql import (
     DocumentNode,
     FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLCompositeType,
     GraphQLError,
     GraphQLField,
     GraphQLObjectType,
     GraphQLSchema,
-    InlineFragmentNode,
-    NamedTypeNode,
     OperationDefinitionNode,
     SchemaMetaFieldDef,
     SelectionNode,
@@ -73,10 +72,8 @@ from graphql import (
     TypeMetaFieldDef,
     Undefined,
     get_named_type,
-    get_nullable_type,
     is_abstract_type,
     is_composite_type,
-    is_list_type,
     is_object_type,
     value_from_ast_untyped,
 )
@@ -87,12 +84,11 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from redis.asyncio import Redis
 
 from core.errors import QueryTooComplex, RateLimited
+from execution.connection import Pages
+from execution.fields import Each, need_of
+from execution.pagination import DEFAULT_PAGE_SIZE, MAX_NODES, MAX_PAGE_SIZE
+from execution.selections import collect_fields, fragments_of, pick_operation
 
-# Equal to execution.pagination's and resolvers.query's (a test checks): `app` does not
-# import `resolvers`, dependencies flow the other way.
-DEFAULT_PAGE_SIZE: Final = 20
-MAX_PAGE_SIZE: Final = 100
-MAX_NODES: Final = 100
 INTROSPECTION_COST: Final = 1
 MAX_SELECTIONS: Final = 20_000  # about 0.1 s of walking; real queries stay far below
 KEY_PREFIX: Final = "issuegraph:budget"
@@ -151,7 +147,7 @@ def analyze(
     variables: Mapping[str, Any] | None,
 ) -> Analysis:
     """The figures of the operation `operation_name` selects in a validated document."""
-    operation = _operation(document, operation_name)
+    operation = pick_operation(document, operation_name)
     root = schema.get_root_type(operation.operation) if operation is not None else None
     if operation is None or root is None:
         return replace(_ZERO, cost=1)  # nothing will run; the executor says why
@@ -162,13 +158,6 @@ def analyze(
         cost=max(1, figures.cost),
         directives=figures.directives + len(operation.directives or ()),
     )
-
-
-def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
-    found = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if name is None:
-        return found[0] if len(found) == 1 else None
-    return next((d for d in found if d.name is not None and d.name.value == name), None)
 
 
 def _variables(
@@ -190,9 +179,7 @@ class _Walk:
     ) -> None:
         self.schema = schema
         self.variables = variables
-        self.fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
+        self.fragments = fragments_of(document)
         self.done: dict[tuple[str, tuple[int, ...]], Analysis] = {}
         self.steps = 0
 
@@ -223,43 +210,15 @@ class _Walk:
         self, type_: GraphQLObjectType, sets: tuple[SelectionSetNode, ...]
     ) -> tuple[dict[str, list[FieldNode]], int]:
         """Fields by response key and the directives met, as the executor collects them."""
-        fields: dict[str, list[FieldNode]] = {}
         directives = 0
-        visited: set[str] = set()
-        pending: list[SelectionNode] = [s for set_ in sets for s in set_.selections]
-        while pending:  # a loop, not recursion: fragment chains can be long
-            selection = pending.pop()
+
+        def visit(selection: SelectionNode) -> None:
+            nonlocal directives
             self._step()
             directives += len(selection.directives or ())
-            if not self._included(selection):
-                continue
-            if isinstance(selection, FieldNode):
-                key = (selection.alias or selection.name).value
-                fields.setdefault(key, []).append(selection)
-            else:
-                pending.extend(self._expand(selection, type_, visited))
+
+        fields = collect_fields(self.schema, self.fragments, type_, sets, self._included, visit)
         return fields, directives
-
-    def _expand(
-        self, selection: SelectionNode, type_: GraphQLObjectType, visited: set[str]
-    ) -> Iterable[SelectionNode]:
-        fragment: InlineFragmentNode | FragmentDefinitionNode | None = None
-        if isinstance(selection, InlineFragmentNode):
-            fragment = selection
-        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in visited:
-            visited.add(selection.name.value)
-            fragment = self.fragments.get(selection.name.value)
-        if fragment is None or not self._matches(fragment.type_condition, type_):
-            return ()
-        return fragment.selection_set.selections
-
-    def _matches(self, condition: NamedTypeNode | None, type_: GraphQLObjectType) -> bool:
-        if condition is None:
-            return True
-        wanted = self.schema.get_type(condition.name.value)
-        if wanted is type_:
-            return True
-        return is_abstract_type(wanted) and self.schema.is_sub_type(wanted, type_)
 
     def _included(self, selection: SelectionNode) -> bool:
         for directive in selection.directives or ():
@@ -313,11 +272,14 @@ class _Walk:
         return field
 
     def _size(self, definition: GraphQLField, nodes: list[FieldNode]) -> int | None:
-        """The page size a connection or `ids` list multiplies by; None for other fields."""
-        if get_named_type(definition.type).name.endswith("Connection"):
+        """The page size a connection or a `sized_by` list multiplies by, as the field's
+        declaration says; None for other fields."""
+        need = need_of(definition)
+        if isinstance(need, Pages):
             return max(self._page_size(definition, node) for node in nodes)
-        if "ids" in definition.args and is_list_type(get_nullable_type(definition.type)):
-            return max(_count(self._argument(definition, node, "ids")) for node in nodes)
+        if isinstance(need, Each) and need.sized_by is not None:
+            argument = need.sized_by
+            return max(_count(self._argument(definition, node, argument)) for node in nodes)
         return None
 
     def _page_size(self, definition: GraphQLField, node: FieldNode) -> int:

@@ -18,8 +18,9 @@ import orjson
 from core.errors import BadUserInput
 from loaders import Order, PageRequest
 
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100  # items per page, as on GitHub
+DEFAULT_PAGE_SIZE = 20  # when neither `first` nor `last` is given
+MAX_NODES = 100  # ids per `nodes(ids:)`
 CURSOR_VERSION = 1
 PAGE_ARGUMENTS_DOC = (
     f"Returns the first or last n items (at most {MAX_PAGE_SIZE}; {DEFAULT_PAGE_SIZE} "

@@ -13,10 +13,9 @@ from domain.context import Context
 from execution.connection import Connection, connection
 from execution.fields import Root, value
 from execution.ids import NODES, decode_id
+from execution.pagination import MAX_NODES
 from loaders import Loaders, using
 from resolvers.types import Node, Organization, User
-
-MAX_NODES = 100
 
 
 @strawberry.type(

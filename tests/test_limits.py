@@ -20,11 +20,7 @@ import redis.asyncio
 from graphql import GraphQLSyntaxError, get_introspection_query, parse, validate
 
 from core.errors import QueryTooComplex, RateLimited
-from execution import pagination as _pagination
 from execution.limits import (
-    DEFAULT_PAGE_SIZE,
-    MAX_NODES,
-    MAX_PAGE_SIZE,
     MAX_SELECTIONS,
     Analysis,
     Budget,
@@ -34,7 +30,6 @@ from execution.limits import (
     check,
     parse_within,
 )
-from resolvers import query
 from resolvers.schema import schema
 
 SCHEMA = schema._schema
@@ -60,12 +55,6 @@ def ids(n: int) -> str:
 
 
 # Analysis
-
-
-def test_page_size_constants_match_the_resolvers() -> None:
-    assert DEFAULT_PAGE_SIZE == _pagination.DEFAULT_PAGE_SIZE
-    assert MAX_PAGE_SIZE == _pagination.MAX_PAGE_SIZE
-    assert MAX_NODES == query.MAX_NODES
 
 
 def test_a_flat_query_costs_one() -> None:
