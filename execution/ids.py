@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import BadUserInput
