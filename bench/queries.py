@@ -148,7 +148,7 @@ async def issue_ids(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 def issue_cursor(global_id: str, created_at: str) -> str:
-    """The cursor of an issue in the default order, as resolvers/_pagination.py writes it."""
+    """The cursor of an issue in the default order, as execution/pagination.py writes it."""
     raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
     type_name, _, pk = raw.partition(":")
     if type_name != "Issue":

@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 
 EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-ROLES = ("OWNER", "ADMIN", "MEMBER")
 WORDS = [
     "login",
     "crash",

@@ -147,9 +147,6 @@ class EventHub:
             if not self._inboxes[project_id]:
                 del self._inboxes[project_id]
 
-    def subscriber_count(self) -> int:
-        return sum(len(inboxes) for inboxes in self._inboxes.values())
-
     async def _listen_forever(self) -> None:
         delay = 0.1
         lost_before = False

@@ -29,7 +29,6 @@ ROLE_TRAITS = {
     "ADMIN": frozenset({"member", "admin"}),
     "OWNER": frozenset({"member", "admin", "owner"}),
 }
-NO_TRAITS: Traits = frozenset()
 MEMO_LIMIT = 65_536
 
 
@@ -41,10 +40,6 @@ def _access_file(name: str) -> Path:
 class Viewer:
     user: UserRow | None = None
     roles: dict[int, str] = field(default_factory=dict)  # organization id -> role
-
-    @property
-    def is_anonymous(self) -> bool:
-        return self.user is None
 
     def set_role(self, organization_id: int, role: str | None) -> None:
         """Keep the request's view of the viewer true after it changed their membership."""
