@@ -673,9 +673,10 @@ async def _each(
 ) -> list[Any]:
     values: list[Any] = []
     pending: list[tuple[int, Any]] = []
+    fn, context = need.fn, run.context
     for i, source in enumerate(sources):
         try:
-            value = need.fn(run.context, source, **args)
+            value = fn(context, source, **args) if args else fn(context, source)
         except Exception as error:
             _error(run, plan, paths[i], error)
             value = _ERROR

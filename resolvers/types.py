@@ -4,7 +4,7 @@ access decisions see the row, and each field is declared once with the data it n
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,8 @@ from domain.context import Context
 from execution.connection import Argument, Connection, PageSource, connection, edges
 from execution.fields import flag, node, to_one, value
 from execution.ids import NAMES, encode_id
-from loaders import Loaders
+from loaders import Loaders, Order
+from loaders._base import CountLoader, PageLoader
 from loaders.comments import BY_CREATED_AT
 from loaders.issues import IssueFilter, order
 from loaders.labels import BY_NAME
@@ -80,6 +81,16 @@ ORDER_ISSUES = Argument(
 BY_CREATION = order("CREATED_AT", False)
 
 
+def issue_connection(
+    pages: Callable[[Loaders], PageLoader[IssueRow]],
+    counts: Callable[[Loaders], CountLoader],
+    description: str,
+    order: Order | Argument = BY_CREATION,
+) -> Any:
+    """A list of issues: every one takes the same `filterBy`."""
+    return connection(pages, counts, description, order=order, filters=FILTER_ISSUES)
+
+
 def _email(context: Context, row: UserRow) -> Awaitable[str | None]:
     async def checked() -> str | None:
         if not await permissions.on_user(context, row, "read_email"):
@@ -107,19 +118,15 @@ class User(Node):
         Loaders.organization_count_by_user,
         "The organizations the user belongs to.",
     )
-    authored_issues: Connection[Issue] = connection(
+    authored_issues: Connection[Issue] = issue_connection(
         Loaders.issues_by_author,
         Loaders.issue_count_by_author,
         "Issues the user opened, oldest first.",
-        order=BY_CREATION,
-        filters=FILTER_ISSUES,
     )
-    assigned_issues: Connection[Issue] = connection(
+    assigned_issues: Connection[Issue] = issue_connection(
         Loaders.issues_by_assignee,
         Loaders.issue_count_by_assignee,
         "Issues assigned to the user, oldest first.",
-        order=BY_CREATION,
-        filters=FILTER_ISSUES,
     )
 
 
@@ -214,12 +221,11 @@ class Project(Node):
         Loaders.organization_by_id, "organization_id", "The organization the project belongs to."
     )
     issue: Issue | None = value(_issue_by_number, "The issue with this number, if there is one.")
-    issues: Connection[Issue] = connection(
+    issues: Connection[Issue] = issue_connection(
         Loaders.issues_by_project,
         Loaders.issue_count_by_project,
         "The project's issues, filtered and ordered (oldest first by default).",
         order=ORDER_ISSUES,
-        filters=FILTER_ISSUES,
     )
     labels: Connection[Label] = connection(
         Loaders.labels_by_project,
