@@ -122,6 +122,13 @@ _rate_limited = Counter(
     "Requests rejected by a rate limit.",
     registry=registry,
 )
+_executions = Counter(
+    "issuegraph_executions",
+    "GraphQL operations executed, by the executor that ran them (compiled or standard: "
+    "graphql-core) and operation type.",
+    ("executor", "operation_type"),
+    registry=registry,
+)
 
 
 class BoundedLabels:
@@ -186,6 +193,12 @@ def record_cost(cost: float) -> None:
 def record_rate_limited() -> None:
     """Count one request rejected by a rate limit."""
     _rate_limited.inc()
+
+
+def record_execution(executor: str, operation_type: str) -> None:
+    """Count one operation run by `executor` ("compiled" or "standard"); `operation_type` is
+    "query", "mutation" or "subscription"."""
+    _executions.labels(executor, operation_type).inc()
 
 
 _POOL_SIZE = ("issuegraph_db_pool_size", "Open database connections.")
@@ -344,7 +357,6 @@ def _drop_color_message(
 
 # --- request ids ---------------------------------------------------------------------------
 
-REQUEST_ID_HEADER = "X-Request-ID"
 _HEADER = b"x-request-id"
 _SANE_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 _ID_MESSAGES = frozenset(
