@@ -55,7 +55,7 @@ from graphql import (
 )
 from graphql.execution.values import get_directive_values, get_variable_values
 from strawberry import Schema
-from strawberry.types.arguments import convert_arguments
+from strawberry.types.arguments import convert_argument
 
 from execution._shapes import Shape, enum_value
 from execution.connection import Pages, resolve_pages
@@ -85,7 +85,7 @@ class FieldPlan:
     item_nullable: bool
     serialize: Any = None
     children: dict[str, Shape] | None = None
-    arguments: Any = None  # the Strawberry field's arguments, when it takes any
+    arguments: Any = None  # the Strawberry field's arguments by GraphQL name, if any
 
 
 @dataclass(slots=True)
@@ -101,7 +101,7 @@ class Plan:
 class _Run:
     context: Any
     variables: Any
-    convert: Callable[[dict[str, Any], Any], dict[str, Any]]
+    convert: Callable[[dict[str, Any], tuple[tuple[str, Any], ...]], dict[str, Any]]
     errors: list[GraphQLError] = field(default_factory=list)
 
 
@@ -169,13 +169,27 @@ class CompiledExecutor:
             self._plans.popitem(last=False)
         return plan
 
-    def _convert(self, arguments: dict[str, Any], declared: Any) -> dict[str, Any]:
-        """A field's argument values as its resolver takes them: Python names, and input
-        objects made into their Strawberry classes, as graphql-core's path gets them."""
-        converted: dict[str, Any] = convert_arguments(
-            arguments, declared, scalar_registry=self._scalars, config=self._config
-        )
+    def _convert(
+        self, values: dict[str, Any], declared: tuple[tuple[str, Any], ...]
+    ) -> dict[str, Any]:
+        """A field's argument values as its resolver takes them, as graphql-core's path gets
+        them: by Python name, input objects made into their Strawberry classes. Scalars and
+        enums are already what the resolver takes (graphql-core coerced them): Strawberry's
+        own conversion, which resolves each argument's type again, costs far more."""
+        converted: dict[str, Any] = {}
+        for graphql_name, argument in declared:
+            if graphql_name in values:
+                value = values[graphql_name]
+                if isinstance(value, dict | list):
+                    value = convert_argument(value, argument.type, self._scalars, self._config)
+                converted[argument.python_name] = value
         return converted
+
+    def arguments(self, definition: Any) -> tuple[tuple[str, Any], ...]:
+        """The Strawberry arguments of a field, with their GraphQL names."""
+        name_of = self._config.name_converter.get_graphql_name
+        declared = definition.extensions["strawberry-definition"].arguments
+        return tuple((name_of(argument), argument) for argument in declared)
 
 
 def _directive_values(
@@ -274,7 +288,7 @@ class _Planner:
             nullable=not isinstance(definition.type, GraphQLNonNull),
             is_list=False,
             item_nullable=True,
-            arguments=_declared_arguments(definition) if definition.args else None,
+            arguments=self.owner.arguments(definition) if definition.args else None,
         )
         inner = (
             definition.type.of_type
@@ -292,10 +306,6 @@ class _Planner:
         sets = [n.selection_set for n in nodes if n.selection_set is not None]
         plan.children = {t.name: self.shape(t, sets) for t in possible}
         return plan
-
-
-def _declared_arguments(definition: Any) -> Any:
-    return definition.extensions["strawberry-definition"].arguments
 
 
 async def _objects(
