@@ -3,13 +3,21 @@
 Strawberry's own `Schema.execute` parses and validates every request again and logs every
 client error with a traceback; here a bounded LRU keeps each distinct document parsed and
 validated once, and errors are shaped in one place: client errors keep their message and
-code, anything unexpected is logged in full and masked as INTERNAL.
+code, server errors show their fixed message and code, anything unexpected is logged in
+full and masked as INTERNAL.
+
+    Executor.prepare(query)          -> Prepared (a document, or the DocumentError it is)
+    Executor.execute / .subscribe    run a prepared document (compiled executor first)
+    error_entries(error)             a refusal as the response's `errors`
+    format_errors(errors)            execution errors as the response's `errors`
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,39 +27,32 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     NoSchemaIntrospectionCustomRule,
-    OperationDefinitionNode,
-    OperationType,
     execute,
     specified_rules,
+    subscribe,
     validate,
 )
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 
-from core.errors import ClientError, QueryTimeout, TransientError, Unavailable
+from core import observability as metrics
+from core.errors import ClientError, DocumentError, ParseFailed, ServerError, ValidationFailed
 from execution.fields import ROOT_SOURCE
 from execution.limits import Limits, parse_within
+from execution.selections import pick_operation
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A document parsed and validated once; `errors` are its parse or validation errors."""
+    """A document parsed and validated once, or the error that it is instead."""
 
     document: DocumentNode | None
-    errors: tuple[GraphQLError | ClientError, ...] = ()
-    code: str | None = None
+    error: DocumentError | None = None
     # Cost analyses of its operations run without variables, by operation name: they
     # depend on nothing else, so each is made once.
     analyses: dict[str | None, Any] = field(default_factory=dict, compare=False)
-
-    def operation(self, name: str | None) -> OperationDefinitionNode | None:
-        assert self.document is not None
-        found = [d for d in self.document.definitions if isinstance(d, OperationDefinitionNode)]
-        if name is None:
-            return found[0] if len(found) == 1 else None
-        return next((d for d in found if d.name and d.name.value == name), None)
 
 
 class Executor:
@@ -64,7 +65,7 @@ class Executor:
         compiled: Any = None,
     ) -> None:
         self.schema = schema
-        # A faster executor for what it covers (resolvers/compiled.py): its `execute`
+        # A faster executor for what it covers (execution/compiled.py): its `execute`
         # answers None for an operation it leaves to graphql-core.
         self.compiled = compiled
         self.limits = limits or Limits()
@@ -92,9 +93,9 @@ class Executor:
         try:
             document = parse_within(query, self.limits)
         except GraphQLError as error:
-            return Prepared(None, (error,), "GRAPHQL_PARSE_FAILED")
-        except ClientError as error:  # over the token limit
-            return Prepared(None, (error,), error.code)
+            return Prepared(None, ParseFailed.listing([error]))
+        except DocumentError as error:  # over the token limit
+            return Prepared(None, error)
         errors = validate(
             self.graphql_schema,
             document,
@@ -102,7 +103,7 @@ class Executor:
             hide_suggestions=self._hide_suggestions,
         )
         if errors:
-            return Prepared(None, tuple(errors), "GRAPHQL_VALIDATION_FAILED")
+            return Prepared(None, ValidationFailed.listing(errors))
         return Prepared(document)
 
     async def execute(
@@ -112,19 +113,22 @@ class Executor:
         variables: dict[str, Any] | None = None,
         operation_name: str | None = None,
     ) -> ExecutionResult:
+        """Run a query or a mutation: through the compiled executor when it covers it."""
         assert prepared.document is not None
         if self.compiled is not None:
             fast = await self.compiled.execute(
                 prepared.document, operation_name, context, variables
             )
             if fast is not None:
+                metrics.record_execution("compiled", "query")
                 return fast  # type: ignore[no-any-return]
+        _count_standard(prepared.document, operation_name)
         context.loaders.project(None)  # resolvers may read any column
         result = execute(
             self.graphql_schema,
             prepared.document,
+            root_value=ROOT_SOURCE,  # the root object the compiled executor's fields see
             context_value=context,
-            root_value=ROOT_SOURCE,
             variable_values=variables,
             operation_name=operation_name,
             is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # a bool is a TypeGuard
@@ -134,23 +138,53 @@ class Executor:
             result = await result
         return result
 
+    async def subscribe(
+        self,
+        prepared: Prepared,
+        context: Any,
+        variables: dict[str, Any] | None = None,
+        operation_name: str | None = None,
+    ) -> AsyncIterator[ExecutionResult] | ExecutionResult:
+        """A subscription's stream of results, or the result holding why there is none."""
+        assert prepared.document is not None
+        _count_standard(prepared.document, operation_name)
+        subscribed: Any = subscribe(
+            self.graphql_schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+            **self.executor_kwargs,
+        )
+        if inspect.isawaitable(subscribed):
+            subscribed = await subscribed
+        return subscribed  # type: ignore[no-any-return]
+
+
+def _count_standard(document: DocumentNode, operation_name: str | None) -> None:
+    operation = pick_operation(document, operation_name)
+    if operation is not None:  # else graphql-core only says that there is none
+        metrics.record_execution("standard", operation.operation.value)
+
+
+def error_entries(error: ClientError | ServerError) -> list[dict[str, Any]]:
+    """A request's refusal as the response's `errors`: a document error lists its own
+    errors (with their locations); any other error is one entry."""
+    if isinstance(error, DocumentError) and error.errors:
+        return format_errors(error.errors, error.code)
+    if isinstance(error, ClientError):
+        return [{"message": error.message, "extensions": dict(error.extensions)}]
+    return [{"message": error.public_message, "extensions": {"code": error.code}}]
+
 
 def format_errors(errors: Any, code: str = "BAD_USER_INPUT") -> list[dict[str, Any]]:
     """Errors as the response carries them; see the module docstring."""
     return [_format(error, code) for error in errors]
 
 
-# Database failures the client should know about, with their codes; the rest is INTERNAL.
-DATABASE_CODES: dict[type[Exception], tuple[str, str]] = {
-    Unavailable: ("UNAVAILABLE", "The database is unavailable; retry in a few seconds."),
-    QueryTimeout: ("TIMEOUT", "The query took too long and was stopped."),
-    TransientError: ("UNAVAILABLE", "The database connection failed; retry."),
-}
-
-
 def _format(error: GraphQLError | ClientError, default_code: str) -> dict[str, Any]:
     if isinstance(error, ClientError):
-        return {"message": error.message, "extensions": error.extensions}
+        return {"message": error.message, "extensions": dict(error.extensions)}
     original = error.original_error
     formatted = error.formatted
     if original is None or isinstance(original, GraphQLError):
@@ -160,24 +194,18 @@ def _format(error: GraphQLError | ClientError, default_code: str) -> dict[str, A
         return dict(formatted)
     if isinstance(original, ClientError):
         formatted["message"] = original.message
-        formatted["extensions"] = original.extensions
+        formatted["extensions"] = dict(original.extensions)
         return dict(formatted)
-    for kind, (code, message) in DATABASE_CODES.items():
-        if isinstance(original, kind):
-            log.warning("database failure at %s: %s", error.path, original)
-            formatted["message"] = message
-            formatted["extensions"] = {"code": code}
-            return dict(formatted)
+    if isinstance(original, ServerError) and original.code != ServerError.code:
+        log.warning("%s at %s: %s", original.code, error.path, original)
+        formatted["message"] = original.public_message
+        formatted["extensions"] = {"code": original.code}
+        return dict(formatted)
     log.error("unexpected error at %s", error.path, exc_info=original)
-    masked: dict[str, Any] = {"message": "Internal server error."}
+    masked: dict[str, Any] = {"message": ServerError.public_message}
     if error.locations is not None:
         masked["locations"] = formatted.get("locations")
     if error.path is not None:
         masked["path"] = error.path
-    masked["extensions"] = {"code": "INTERNAL"}
+    masked["extensions"] = {"code": ServerError.code}
     return masked
-
-
-def operation_type(prepared: Prepared, name: str | None) -> OperationType | None:
-    operation = prepared.operation(name)
-    return operation.operation if operation is not None else None

@@ -18,24 +18,10 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from core.errors import ClientError
+from core.errors import PersistedQueryInvalid, PersistedQueryNotAllowed, PersistedQueryNotFound
 
 REDIS_PREFIX = "issuegraph:apq:"
 REDIS_TTL = 7 * 24 * 3600
-
-
-class PersistedQueryNotFound(ClientError):
-    code = "PERSISTED_QUERY_NOT_FOUND"
-
-
-class PersistedQueryNotAllowed(ClientError):
-    code = "PERSISTED_QUERY_NOT_ALLOWED"
-
-
-class PersistedQueryInvalid(ClientError):
-    """A malformed persistedQuery extension or a hash that does not match the document."""
-
-    code = "BAD_REQUEST"
 
 
 class Store(Protocol):

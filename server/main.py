@@ -37,6 +37,7 @@ from execution.compiled import CompiledExecutor
 from execution.documents import Executor
 from execution.limits import Budget, Limits
 from execution.persisted import MemoryStore, PersistedQueries, RedisStore, Store
+from execution.pipeline import Pipeline
 from loaders.accounts import shared_secret
 from resolvers.schema import schema
 from server.graphiql import STATIC_DIR
@@ -80,9 +81,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         persisted = PersistedQueries.from_file(
             store, settings.persisted_queries_only, settings.persisted_queries_file
         )
+        pipeline = Pipeline(executor, db, services, budget, persisted)
         state["database"] = db
-        state["endpoint"] = GraphQLEndpoint(executor, db, services, budget, persisted)
-        state["websocket"] = GraphQLWebSocket(executor, db, services)
+        state["endpoint"] = GraphQLEndpoint(pipeline, settings)
+        state["websocket"] = GraphQLWebSocket(pipeline)
         stop_pool = observability.observe_pool(db.pool.get_size, db.pool.get_idle_size)
         gc.collect()
         gc.freeze()

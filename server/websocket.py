@@ -4,9 +4,16 @@ Written here rather than taken from Strawberry because Strawberry's handler shar
 context for the whole connection, and this server needs a context (database session and
 loaders) per event; it also lets shutdown close every socket with a proper code.
 
+A `subscribe` message of any operation type (query, mutation or subscription) goes
+through the same pipeline as an HTTP request (execution/pipeline.py): persisted queries,
+limits, the budget and the deadline apply alike. This module maps its outcome: a refusal
+is an `error` message carrying the same errors (and `extensions.code`) HTTP would send; a
+result is a `next` and a `complete`, a subscription a `next` per event; a result without
+`data` (execution never started) is an `error`.
+
 Close codes are the protocol's: 4400 bad message, 4401 subscribe before init, 4403 bad
 credentials, 4406 wrong subprotocol, 4408 no init in time, 4409 duplicate id, 4429 second
-init; 1001 when the server shuts down.
+init; 1001 when the server shuts down, 1011 when it cannot check the credentials.
 """
 
 from __future__ import annotations
@@ -17,24 +24,26 @@ import logging
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, OperationType, subscribe
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from core.db import Database
-from core.errors import ClientError, Unauthenticated
-from domain.context import Services, build_context
-from domain.policy import ANONYMOUS, Viewer
-from execution.documents import Executor, format_errors
-from loaders.users import load_viewer
+from core import observability as metrics
+from core.errors import ServerError, Unauthenticated
+from domain.policy import Viewer
+from execution.documents import error_entries
+from execution.pipeline import EVERY_OPERATION, Caller, Executed, Pipeline, Refused, Subscribed
 
 log = logging.getLogger(__name__)
 
 PROTOCOL = "graphql-transport-ws"
 INIT_TIMEOUT = 10.0
 GOING_AWAY = 1001
+INTERNAL_ERROR = 1011
 
 
-class Refused(Exception):
+class Closing(Exception):
+    """Ends the connection with a close code: the protocol's flow control, not a GraphQL
+    error (those are `error` messages, see core/errors.py)."""
+
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
@@ -44,10 +53,8 @@ class Refused(Exception):
 class GraphQLWebSocket:
     """The endpoint; keeps its open connections so that shutdown can close them."""
 
-    def __init__(self, executor: Executor, database: Database, services: Services) -> None:
-        self.executor = executor
-        self.database = database
-        self.services = services
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
         self.open: set[WebSocket] = set()
 
     async def __call__(self, websocket: WebSocket) -> None:
@@ -56,11 +63,11 @@ class GraphQLWebSocket:
             return
         await websocket.accept(subprotocol=PROTOCOL)
         self.open.add(websocket)
-        connection = _Connection(self, websocket)
+        connection = _Connection(self.pipeline, websocket)
         try:
             await connection.run()
-        except Refused as refused:
-            await _close(websocket, refused.code, refused.reason)
+        except Closing as closing:
+            await _close(websocket, closing.code, closing.reason)
         except WebSocketDisconnect:
             pass
         finally:
@@ -80,8 +87,8 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 class _Connection:
-    def __init__(self, endpoint: GraphQLWebSocket, websocket: WebSocket) -> None:
-        self.endpoint = endpoint
+    def __init__(self, pipeline: Pipeline, websocket: WebSocket) -> None:
+        self.pipeline = pipeline
         self.websocket = websocket
         self.viewer: Viewer | None = None
         self.operations: dict[str, asyncio.Task[None]] = {}
@@ -90,9 +97,9 @@ class _Connection:
         try:
             first = await asyncio.wait_for(self._receive(), INIT_TIMEOUT)
         except TimeoutError:
-            raise Refused(4408, "Connection initialisation timeout") from None
+            raise Closing(4408, "Connection initialisation timeout") from None
         if first.get("type") != "connection_init":
-            raise Refused(4401, "Unauthorized")
+            raise Closing(4401, "Unauthorized")
         await self._init(first)
         while True:
             await self._handle(await self._receive())
@@ -102,45 +109,39 @@ class _Connection:
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
-            raise Refused(4400, "Invalid JSON") from None
+            raise Closing(4400, "Invalid JSON") from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise Refused(4400, "Invalid message")
+            raise Closing(4400, "Invalid message")
         return message
 
     async def _init(self, message: dict[str, Any]) -> None:
         payload = message.get("payload") or {}
         if not isinstance(payload, dict):
-            raise Refused(4400, "Invalid connection init payload")
+            raise Closing(4400, "Invalid connection init payload")
         try:
-            self.viewer = await self._authenticate(payload)
+            self.viewer = await self.pipeline.authenticate(self._credentials(payload))
         except Unauthenticated as error:
-            raise Refused(4403, f"Forbidden: {error.message}") from None
+            raise Closing(4403, f"Forbidden: {error.message}") from None
+        except ServerError as error:  # the database, while loading the viewer
+            raise Closing(INTERNAL_ERROR, error.public_message) from None
         await self._send({"type": "connection_ack"})
 
-    async def _authenticate(self, payload: dict[str, Any]) -> Viewer:
+    def _credentials(self, payload: dict[str, Any]) -> str | None:
+        """The `Authorization` value the client sent: in connection_init's payload (as a
+        header, or Apollo's `authToken`), else on the upgrade request."""
         header = (
             payload.get("Authorization")
             or payload.get("authorization")
             or self.websocket.headers.get("authorization")
         )
-        token = payload.get("authToken")
         if isinstance(header, str):
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer":
-                raise Unauthenticated("Send the access token as `Bearer <token>`.")
+            return header
+        token = payload.get("authToken")
         if token is None:
-            return ANONYMOUS
+            return None
         if not isinstance(token, str):
-            raise Unauthenticated("The access token must be a string.")
-        user_id = self.endpoint.services.tokens.verify(token.strip())
-        session = self.endpoint.database.session()
-        try:
-            found = await load_viewer(session, user_id)
-        finally:
-            await session.close()
-        if found is None:
-            raise Unauthenticated("The access token's user no longer exists.")
-        return Viewer(*found)
+            raise Closing(4403, "Forbidden: The access token must be a string.")
+        return f"Bearer {token}"
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -149,7 +150,7 @@ class _Connection:
         elif kind == "pong":
             return
         elif kind == "connection_init":
-            raise Refused(4429, "Too many initialisation requests")
+            raise Closing(4429, "Too many initialisation requests")
         elif kind == "subscribe":
             self._subscribe(message)
         elif kind == "complete":
@@ -157,15 +158,15 @@ class _Connection:
             if task is not None:
                 task.cancel()
         else:
-            raise Refused(4400, f"Unknown message type: {kind[:32]}")
+            raise Closing(4400, f"Unknown message type: {kind[:32]}")
 
     def _subscribe(self, message: dict[str, Any]) -> None:
         operation_id = message.get("id")
         payload = message.get("payload")
         if not isinstance(operation_id, str) or not isinstance(payload, dict):
-            raise Refused(4400, "Invalid subscribe message")
+            raise Closing(4400, "Invalid subscribe message")
         if operation_id in self.operations:
-            raise Refused(4409, f"Subscriber for {operation_id[:64]} already exists")
+            raise Closing(4409, f"Subscriber for {operation_id[:64]} already exists")
         task = asyncio.create_task(self._operation(operation_id, payload))
         self.operations[operation_id] = task
         task.add_done_callback(lambda _t: self.operations.pop(operation_id, None))
@@ -177,93 +178,47 @@ class _Connection:
             raise
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
-        except Exception:
-            log.exception("subscription %s failed", operation_id)
-            await self._send_errors(
-                operation_id,
-                [{"message": "Internal server error.", "extensions": {"code": "INTERNAL"}}],
-            )
+        except Exception as unexpected:
+            log.exception("operation %s failed", operation_id)
+            await self._send_errors(operation_id, error_entries(ServerError(str(unexpected))))
 
     async def _run_operation(self, operation_id: str, payload: dict[str, Any]) -> None:
-        query, variables = payload.get("query"), payload.get("variables")
-        name = payload.get("operationName")
-        if (
-            not isinstance(query, str)
-            or (variables is not None and not isinstance(variables, dict))
-            or (name is not None and not isinstance(name, str))
-        ):
-            await self._send_errors(
-                operation_id,
-                [{"message": "Invalid subscribe payload.", "extensions": {"code": "BAD_REQUEST"}}],
-            )
-            return
-        executor = self.endpoint.executor
-        prepared = executor.prepare(query)
-        if prepared.document is None:
-            await self._send_errors(
-                operation_id, format_errors(prepared.errors, prepared.code or "")
-            )
-            return
-        operation = prepared.operation(name)
         assert self.viewer is not None
-        viewer = Viewer(self.viewer.user, dict(self.viewer.roles))
-        session = self.endpoint.database.session()
-        context = build_context(session, viewer, self.endpoint.services, self.websocket)
-        try:
-            if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
-                if not await self._stream(operation_id, prepared, context, variables, name):
-                    return  # an "error" message ends the operation; no "complete" follows
-            else:
-                result = await executor.execute(prepared, context, variables, name)
-                await self._send_result(operation_id, result)
-            await self._send({"id": operation_id, "type": "complete"})
-        finally:
-            await context.session.close()
-
-    async def _stream(
-        self,
-        operation_id: str,
-        prepared: Any,
-        context: Any,
-        variables: dict[str, Any] | None,
-        name: str | None,
-    ) -> bool:
-        """Send each event's result; False when the operation ended with an error."""
-        executor = self.endpoint.executor
-        subscribed = subscribe(
-            executor.graphql_schema,
-            prepared.document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=name,
-            **executor.executor_kwargs,
+        caller = Caller(
+            address=self.websocket.client.host if self.websocket.client else "unknown",
+            viewer=self.viewer,
+            operations=EVERY_OPERATION,
+            request=self.websocket,
         )
-        stream: Any = subscribed
-        if asyncio.iscoroutine(stream) or isinstance(stream, asyncio.Future):
-            stream = await stream
-        if isinstance(stream, ExecutionResult):
-            await self._send_errors(operation_id, format_errors(stream.errors or []))
-            return False
-        try:
-            async for result in stream:
-                await self._send_result(operation_id, result)
-        except ClientError as error:  # raised by the resolver, e.g. a hidden project
-            await self._send_errors(
-                operation_id, [{"message": error.message, "extensions": error.extensions}]
-            )
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                await stream.aclose()
+        outcome = await self.pipeline.run(payload, caller)
+        if isinstance(outcome, Refused):
+            await self._send_errors(operation_id, outcome.errors)
+        elif isinstance(outcome, Executed):
+            if await self._send_result(operation_id, outcome.body):
+                await self._send({"id": operation_id, "type": "complete"})
+        elif await self._stream(operation_id, outcome):
+            await self._send({"id": operation_id, "type": "complete"})
+
+    async def _stream(self, operation_id: str, subscribed: Subscribed) -> bool:
+        """Send each event; False when the stream ended with an error."""
+        async with contextlib.aclosing(subscribed.events) as events:
+            async for body in events:
+                if not await self._send_result(operation_id, body):
+                    return False
         return True
 
-    async def _send_result(self, operation_id: str, result: ExecutionResult) -> None:
-        body: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            body["errors"] = format_errors(result.errors)
+    async def _send_result(self, operation_id: str, body: dict[str, Any]) -> bool:
+        """A `next`, or an `error` when execution never started (the body has no `data`):
+        an `error` ends the operation, and no `complete` follows it."""
+        if "data" not in body:
+            await self._send_errors(operation_id, body.get("errors", []))
+            return False
+        metrics.record_errors(e.get("extensions", {}).get("code") for e in body.get("errors", ()))
         await self._send({"id": operation_id, "type": "next", "payload": body})
+        return True
 
     async def _send_errors(self, operation_id: str, errors: list[dict[str, Any]]) -> None:
+        metrics.record_errors(e.get("extensions", {}).get("code") for e in errors)
         await self._send({"id": operation_id, "type": "error", "payload": errors})
 
     async def _send(self, message: dict[str, Any]) -> None:

@@ -28,7 +28,8 @@ from domain.auth import Tokens
 from domain.context import Services, build_context
 from domain.policy import ANONYMOUS, Access, Viewer
 from execution.compiled import CompiledExecutor
-from execution.documents import Executor, format_errors
+from execution.documents import Executor, error_entries, format_errors
+from execution.selections import pick_operation
 from loaders.users import load_viewer
 from resolvers.schema import schema
 from server.__main__ import prepare_database
@@ -159,8 +160,9 @@ def run(conn: asyncpg.Connection) -> Run:
         services: Services | None = None,
     ) -> Outcome:
         prepared = _executor.prepare(query)
-        if prepared.document is None:
-            return Outcome(None, format_errors(prepared.errors, prepared.code or ""))
+        if prepared.error is not None:
+            return Outcome(None, error_entries(prepared.error))
+        assert prepared.document is not None
         if not isinstance(viewer, Viewer):
             viewer = await viewer_for(conn, viewer)
         session = RecordingSession(conn)
@@ -168,10 +170,8 @@ def run(conn: asyncpg.Connection) -> Run:
         result = await _executor.execute(prepared, context, variables)
         await session.close()  # waits for any statement still running
         outcome = Outcome(result.data, format_errors(result.errors or []), session.log)
-        if (
-            prepared.operation(None) is not None
-            and prepared.operation(None).operation is OperationType.QUERY
-        ):  # type: ignore[union-attr]
+        operation = pick_operation(prepared.document, None)
+        if operation is not None and operation.operation is OperationType.QUERY:
             await _differential(prepared, viewer, services, variables, outcome)
         return outcome
 

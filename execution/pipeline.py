@@ -1,0 +1,429 @@
+"""The one way a GraphQL request runs, whatever transport brought it.
+
+`Pipeline.run(payload, caller)` takes a request as the transport read it (a mapping with
+`query`, `variables`, `operationName`, `extensions`) and who sent it (`Caller`), and takes
+it through these steps, each of which may refuse it:
+
+  1. the request's shape: the fields' types                          BAD_REQUEST
+  2. persisted queries: the document by its hash; under PERSISTED_QUERIES_ONLY only
+     known documents                                                 PERSISTED_QUERY_*
+  3. the document: parsed and validated once (cached)                GRAPHQL_*_FAILED
+  4. the operation: picked by name, of a type the transport carries  BAD_USER_INPUT, 405
+  5. the limits: tokens, depth, aliases, directives, cost, nodes     QUERY_TOO_COMPLEX
+  6. the viewer: from the caller's Bearer token, or the one the transport authenticated
+     already (a WebSocket's connection_init)                         UNAUTHENTICATED
+  7. the budget: the cost spent from the viewer's hourly budget      RATE_LIMITED
+  8. execution, within REQUEST_TIMEOUT, retried on a transient database failure when that
+     is safe; a subscription instead gets its stream of events       TIMEOUT, UNAVAILABLE
+
+No SQL runs before step 6. The outcome is one of
+  Refused     the request stopped: `error` (its class says the code and HTTP status) and
+              the `errors` the response carries;
+  Executed    a query or mutation ran: the response `body` (data, errors, extensions.cost),
+              the statements it took, the budget left;
+  Subscribed  a subscription's `events`, each the body of one `next`; a body without `data`
+              ends the stream with errors.
+Each transport maps these to its own messages: server/http.py to statuses and headers,
+server/websocket.py to graphql-transport-ws messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import stamina
+from graphql import ExecutionResult, FieldNode, OperationDefinitionNode, OperationType
+from limits.errors import StorageError
+
+from core import observability as metrics
+from core.db import Database, Session
+from core.errors import (
+    BadRequest,
+    BadUserInput,
+    ClientError,
+    MethodNotAllowed,
+    RateLimited,
+    RequestTimeout,
+    ServerError,
+    TransientError,
+    Unauthenticated,
+)
+from domain.context import Context, Services, build_context
+from domain.policy import ANONYMOUS, Viewer
+from execution.documents import Executor, Prepared, error_entries, format_errors
+from execution.limits import Analysis, Budget, BudgetState, analyze, check
+from execution.persisted import PersistedQueries
+from execution.selections import pick_operation
+from loaders.users import load_viewer
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3
+QUERIES = frozenset({OperationType.QUERY})
+QUERIES_AND_MUTATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+EVERY_OPERATION = frozenset(OperationType)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    """A request's fields, as `read_request` found them."""
+
+    query: str | None
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sends a request, and what their transport carries."""
+
+    address: str  # the client's address: the budget's key when anonymous
+    credentials: str | None = None  # an `Authorization` value, `Bearer <token>`
+    viewer: Viewer | None = None  # set when the transport authenticated the caller already
+    operations: frozenset[OperationType] = QUERIES_AND_MUTATIONS
+    request: Any = None  # the transport's request, for the context
+
+
+@dataclass(slots=True)
+class Refused:
+    """The request stopped; `error`'s class says its code and HTTP status, `errors` is
+    what the response carries."""
+
+    error: ClientError | ServerError
+    errors: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class Executed:
+    """A query or mutation ran (or tried: a body without `data` never started)."""
+
+    body: dict[str, Any]
+    operation: str | None
+    statements: int
+    budget: BudgetState | None
+
+
+@dataclass(slots=True)
+class Subscribed:
+    """A subscription started: its budget is spent, its `events` are to be sent."""
+
+    events: EventStream
+    operation: str | None
+    budget: BudgetState | None
+
+
+Outcome = Refused | Executed | Subscribed
+
+
+class Pipeline:
+    def __init__(
+        self,
+        executor: Executor,
+        database: Database,
+        services: Services,
+        budget: Budget,
+        persisted: PersistedQueries,
+    ) -> None:
+        self.executor = executor
+        self.database = database
+        self.services = services
+        self.settings = services.settings
+        self.budget = budget
+        self.persisted = persisted
+
+    async def run(self, payload: Mapping[str, Any], caller: Caller) -> Outcome:
+        """One request through every step; see the module docstring."""
+        try:
+            return await self._run(payload, caller)
+        except (ClientError, ServerError) as error:
+            if error.code == ServerError.code:
+                log.error("request failed", exc_info=error)
+            return Refused(error, error_entries(error))
+        except Exception as unexpected:  # never a traceback for the client
+            log.exception("request failed")
+            internal = ServerError(str(unexpected))
+            return Refused(internal, error_entries(internal))
+
+    async def authenticate(self, credentials: str | None, session: Session | None = None) -> Viewer:
+        """The signed-in user of these credentials; bad ones are an error, never anonymity."""
+        if credentials is None:
+            return ANONYMOUS
+        scheme, _, token = credentials.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Send the access token as `Authorization: Bearer <token>`.")
+        user_id = self.services.tokens.verify(token.strip())
+        own = session is None
+        session = session or self.database.session()
+        try:
+            found = await load_viewer(session, user_id)
+        finally:
+            if own:
+                await session.close()
+        if found is None:
+            raise Unauthenticated("The access token's user no longer exists.")
+        return Viewer(*found)
+
+    async def _run(self, payload: Mapping[str, Any], caller: Caller) -> Outcome:
+        request = read_request(payload)
+        query = await self.persisted.resolve(request.query, request.extensions)
+        prepared = self.executor.prepare(query)
+        if prepared.error is not None:
+            return Refused(prepared.error, error_entries(prepared.error))
+        operation = _operation(prepared, request.operation_name, caller.operations)
+        analysis = self._limits(prepared, request)
+        name = request.operation_name or _name(operation)
+        session = self.database.session()
+        handed_over = False  # to a subscription's stream, which closes it
+        try:
+            with metrics.operation_span("graphql " + (name or "anonymous")):
+                viewer = await self._viewer(caller, session)
+                state = await self._spend(viewer, caller.address, analysis.cost)
+                context = build_context(session, viewer, self.services, caller.request)
+                context.rate_limit, context.cost = state, analysis.cost
+                if operation.operation is not OperationType.SUBSCRIPTION:
+                    return await self._execute(prepared, request, operation, context, name)
+                handed_over = True
+                return await self._subscribe(prepared, request, context, name, state)
+        finally:
+            if not handed_over:
+                await session.close()
+
+    def _limits(self, prepared: Prepared, request: GraphQLRequest) -> Analysis:
+        assert prepared.document is not None
+        name = request.operation_name
+        analysis = None if request.variables else prepared.analyses.get(name)
+        if analysis is None:
+            analysis = analyze(
+                self.executor.graphql_schema, prepared.document, name, request.variables
+            )
+            if not request.variables:
+                prepared.analyses[name] = analysis
+        metrics.record_cost(analysis.cost)
+        check(analysis, self.executor.limits)
+        return analysis
+
+    async def _viewer(self, caller: Caller, session: Session) -> Viewer:
+        if caller.viewer is None:
+            return await self.authenticate(caller.credentials, session)
+        # a copy: an operation may change its viewer's roles (see Viewer.set_role)
+        return Viewer(caller.viewer.user, dict(caller.viewer.roles))
+
+    async def _spend(self, viewer: Viewer, address: str, cost: int) -> BudgetState | None:
+        user = viewer.user
+        key = f"user:{user.id}" if user else f"address:{address}"
+        try:
+            return await self.budget.spend(key, cost, user is not None)
+        except RateLimited:
+            metrics.record_rate_limited()
+            raise
+        except StorageError:  # the budget store is down: serve rather than refuse everyone
+            log.warning("rate budget store unavailable; request not counted")
+            return None
+
+    async def _execute(
+        self,
+        prepared: Prepared,
+        request: GraphQLRequest,
+        operation: OperationDefinitionNode,
+        context: Context,
+        name: str | None,
+    ) -> Executed:
+        timeout = self.settings.request_timeout
+        sessions = [context.session]
+        retryable = _retryable(operation)
+        try:
+            async with asyncio.timeout(timeout):
+                async for attempt in stamina.retry_context(
+                    on=TransientError,
+                    attempts=ATTEMPTS,
+                    wait_initial=0.05,
+                    wait_max=0.5,
+                    timeout=timeout,
+                ):
+                    with attempt:
+                        if attempt.num > 1:
+                            sessions.append(self.database.session())
+                            context = _renewed(context, sessions[-1])
+                        last = attempt.num == ATTEMPTS
+                        result = await self._attempt(prepared, request, context, retryable, last)
+        except TimeoutError:
+            raise RequestTimeout(f"past the {timeout:g} s deadline") from None
+        finally:
+            for extra in sessions[1:]:
+                await extra.close()
+        statements = sum(s.statements for s in sessions)
+        metrics.record_sql(statements)
+        body = _body(result)
+        body["extensions"] = {"cost": _cost(context.rate_limit, context.cost)}
+        return Executed(body, name, statements, context.rate_limit)
+
+    async def _attempt(
+        self,
+        prepared: Prepared,
+        request: GraphQLRequest,
+        context: Context,
+        retryable: Callable[[TransientError], bool],
+        last: bool,
+    ) -> ExecutionResult:
+        result = await self.executor.execute(
+            prepared, context, request.variables, request.operation_name
+        )
+        transient = [
+            e.original_error
+            for e in result.errors or ()
+            if isinstance(e.original_error, TransientError)
+        ]
+        if transient and not last and retryable(transient[0]):
+            await context.session.close()
+            raise transient[0]
+        return result
+
+    async def _subscribe(
+        self,
+        prepared: Prepared,
+        request: GraphQLRequest,
+        context: Context,
+        name: str | None,
+        state: BudgetState | None,
+    ) -> Executed | Subscribed:
+        try:
+            stream = await self.executor.subscribe(
+                prepared, context, request.variables, request.operation_name
+            )
+        except BaseException:
+            await context.session.close()
+            raise
+        if isinstance(stream, ExecutionResult):  # no stream: its errors say why
+            await context.session.close()
+            return Executed(_body(stream), name, 0, state)
+        return Subscribed(EventStream(stream, context), name, state)
+
+
+class EventStream:
+    """A subscription's results as response bodies. A body without `data` is the last one;
+    `aclose` (also at the end) stops the stream and frees its database session."""
+
+    def __init__(self, stream: AsyncIterator[ExecutionResult], context: Context) -> None:
+        self._stream = stream
+        self._context = context
+        self._closed = False
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            result = await anext(self._stream)
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        except (ClientError, ServerError) as error:  # raised by the resolver: a hidden project
+            await self.aclose()
+            return {"errors": error_entries(error)}
+        except Exception as unexpected:
+            log.exception("subscription failed")
+            await self.aclose()
+            return {"errors": error_entries(ServerError(str(unexpected)))}
+        return _body(result)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        aclose = getattr(self._stream, "aclose", None)
+        try:
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        finally:
+            await self._context.session.close()
+
+
+def read_request(payload: Mapping[str, Any]) -> GraphQLRequest:
+    """The request's fields, checked for their types; BAD_REQUEST when one is wrong."""
+    query = payload.get("query")
+    extensions = payload.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise BadRequest("`extensions` must be a JSON object.")
+    if query is not None and not isinstance(query, str):
+        raise BadRequest("`query` must be a string.")
+    if (query is None or not query.strip()) and not (extensions or {}).get("persistedQuery"):
+        raise BadRequest(
+            "The request has no `query`: send a GraphQL document as a string in `query`."
+        )
+    variables = payload.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise BadRequest("`variables` must be a JSON object.")
+    operation_name = payload.get("operationName")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise BadRequest("`operationName` must be a string.")
+    return GraphQLRequest(query or None, variables, operation_name or None, extensions)
+
+
+def _operation(
+    prepared: Prepared, name: str | None, carried: frozenset[OperationType]
+) -> OperationDefinitionNode:
+    assert prepared.document is not None
+    operation = pick_operation(prepared.document, name)
+    if operation is None:
+        if name is None:
+            raise BadUserInput(
+                "The document holds several operations: name one in `operationName`."
+            )
+        raise BadUserInput(f"No operation named {name[:100]!r} in the document.")
+    if operation.operation not in carried:
+        raise _not_carried(operation.operation)
+    return operation
+
+
+def _not_carried(kind: OperationType) -> ClientError:
+    """What a transport that does not carry operations of this type answers for one: GET
+    carries queries only (a link or a prefetch must not write), HTTP no subscriptions."""
+    if kind is OperationType.MUTATION:
+        return MethodNotAllowed("Mutations must be sent with POST.", allow="POST")
+    return BadUserInput("Subscriptions are served over WebSocket (graphql-transport-ws).")
+
+
+def _retryable(operation: OperationDefinitionNode) -> Callable[[TransientError], bool]:
+    # Reads may always run again. A single mutation may run again after a serialization
+    # failure or deadlock (its transaction rolled back), not after a lost connection,
+    # which may have hidden a commit.
+    reads = operation.operation is OperationType.QUERY
+    selections = operation.selection_set.selections
+    single = len(selections) == 1 and isinstance(selections[0], FieldNode)
+    return lambda error: reads or (single and not error.ambiguous)
+
+
+def _renewed(context: Context, session: Session) -> Context:
+    """A fresh context on another session, for another attempt: the budget stays."""
+    renewed = build_context(session, context.viewer, context.services, context.request)
+    renewed.rate_limit, renewed.cost = context.rate_limit, context.cost
+    return renewed
+
+
+def _body(result: ExecutionResult) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if result.errors:
+        body["errors"] = format_errors(result.errors)
+    # Execution errors (they have a path) leave `data`, null at worst; request errors
+    # (bad variables) mean execution never started, and `data` is absent.
+    executed = result.data is not None or any(e.path for e in result.errors or ())
+    if executed or not result.errors:
+        body["data"] = result.data
+    return body
+
+
+def _cost(state: BudgetState | None, cost: int) -> dict[str, Any]:
+    return state.extension(cost) if state is not None else {"requested": cost}
+
+
+def _name(operation: OperationDefinitionNode) -> str | None:
+    return operation.name.value if operation.name else None
