@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +33,7 @@ from execution.selections import pick_operation
 from loaders.users import load_viewer
 from resolvers.schema import schema
 from server.__main__ import prepare_database
+from tests.servers import AppSocket
 
 TEST_SCALE = 0.05
 _addresses = itertools.count(1)
@@ -215,10 +216,23 @@ def make(conn: asyncpg.Connection) -> Any:
     return Make(conn)
 
 
+@dataclass
+class RunningApp:
+    """The real ASGI app on the test database: an HTTP client to it, and WebSockets to it
+    (`websocket()`), both from the same client address."""
+
+    http: Any
+    asgi: Any
+    address: str
+
+    def websocket(self, headers: Sequence[tuple[str, str]] = ()) -> AppSocket:
+        return AppSocket(self.asgi, client=(self.address, 40001), headers=headers)
+
+
 @contextlib.asynccontextmanager
-async def app_client(database: Database, **overrides: Any) -> AsyncIterator[Any]:
-    """An HTTP client to the real ASGI app (lifespan included) on the test database, with
-    settings overridden as given."""
+async def running_app(database: Database, **overrides: Any) -> AsyncIterator[RunningApp]:
+    """The real ASGI app (lifespan included) on `database`, with settings overridden as
+    given."""
     import httpx
     from asgi_lifespan import LifespanManager
 
@@ -231,7 +245,14 @@ async def app_client(database: Database, **overrides: Any) -> AsyncIterator[Any]
         # each test its own client address, so budgets and sign-in throttling stay per test
         transport = httpx.ASGITransport(app=manager.app, client=(address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+            yield RunningApp(http, manager.app, address)
+
+
+@contextlib.asynccontextmanager
+async def app_client(database: Database, **overrides: Any) -> AsyncIterator[Any]:
+    """An HTTP client to the real ASGI app (see `running_app`)."""
+    async with running_app(database, **overrides) as app:
+        yield app.http
 
 
 @pytest.fixture

@@ -1,16 +1,22 @@
-"""Real server processes on the test database, for tests that cross processes."""
+"""Servers for tests: real server processes on the test database, for tests that cross
+processes (`server_processes`), and a WebSocket client to an app in this process
+(`AppSocket`), which httpx does not have."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
+from starlette.types import ASGIApp
 
 
 def free_port() -> int:
@@ -71,3 +77,84 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not become healthy")
+
+
+class SocketClosed(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"closed with {code}")
+        self.code = code
+
+
+class AppSocket:
+    """A WebSocket client to an ASGI app running in this event loop: the app's side runs
+    as a task, messages pass through two queues. So a test reaches the app (and its
+    database pool) as its HTTP client does, with no server process in between."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str = "/graphql",
+        *,
+        client: tuple[str, int],
+        headers: Sequence[tuple[str, str]] = (),
+        subprotocols: Sequence[str] = ("graphql-transport-ws",),
+    ) -> None:
+        self._app = app
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": "ws",
+            "server": ("test", 80),
+            "client": client,
+            "root_path": "",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+            "subprotocols": list(subprotocols),
+        }
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AppSocket:
+        self._task = asyncio.create_task(
+            self._app(self._scope, self._to_app.get, self._from_app.put)  # type: ignore[arg-type]
+        )
+        await self._to_app.put({"type": "websocket.connect"})
+        accepted = await self._next()
+        if accepted["type"] != "websocket.accept":
+            raise SocketClosed(accepted.get("code", 1000))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        if not self._task.done():
+            await self._to_app.put({"type": "websocket.disconnect", "code": 1000})
+            await asyncio.wait_for(self._task, 10)
+
+    async def send_json(self, message: Any) -> None:
+        await self._to_app.put({"type": "websocket.receive", "text": json.dumps(message)})
+
+    async def receive_json(self, timeout: float = 10) -> Any:
+        """The next message the app sent; SocketClosed when it closed the socket."""
+        message = await self._next(timeout)
+        if message["type"] == "websocket.close":
+            raise SocketClosed(message.get("code", 1000))
+        return json.loads(message.get("text") or message["bytes"])
+
+    async def _next(self, timeout: float = 10) -> dict[str, Any]:
+        """What the app sends next; its exception if it fails first."""
+        assert self._task is not None
+        sent = asyncio.ensure_future(self._from_app.get())
+        done, _ = await asyncio.wait(
+            {sent, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if sent in done:
+            return sent.result()
+        sent.cancel()
+        if self._task in done:
+            self._task.result()  # raises what the app raised
+            raise SocketClosed(1006)  # the app returned without closing
+        raise TimeoutError(f"the app sent nothing within {timeout} s")
