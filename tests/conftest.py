@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,8 +19,17 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 import pytest
-from graphql import OperationType
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationType,
+    print_ast,
+)
 
+from core import observability
 from core.db import Database, Record, Session
 from core.embedded import start_embedded
 from core.settings import Settings
@@ -29,7 +38,7 @@ from domain.context import Services, build_context
 from domain.policy import ANONYMOUS, Access, Viewer
 from execution.compiled import CompiledExecutor
 from execution.documents import Executor, error_entries, format_errors
-from execution.selections import pick_operation
+from execution.selections import fragments_of, pick_operation
 from loaders.users import load_viewer
 from resolvers.schema import schema
 from server.__main__ import prepare_database
@@ -104,6 +113,81 @@ class Outcome:
 
 
 Run = Callable[..., Awaitable[Outcome]]
+INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
+
+
+def executions(executor: str, operation_type: str = "query") -> float:
+    """How many operations of a type `executor` ran in this process (the counter's value)."""
+    value = observability.registry.get_sample_value(
+        "issuegraph_executions_total", {"executor": executor, "operation_type": operation_type}
+    )
+    return value or 0.0
+
+
+def is_introspection(document: DocumentNode, operation_name: str | None = None) -> bool:
+    """Does the operation select `__schema` or `__type` at its root? (Those read the schema,
+    not the database: graphql-core answers them, not the compiled executor.)"""
+    fragments = fragments_of(document)
+    operation = pick_operation(document, operation_name)
+    pending = [operation.selection_set] if operation is not None else []
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                if selection.name.value in INTROSPECTION_FIELDS:
+                    return True
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                pending.append(fragments[selection.name.value].selection_set)
+    return False
+
+
+_fallbacks: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _watch_the_compiled_executor() -> Iterator[None]:
+    """Every CompiledExecutor of the session (the app's with EXECUTOR=compiled, the
+    differential one of `run`) notes each query it leaves to graphql-core that is not
+    introspection: some field it selects lost its compiled path. An app built with
+    EXECUTOR=standard has no compiled executor, so it is not watched."""
+    original = CompiledExecutor.execute
+
+    async def execute(
+        self: CompiledExecutor,
+        document: DocumentNode,
+        operation_name: str | None,
+        context: Any,
+        variables: dict[str, Any] | None,
+    ) -> ExecutionResult | None:
+        result = await original(self, document, operation_name, context, variables)
+        operation = pick_operation(document, operation_name)
+        if (
+            result is None
+            and operation is not None
+            and operation.operation is OperationType.QUERY
+            and not is_introspection(document, operation_name)
+        ):
+            _fallbacks.append(print_ast(operation)[:1000])
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CompiledExecutor, "execute", execute)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def compiled_path_kept() -> Iterator[None]:
+    """Fails the test in which a query fell back to graphql-core (see above)."""
+    seen = len(_fallbacks)
+    yield
+    fell_back = _fallbacks[seen:]
+    del _fallbacks[seen:]
+    assert not fell_back, "graphql-core ran these, not the compiled executor:\n" + "\n".join(
+        fell_back
+    )
+
+
 _executor = Executor(schema)
 _compiled = Executor(schema, compiled=CompiledExecutor(schema))
 

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from starlette.types import Message, Scope
 
 from core import observability
+from core.db import Database
 from core.observability import (
     OPERATION_LABELS_MAX,
     RequestIdMiddleware,
@@ -50,6 +51,8 @@ from core.observability import (
     record_sql,
     sql_span,
 )
+from execution.ids import encode_id
+from tests.conftest import app_client
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -300,6 +303,98 @@ async def test_multiprocess_mode_merges_the_workers_files(
     assert merged[("issuegraph_db_pool_size", frozenset())] == 8.0
     assert merged[("issuegraph_db_pool_in_use", frozenset())] == 6.0
     assert not any(name.startswith("process_") for name, _ in merged)
+
+
+# --- executions: which executor ran what ---------------------------------------------------
+
+ISSUE = encode_id("Issue", 1)
+# The suite's typical reads: each must run through the compiled executor.
+TYPICAL_READS: list[tuple[str, dict[str, Any] | None]] = [
+    (
+        """query Dashboard($slug: String!) { organization(slug: $slug) { name
+        projects(first: 5) { totalCount pageInfo { hasNextPage endCursor } nodes { key name
+          issues(first: 3, orderBy: {field: PRIORITY, direction: DESC}) { nodes { number title
+            priority state author { login } assignee { login } labels(first: 3) { nodes { name } }
+            comments(first: 2) { totalCount nodes { body author { login } } } } } } } } }""",
+        {"slug": "acme"},
+    ),
+    (
+        """{ organization(slug: "acme") { project(key: "WEB") { issue(number: 1) { title body
+        createdAt updatedAt viewerCanUpdate comments(last: 2) { edges { cursor node { body } } } }
+        labels(first: 2) { nodes { name color } } } } }""",
+        None,
+    ),
+    (
+        """query($id: ID!) { node(id: $id) { id __typename ... on Issue { number title
+        project { key organization { slug } } } } }""",
+        {"id": ISSUE},
+    ),
+    ("query($ids: [ID!]!) { nodes(ids: $ids) { id ... on Issue { title } } }", {"ids": [ISSUE]}),
+    (
+        """{ user(login: "alice") { login name organizations(first: 5) { nodes { slug } }
+        authoredIssues(first: 2) { nodes { number } } } }""",
+        None,
+    ),
+    (
+        """{ organization(slug: "acme") { members(first: 3) { edges { role node { login } } } }
+        viewer { login } rateLimit { cost remaining } }""",
+        None,
+    ),
+    (
+        """query($full: Boolean!) { organizations(first: 2) { nodes { slug
+        name @include(if: $full) projects(first: 1) @skip(if: $full) { totalCount } } } }""",
+        {"full": True},
+    ),
+]
+INTROSPECTION = [
+    "{ __schema { queryType { name } } }",
+    '{ __type(name: "Issue") { name fields { name } } }',
+]
+
+
+def executions(scraped: Samples, executor: str, operation_type: str) -> float:
+    labels = {"executor": executor, "operation_type": operation_type}
+    return scraped.get(("issuegraph_executions_total", frozenset(labels.items())), 0.0)
+
+
+async def test_reads_run_compiled_and_introspection_on_graphql_core(database: Database) -> None:
+    async with app_client(database) as app:
+        before = await scrape(app)
+        for query, variables in TYPICAL_READS:
+            response = await app.post("/graphql", json={"query": query, "variables": variables})
+            assert "errors" not in response.json(), response.text[:500]
+        reads = await scrape(app)
+        for query in INTROSPECTION:
+            response = await app.post("/graphql", json={"query": query})
+            assert "errors" not in response.json(), response.text[:500]
+        introspected = await scrape(app)
+
+    def ran(start: Samples, end: Samples) -> tuple[float, float]:
+        return tuple(  # type: ignore[return-value]
+            executions(end, executor, "query") - executions(start, executor, "query")
+            for executor in ("compiled", "standard")
+        )
+
+    assert ran(before, reads) == (len(TYPICAL_READS), 0)
+    assert ran(reads, introspected) == (0, len(INTROSPECTION))
+
+
+async def test_mutations_and_the_standard_executor_count_as_standard(database: Database) -> None:
+    log_in = 'mutation { logIn(input: {login: "nobody", password: "x"}) { userErrors { code } } }'
+    dashboard, variables = TYPICAL_READS[0]
+    async with app_client(database, executor="standard") as app:
+        before = await scrape(app)
+        await app.post("/graphql", json={"query": log_in})
+        await app.post("/graphql", json={"query": dashboard, "variables": variables})
+        after = await scrape(app)
+
+    def ran(executor: str, operation_type: str) -> float:
+        return executions(after, executor, operation_type) - executions(
+            before, executor, operation_type
+        )
+
+    assert ran("standard", "mutation") == ran("standard", "query") == 1
+    assert ran("compiled", "query") == 0
 
 
 # --- logs ----------------------------------------------------------------------------------
