@@ -244,12 +244,13 @@ async def _acme(url: str) -> Acme:
     connection = await asyncpg.connect(url)
     try:
         alice = await connection.fetchval("SELECT id FROM users WHERE login = 'alice'")
-        projects = dict(
-            await connection.fetch(
+        projects: dict[str, int] = {
+            key: id_
+            for key, id_ in await connection.fetch(
                 "SELECT p.key, p.id FROM projects p JOIN organizations o ON o.id ="
                 " p.organization_id WHERE o.slug = 'acme' AND p.key IN ('WEB', 'OPS')"
             )
-        )
+        }
         ops_issue = await connection.fetchval(
             "SELECT id FROM issues WHERE project_id = $1 ORDER BY id LIMIT 1", projects["OPS"]
         )
@@ -265,7 +266,7 @@ async def _acme(url: str) -> Acme:
         )
     finally:
         await connection.close()
-    assert role == "OWNER" and ops_issue is not None
+    assert role == "OWNER" and ops_issue is not None and numbers is not None
     return Acme(alice, projects["WEB"], projects["OPS"], ops_issue, tuple(numbers))
 
 
@@ -553,14 +554,15 @@ async def _check_writes(url: str, acme: Acme, ledger: Ledger) -> list[str]:
             "SELECT id, project_id, title FROM issues WHERE title LIKE $1",
             f"resilience {ledger.tag}-%",
         )
-        receipts = dict(
-            await connection.fetch(
+        receipts: dict[str, int] = {
+            key: result
+            for key, result in await connection.fetch(
                 "SELECT client_mutation_id, result_id FROM mutation_receipts WHERE user_id = $1"
                 " AND mutation = 'createIssue' AND client_mutation_id LIKE $2",
                 acme.alice,
                 f"{ledger.tag}-%",
             )
-        )
+        }
     finally:
         await connection.close()
     print(
@@ -677,8 +679,9 @@ async def _subscribed(base: str, world: World) -> ClientConnection:
     """A graphql-transport-ws connection subscribed (anonymously) to the project's events,
     the subscription known to be live (it delivered a probe's event)."""
     ws = await connect(
-        base.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]
-    )  # type: ignore[list-item]
+        base.replace("http://", "ws://") + "/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+    )
     await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
     ack = json.loads(await asyncio.wait_for(ws.recv(), REQUEST_TIMEOUT))
     assert ack == {"type": "connection_ack"}, ack
@@ -853,7 +856,8 @@ async def _refused(base: str) -> None:
     with pytest.raises(OSError):
         await asyncio.wait_for(
             connect(
-                base.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]
-            ),  # type: ignore[list-item]
+                base.replace("http://", "ws://") + "/graphql",
+                subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            ),
             REQUEST_TIMEOUT,
         )
