@@ -17,7 +17,7 @@ from domain.events import Delivery
 from execution.fields import to_one, value
 from loaders import Loaders
 from loaders.events import EventRow
-from loaders.rows import LabelRow
+from loaders.rows import IssueRow, LabelRow, ProjectRow
 from resolvers.mutations._base import Ctx, find
 from resolvers.types import Comment, Issue, Label, User
 
@@ -101,9 +101,7 @@ class Subscription:
     async def issue_events(
         self, info: Ctx, project_id: strawberry.ID
     ) -> AsyncGenerator[EventSource, None]:
-        project = await find(
-            info.context, project_id, "Project", info.context.loaders.project_by_id
-        )
+        project = await find(info.context, project_id, ProjectRow)
         async for event in _stream(info, project.id, None, None):
             yield event
 
@@ -113,7 +111,7 @@ class Subscription:
     async def issue_comment_added(
         self, info: Ctx, issue_id: strawberry.ID
     ) -> AsyncGenerator[EventSource, None]:
-        issue = await find(info.context, issue_id, "Issue", info.context.loaders.issue_by_id)
+        issue = await find(info.context, issue_id, IssueRow)
         project = await permissions.project_of(info.context, issue.project_id)
         async for event in _stream(info, project.id, issue.id, {"COMMENTED"}):
             yield event

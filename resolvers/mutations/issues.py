@@ -15,7 +15,7 @@ from core.errors import BadUserInput
 from domain import permissions as _access
 from domain.context import Context
 from execution.ids import decode_id
-from loaders.rows import CommentRow, IssueRow, ProjectRow
+from loaders.rows import CommentRow, IssueRow, ProjectRow, UserRow
 from loaders.writes import issues as writes
 from resolvers.mutations._base import (
     MAX_BODY,
@@ -168,7 +168,7 @@ async def _assignee(
 ) -> tuple[int | None, UserError | None]:
     if global_id is None:
         return None, None
-    user = await find(context, global_id, "User", context.loaders.user_by_id)
+    user = await find(context, global_id, UserRow)
     found = await context.loaders.organization_ids_by_user.load(user.id)
     if found is None or project.organization_id not in found[1]:
         return None, user_error(
@@ -180,7 +180,7 @@ async def _assignee(
 
 
 async def _issue(context: Context, global_id: str) -> tuple[IssueRow, ProjectRow]:
-    issue = await find(context, global_id, "Issue", context.loaders.issue_by_id)
+    issue = await find(context, global_id, IssueRow)
     return issue, await _access.project_of(context, issue.project_id)
 
 
@@ -198,7 +198,7 @@ class IssueMutations:
     async def create_issue(self, info: Ctx, input: CreateIssueInput) -> IssuePayload | None:
         context = info.context
         me = signed_in(context)
-        project = await find(context, input.project_id, "Project", context.loaders.project_by_id)
+        project = await find(context, input.project_id, ProjectRow)
         allow(
             _access.on_project(context, project, "create_issue"),
             "You may not open issues in this project.",
@@ -354,7 +354,7 @@ class IssueMutations:
     @strawberry.mutation(description="Edit a comment (its author).")
     async def update_comment(self, info: Ctx, input: UpdateCommentInput) -> CommentPayload | None:
         context = info.context
-        comment = await find(context, input.comment_id, "Comment", context.loaders.comment_by_id)
+        comment = await find(context, input.comment_id, CommentRow)
         allow(
             await _access.on_comment(context, comment, "update"), "You may not edit this comment."
         )
@@ -383,7 +383,7 @@ class IssueMutations:
     @strawberry.mutation(description="Delete a comment (its author or an admin).")
     async def delete_comment(self, info: Ctx, input: DeleteCommentInput) -> CommentPayload | None:
         context = info.context
-        comment = await find(context, input.comment_id, "Comment", context.loaders.comment_by_id)
+        comment = await find(context, input.comment_id, CommentRow)
         allow(
             await _access.on_comment(context, comment, "delete"), "You may not delete this comment."
         )

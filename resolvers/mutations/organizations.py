@@ -153,9 +153,7 @@ class OrganizationMutations:
     @strawberry.mutation(description="Add a user to an organization.")
     async def add_member(self, info: Ctx, input: AddMemberInput) -> MembershipPayload | None:
         context = info.context
-        organization = await find(
-            context, input.organization_id, "Organization", context.loaders.organization_by_id
-        )
+        organization = await find(context, input.organization_id, OrganizationRow)
         _may_manage(context, organization.id, input.role.value)
         user = await context.loaders.user_by_login.load(input.login.lower())
         if user is None:
@@ -192,10 +190,8 @@ class OrganizationMutations:
         self, info: Ctx, input: UpdateMemberRoleInput
     ) -> MembershipPayload | None:
         context = info.context
-        organization = await find(
-            context, input.organization_id, "Organization", context.loaders.organization_by_id
-        )
-        user = await find(context, input.user_id, "User", context.loaders.user_by_id)
+        organization = await find(context, input.organization_id, OrganizationRow)
+        user = await find(context, input.user_id, UserRow)
         _may_manage(context, organization.id, input.role.value)
 
         async def work() -> list[UserError]:
@@ -225,10 +221,8 @@ class OrganizationMutations:
     @strawberry.mutation(description="Remove a member; the last OWNER cannot be removed.")
     async def remove_member(self, info: Ctx, input: RemoveMemberInput) -> MembershipPayload | None:
         context = info.context
-        organization = await find(
-            context, input.organization_id, "Organization", context.loaders.organization_by_id
-        )
-        user = await find(context, input.user_id, "User", context.loaders.user_by_id)
+        organization = await find(context, input.organization_id, OrganizationRow)
+        user = await find(context, input.user_id, UserRow)
         me = context.viewer.user
         leaving = me is not None and me.id == user.id
         if not leaving:

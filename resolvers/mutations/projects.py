@@ -7,7 +7,7 @@ import strawberry
 from core.db import UniqueViolation
 from domain import permissions as _access
 from domain.context import Context
-from loaders.rows import LabelRow, ProjectRow
+from loaders.rows import LabelRow, OrganizationRow, ProjectRow
 from loaders.writes import projects as writes
 from resolvers.enums import ProjectVisibility
 from resolvers.mutations._base import (
@@ -134,7 +134,7 @@ def _label_problems(name: str | None, color: str | None) -> list[UserError]:
 
 
 async def _project(context: Context, global_id: str, action: str) -> ProjectRow:
-    project = await find(context, global_id, "Project", context.loaders.project_by_id)
+    project = await find(context, global_id, ProjectRow)
     allow(
         _access.on_project(context, project, action),
         f"You may not {action.replace('_', ' ')} in this project.",
@@ -147,9 +147,7 @@ class ProjectMutations:
     @strawberry.mutation(description="Create a project in an organization.")
     async def create_project(self, info: Ctx, input: CreateProjectInput) -> ProjectPayload | None:
         context = info.context
-        organization = await find(
-            context, input.organization_id, "Organization", context.loaders.organization_by_id
-        )
+        organization = await find(context, input.organization_id, OrganizationRow)
         allow(
             _access.on_organization(context, organization.id, "create_project"),
             "You may not create projects in this organization.",
@@ -252,7 +250,7 @@ class ProjectMutations:
     @strawberry.mutation(description="Rename or recolor a label.")
     async def update_label(self, info: Ctx, input: UpdateLabelInput) -> LabelPayload | None:
         context = info.context
-        label = await find(context, input.label_id, "Label", context.loaders.label_by_id)
+        label = await find(context, input.label_id, LabelRow)
         project = await _access.project_of(context, label.project_id)
         allow(
             _access.on_project(context, project, "manage_labels"),
@@ -281,7 +279,7 @@ class ProjectMutations:
     @strawberry.mutation(description="Delete a label.")
     async def delete_label(self, info: Ctx, input: DeleteLabelInput) -> LabelPayload | None:
         context = info.context
-        label = await find(context, input.label_id, "Label", context.loaders.label_by_id)
+        label = await find(context, input.label_id, LabelRow)
         project = await _access.project_of(context, label.project_id)
         allow(
             _access.on_project(context, project, "manage_labels"),
