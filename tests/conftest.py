@@ -38,6 +38,7 @@ from domain.context import Services, build_context
 from domain.policy import ANONYMOUS, Access, Viewer
 from execution.compiled import CompiledExecutor
 from execution.documents import Executor, error_entries, format_errors
+from execution.ids import encode_id
 from execution.selections import fragments_of, pick_operation
 from loaders.users import load_viewer
 from resolvers.schema import schema
@@ -343,3 +344,29 @@ async def app_client(database: Database, **overrides: Any) -> AsyncIterator[Any]
 async def client(database: Database) -> AsyncIterator[Any]:
     async with app_client(database) as http:
         yield http
+
+
+@pytest.fixture
+async def committed(database: Database) -> dict[str, Any]:
+    """A committed organization with a public project and its ADMIN: the app's requests
+    run on connections of their own, which see committed rows only."""
+    tag = uuid.uuid4().hex[:10]
+    connection = await database.acquire()
+    try:
+        org = await connection.fetchval(
+            "INSERT INTO organizations (slug, name) VALUES ($1, $1) RETURNING id", f"ws-{tag}"
+        )
+        user = await connection.fetchval(
+            "INSERT INTO users (login, email, password_hash) VALUES ($1, $1 || '@x.test', '!')"
+            " RETURNING id",
+            f"ws-{tag}",
+        )
+        await connection.execute("INSERT INTO memberships VALUES ($1, $2, 'ADMIN')", org, user)
+        project = await connection.fetchval(
+            "INSERT INTO projects (organization_id, key, name, visibility)"
+            " VALUES ($1, 'WS', 'WebSocket', 'PUBLIC') RETURNING id",
+            org,
+        )
+    finally:
+        await database.release(connection)
+    return {"user": user, "project_id": project, "project": encode_id("Project", project)}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ import asyncpg
 import pytest
 
 from core.db import Database, Session
-from execution.ids import encode_id
 from tests.conftest import running_app, services_with
 from tests.servers import AppSocket
 from tests.test_bad_input import (
@@ -293,29 +291,3 @@ async def first_event(
             continue
         return message
     raise AssertionError("no event reached the subscription")
-
-
-@pytest.fixture
-async def committed(database: Database) -> dict[str, Any]:
-    """A committed organization with a public project and its ADMIN: the app's requests
-    run on connections of their own, which see committed rows only."""
-    tag = uuid.uuid4().hex[:10]
-    connection = await database.acquire()
-    try:
-        org = await connection.fetchval(
-            "INSERT INTO organizations (slug, name) VALUES ($1, $1) RETURNING id", f"ws-{tag}"
-        )
-        user = await connection.fetchval(
-            "INSERT INTO users (login, email, password_hash) VALUES ($1, $1 || '@x.test', '!')"
-            " RETURNING id",
-            f"ws-{tag}",
-        )
-        await connection.execute("INSERT INTO memberships VALUES ($1, $2, 'ADMIN')", org, user)
-        project = await connection.fetchval(
-            "INSERT INTO projects (organization_id, key, name, visibility)"
-            " VALUES ($1, 'WS', 'WebSocket', 'PUBLIC') RETURNING id",
-            org,
-        )
-    finally:
-        await database.release(connection)
-    return {"user": user, "project_id": project, "project": encode_id("Project", project)}

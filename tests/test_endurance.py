@@ -1,0 +1,103 @@
+"""Endurance: what a long-running server keeps must not grow with the traffic it serves.
+
+Memory is measured with tracemalloc after a full collection: what the Python heap holds of
+what was allocated while it traced, so the figure is the heap's own growth, not the
+allocator's noise. Growth is the slope between two measurements taken after warm-up, so
+what is made once (caches filling, first uses) does not count."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any
+
+from core.db import Database
+from tests.conftest import running_app, services_with
+from tests.servers import AppSocket
+from tests.test_transports import CREATE, open_graphql
+
+SUBSCRIBERS = 20
+WARM_UP_EVENTS = 40
+MEASURED_EVENTS = 100
+EVENTS = """subscription($p: ID!) { issueEvents(projectId: $p) {
+  kind createdAt issue { number title state author { login } labels(first: 5) { nodes { name } } }
+  actor { login } } }"""
+
+
+@contextlib.contextmanager
+def tracing() -> Iterator[None]:
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()
+
+
+def traced() -> int:
+    """The bytes the heap holds of what it allocated while tracing, after a collection."""
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+async def _publish(
+    http: Any, token: str, project: str, count: int, sockets: list[AppSocket]
+) -> None:
+    """Open `count` issues; each subscriber receives each event before the next."""
+    for n in range(count):
+        response = await http.post(
+            "/graphql",
+            json={"query": CREATE, "variables": {"p": project, "t": f"Event {n}"}},
+            headers={"authorization": f"Bearer {token}"},
+        )
+        assert "errors" not in response.json(), response.json()
+        for socket in sockets:
+            message = await socket.receive_json(timeout=10)
+            assert message["type"] == "next", message
+            assert message["payload"]["data"]["issueEvents"]["kind"] == "OPENED"
+
+
+async def _subscribe_all(http: Any, token: str, project: str, sockets: list[AppSocket]) -> None:
+    """Subscribe every socket, then open issues until every subscription (registered
+    asynchronously) has seen one; the surplus events are read off."""
+    for socket in sockets:
+        await open_graphql(socket)
+        payload = {"query": EVENTS, "variables": {"p": project}}
+        await socket.send_json({"id": "1", "type": "subscribe", "payload": payload})
+    waiting = set(range(len(sockets)))
+    for _ in range(50):
+        await http.post(
+            "/graphql",
+            json={"query": CREATE, "variables": {"p": project, "t": "Ready?"}},
+            headers={"authorization": f"Bearer {token}"},
+        )
+        for i in sorted(waiting):
+            with contextlib.suppress(TimeoutError):
+                await sockets[i].receive_json(timeout=0.3)
+                waiting.discard(i)
+        if not waiting:
+            break
+    assert not waiting, "some subscriptions never started"
+    for socket in sockets:  # events that reached the early subscribers meanwhile
+        with contextlib.suppress(TimeoutError):
+            while True:
+                await socket.receive_json(timeout=0.3)
+
+
+async def test_subscription_deliveries_keep_memory_flat(
+    database: Database, committed: dict[str, Any]
+) -> None:
+    token = services_with().tokens.issue(committed["user"]).token
+    project = committed["project"]
+    async with running_app(database) as app, contextlib.AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(app.websocket()) for _ in range(SUBSCRIBERS)]
+        await _subscribe_all(app.http, token, project, sockets)
+        with tracing():
+            await _publish(app.http, token, project, WARM_UP_EVENTS, sockets)
+            before = traced()
+            await _publish(app.http, token, project, MEASURED_EVENTS, sockets)
+            after = traced()
+    deliveries = SUBSCRIBERS * MEASURED_EVENTS
+    per_thousand = (after - before) * 1000 / deliveries
+    assert per_thousand < 100_000, f"{per_thousand:,.0f} bytes kept per 1,000 deliveries"
