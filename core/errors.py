@@ -107,11 +107,12 @@ class DocumentError(ClientError):
     """A document that cannot run; see the module docstring for its two statuses."""
 
     legacy_status = 200
-    # graphql-core's errors, each with its locations, when they are what the response lists
-    errors: tuple[Exception, ...] = ()
+    # graphql-core's errors as the response lists them (messages, locations), when they are
+    # what it lists: kept formatted, so that a refusal holds neither the document nor its text
+    errors: tuple[dict[str, Any], ...] = ()
 
     @classmethod
-    def listing(cls, errors: Sequence[Exception]) -> Self:
+    def listing(cls, errors: Sequence[dict[str, Any]]) -> Self:
         error = cls("The document has errors.")
         error.errors = tuple(errors)
         return error

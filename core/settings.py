@@ -52,6 +52,8 @@ class Settings(BaseSettings):
         description="compiled: the planned executor, standard: graphql-core.",
     )
     document_cache_size: int = 1024
+    document_cache_bytes: int = 64_000_000  # estimated memory of the cached documents
+    refusal_cost: int = 10  # budget points a refused document costs its client address
     max_body_bytes: int = 1_000_000
     log_level: str = "info"
     log_json: bool = True

@@ -1,8 +1,9 @@
 """Running GraphQL documents: cached parse and validation, execution, error shaping.
 
 Strawberry's own `Schema.execute` parses and validates every request again and logs every
-client error with a traceback; here a bounded LRU keeps each distinct document parsed and
-validated once, and errors are shaped in one place: client errors keep their message and
+client error with a traceback; here an LRU keeps each distinct document parsed and
+validated once (`DocumentCache`: bounded by count and by the memory the documents hold,
+refusals kept small), and errors are shaped in one place: client errors keep their message and
 code, server errors show their fixed message and code, anything unexpected is logged in
 full and masked as INTERNAL.
 
@@ -14,6 +15,7 @@ full and masked as INTERNAL.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 from collections import OrderedDict
@@ -57,6 +59,91 @@ class Prepared:
     analyses: dict[str | None, Any] = field(default_factory=dict, compare=False)
 
 
+# What a parsed and validated document holds per token of its text (its nodes, and the
+# token chain their locations keep), measured on documents of 1,000 to 10,000 tokens.
+TOKEN_BYTES = 400
+REFUSAL_BYTES = 512  # a refusal's own entry, beside the size of its errors
+
+
+class DocumentCache:
+    """Prepared documents by their text, the least recently used dropped first when there
+    are more than `size` or their estimated memory passes `max_bytes` (their text, plus
+    TOKEN_BYTES a token of a document). A refusal is kept by the text's digest, as its
+    formatted errors: a flood of distinct large documents that cannot run costs the cache
+    little, and the same bad document sent again is refused without parsing it."""
+
+    def __init__(self, size: int, max_bytes: int) -> None:
+        self._size = size
+        self._max_bytes = max_bytes
+        # both LRUs: key -> (prepared, its estimated bytes)
+        self._documents: OrderedDict[str, tuple[Prepared, int]] = OrderedDict()
+        self._refusals: OrderedDict[bytes, tuple[Prepared, int]] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, query: str) -> Prepared | None:
+        found = self._documents.get(query)
+        if found is not None:
+            self._documents.move_to_end(query)
+            return found[0]
+        if not self._refusals:
+            return None
+        digest = _digest(query)
+        refused = self._refusals.get(digest)
+        if refused is None:
+            return None
+        self._refusals.move_to_end(digest)
+        return refused[0]
+
+    def put(self, query: str, prepared: Prepared) -> None:
+        self._drop(query)
+        if prepared.document is not None:
+            weight = len(query) + TOKEN_BYTES * _tokens(prepared.document)
+            self._documents[query] = (prepared, weight)
+        else:
+            assert prepared.error is not None
+            weight = REFUSAL_BYTES + sum(len(str(e)) for e in prepared.error.errors)
+            self._refusals[_digest(query)] = (prepared, weight)
+        self.bytes += weight
+        while self.bytes > self._max_bytes or len(self) > self._size:
+            # refusals go first: a flood of them must not push out the documents that run
+            oldest: OrderedDict[Any, tuple[Prepared, int]] = (
+                self._refusals if self._refusals else self._documents
+            )
+            self.bytes -= oldest.popitem(last=False)[1][1]
+
+    def __len__(self) -> int:
+        return len(self._documents) + len(self._refusals)
+
+    def _drop(self, query: str) -> None:
+        found = self._documents.pop(query, None)
+        if found is None and self._refusals:
+            found = self._refusals.pop(_digest(query), None)
+        if found is not None:
+            self.bytes -= found[1]
+
+
+def _detached(error: DocumentError) -> DocumentError:
+    """A copy of a raised error to keep: the original's traceback holds the frames that
+    held the document and its text."""
+    kept = type(error)(error.message)
+    kept.extensions = dict(error.extensions)
+    kept.errors = error.errors
+    return kept
+
+
+def _digest(query: str) -> bytes:
+    return hashlib.sha256(query.encode()).digest()
+
+
+def _tokens(document: DocumentNode) -> int:
+    """The lexical tokens of a parsed document (its location keeps the chain)."""
+    count, token = 0, document.loc.start_token if document.loc is not None else None
+    while token is not None:
+        count += 1
+        token = token.next
+    return count
+
+
 class Executor:
     def __init__(
         self,
@@ -65,6 +152,7 @@ class Executor:
         limits: Limits | None = None,
         introspection: bool = True,
         compiled: Any = None,
+        cache_bytes: int = 64_000_000,
     ) -> None:
         self.schema = schema
         # A faster executor for what it covers (execution/compiled.py): its `execute`
@@ -83,27 +171,27 @@ class Executor:
                 self.executor_kwargs.get("executor_class", GraphQLExecutor)
             ),
         }
-        self._cache: OrderedDict[str, Prepared] = OrderedDict()
-        self._cache_size = cache_size
+        self.documents = DocumentCache(cache_size, cache_bytes)
 
     def prepare(self, query: str) -> Prepared:
-        prepared = self._cache.get(query)
-        if prepared is not None:
-            self._cache.move_to_end(query)
-            return prepared
-        prepared = self._prepare(query)
-        self._cache[query] = prepared
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        prepared = self.documents.get(query)
+        if prepared is None:
+            prepared = self._prepare(query)
+            self.documents.put(query, prepared)
         return prepared
+
+    def refuse(self, query: str, error: DocumentError) -> None:
+        """Keep `error` as what `query` is from now on (the limits refused it whatever its
+        variables), in place of its document."""
+        self.documents.put(query, Prepared(None, _detached(error)))
 
     def _prepare(self, query: str) -> Prepared:
         try:
             document = parse_within(query, self.limits)
         except GraphQLError as error:
-            return Prepared(None, ParseFailed.listing([error]))
+            return Prepared(None, ParseFailed.listing(format_errors([error], ParseFailed.code)))
         except DocumentError as error:  # over the token limit
-            return Prepared(None, error)
+            return Prepared(None, _detached(error))
         errors = validate(
             self.graphql_schema,
             document,
@@ -111,7 +199,8 @@ class Executor:
             hide_suggestions=self._hide_suggestions,
         )
         if errors:
-            return Prepared(None, ValidationFailed.listing(errors))
+            entries = format_errors(errors, ValidationFailed.code)
+            return Prepared(None, ValidationFailed.listing(entries))
         return Prepared(document)
 
     async def execute(
@@ -198,8 +287,8 @@ def _count_standard(document: DocumentNode, operation_name: str | None) -> None:
 def error_entries(error: ClientError | ServerError) -> list[dict[str, Any]]:
     """A request's refusal as the response's `errors`: a document error lists its own
     errors (with their locations); any other error is one entry."""
-    if isinstance(error, DocumentError) and error.errors:
-        return format_errors(error.errors, error.code)
+    if isinstance(error, DocumentError) and error.errors:  # copies: transports add to them
+        return [{**entry, "extensions": dict(entry["extensions"])} for entry in error.errors]
     if isinstance(error, ClientError):
         return [{"message": error.message, "extensions": dict(error.extensions)}]
     return [{"message": error.public_message, "extensions": {"code": error.code}}]

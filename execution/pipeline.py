@@ -46,6 +46,7 @@ from core.errors import (
     BadRequest,
     BadUserInput,
     ClientError,
+    DocumentError,
     MethodNotAllowed,
     RateLimited,
     RequestTimeout,
@@ -140,15 +141,34 @@ class Pipeline:
     async def run(self, payload: Mapping[str, Any], caller: Caller) -> Outcome:
         """One request through every step; see the module docstring."""
         try:
-            return await self._run(payload, caller)
+            outcome = await self._run(payload, caller)
         except (ClientError, ServerError) as error:
             if error.code == ServerError.code:
                 log.error("request failed", exc_info=error)
-            return Refused(error, error_entries(error))
+            outcome = Refused(error, error_entries(error))
         except Exception as unexpected:  # never a traceback for the client
             log.exception("request failed")
             internal = ServerError(str(unexpected))
             return Refused(internal, error_entries(internal))
+        if isinstance(outcome, Refused) and isinstance(outcome.error, DocumentError):
+            return await self._charge(outcome, caller)
+        return outcome
+
+    async def _charge(self, refused: Refused, caller: Caller) -> Refused:
+        """A document that cannot run still costs its client address REFUSAL_COST points, so
+        that a flood of them is throttled like any other traffic (before any token is read:
+        the address pays, signed in or not)."""
+        cost = self.settings.refusal_cost
+        if cost <= 0:
+            return refused
+        try:
+            await self.budget.spend(f"address:{caller.address}", cost, False)
+        except RateLimited as limited:
+            metrics.record_rate_limited()
+            return Refused(limited, error_entries(limited))
+        except StorageError:
+            log.warning("rate budget store unavailable; refusal not counted")
+        return refused
 
     async def authenticate(self, credentials: str | None, session: Session | None = None) -> Viewer:
         """The signed-in user of these credentials; bad ones are an error, never anonymity."""
@@ -176,7 +196,7 @@ class Pipeline:
         if prepared.error is not None:
             return Refused(prepared.error, error_entries(prepared.error))
         operation = _operation(prepared, request.operation_name, caller.operations)
-        analysis = self._limits(prepared, request)
+        analysis = self._limits(query, prepared, request)
         name = request.operation_name or _name(operation)
         session = self.database.session()
         handed_over = False  # to a subscription's stream, which closes it
@@ -194,7 +214,7 @@ class Pipeline:
             if not handed_over:
                 await session.close()
 
-    def _limits(self, prepared: Prepared, request: GraphQLRequest) -> Analysis:
+    def _limits(self, query: str, prepared: Prepared, request: GraphQLRequest) -> Analysis:
         assert prepared.document is not None
         name = request.operation_name
         analysis = None if request.variables else prepared.analyses.get(name)
@@ -205,7 +225,13 @@ class Pipeline:
             if not request.variables:
                 prepared.analyses[name] = analysis
         metrics.record_cost(analysis.cost)
-        check(analysis, self.executor.limits)
+        try:
+            check(analysis, self.executor.limits)
+        except DocumentError as refused:
+            # refused whatever its variables: keep the refusal, not the document
+            if not request.variables and pick_operation(prepared.document, None) is not None:
+                self.executor.refuse(query, refused)
+            raise
         return analysis
 
     async def _viewer(self, caller: Caller, session: Session) -> Viewer:

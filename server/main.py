@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         _limits(settings),
         introspection=settings.introspection,
         compiled=compiled,
+        cache_bytes=settings.document_cache_bytes,
     )
     state: dict[str, Any] = {}
 

@@ -101,3 +101,55 @@ async def test_subscription_deliveries_keep_memory_flat(
     deliveries = SUBSCRIBERS * MEASURED_EVENTS
     per_thousand = (after - before) * 1000 / deliveries
     assert per_thousand < 100_000, f"{per_thousand:,.0f} bytes kept per 1,000 deliveries"
+
+
+def _large(n: int, aliases: int = 3_300) -> str:
+    """A distinct valid document of about 10,000 tokens, refused for its aliases."""
+    fields = " ".join(f"a{i}: name" for i in range(aliases))
+    return f'query Flood{n} {{ organization(slug: "acme") {{ {fields} }} }}'
+
+
+async def test_a_flood_of_large_refused_documents_keeps_memory_bounded(
+    database: Database,
+) -> None:
+    async with running_app(database, refusal_cost=0) as app:
+        await app.http.post("/graphql", json={"query": _large(-1)})  # first uses
+        with tracing():
+            before = traced()
+            for n in range(300):
+                response = await app.http.post("/graphql", json={"query": _large(n)})
+                code = response.json()["errors"][0]["extensions"]["code"]
+                assert code == "QUERY_TOO_COMPLEX", response.json()
+            after = traced()
+    # each document, parsed, holds about 4 MB: 1.2 GB if the cache kept them whole
+    assert after - before < 150_000_000, f"{(after - before) / 1e6:,.0f} MB kept"
+
+
+async def test_the_same_refused_document_is_refused_again_without_parsing(
+    database: Database,
+) -> None:
+    async with running_app(database) as app:
+        first = await app.http.post("/graphql", json={"query": _large(0)})
+        with tracing():
+            again = await app.http.post("/graphql", json={"query": _large(0)})
+            _, peak = tracemalloc.get_traced_memory()
+    assert _without_request_ids(first.json()) == _without_request_ids(again.json())
+    assert peak < 1_000_000, f"{peak:,} bytes at the peak: it was parsed again"
+
+
+def _without_request_ids(body: dict[str, Any]) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = body["errors"]
+    for error in errors:
+        error["extensions"].pop("requestId")
+    return errors
+
+
+async def test_refused_documents_spend_the_client_address_budget(database: Database) -> None:
+    async with running_app(database, rate_limit_anonymous=50, refusal_cost=10) as app:
+        codes = []
+        for n in range(6):
+            response = await app.http.post("/graphql", json={"query": f"{{ nope{n} }}"})
+            codes.append(response.json()["errors"][0]["extensions"]["code"])
+        budget = await app.http.post("/graphql", json={"query": "{ viewer { login } }"})
+    assert codes == ["GRAPHQL_VALIDATION_FAILED"] * 5 + ["RATE_LIMITED"]
+    assert budget.status_code == 429

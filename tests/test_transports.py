@@ -257,8 +257,9 @@ async def test_a_subscription_is_checked_and_spends_once_when_it_starts(
     assert event["type"] == "next" and event["id"] == "2"
     assert event["payload"]["data"]["issueEvents"] == {"kind": "OPENED", "issue": {"title": "Live"}}
     assert counting.work() > after_refusal
-    # 5,000: 1 for the subscription when it started (none per event), 1 for this query
-    assert budget[0]["payload"]["data"]["rateLimit"] == {"remaining": 4_998}
+    # 5,000: 10 for the refused document, 1 for the subscription when it started (none per
+    # event), 1 for this query
+    assert budget[0]["payload"]["data"]["rateLimit"] == {"remaining": 4_988}
 
 
 async def test_a_persisted_document_runs_over_websocket_by_its_hash_under_lockdown(
