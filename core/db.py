@@ -171,7 +171,9 @@ class Database:
         try:
             await self._pool.release(connection, timeout=2)  # type: ignore[arg-type]
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            connection.terminate()
+            # the pool may have taken it back before failing: then there is nothing to end
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
 
     async def release(self, connection: asyncpg.Connection) -> None:
         await self._release_quietly(connection)

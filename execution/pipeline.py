@@ -46,6 +46,7 @@ from core.errors import (
     BadRequest,
     BadUserInput,
     ClientError,
+    DatabaseError,
     DocumentError,
     MethodNotAllowed,
     RateLimited,
@@ -285,6 +286,9 @@ class Pipeline:
                 await extra.close()
         statements = sum(s.statements for s in sessions)
         metrics.record_sql(statements)
+        failure = _database_failure(result)
+        if failure is not None:
+            raise failure
         body = _body(result)
         body["extensions"] = {"cost": _cost(context.rate_limit, context.cost)}
         return Executed(body, name, statements, context.rate_limit)
@@ -426,6 +430,18 @@ def _retryable(operation: OperationDefinitionNode) -> Callable[[TransientError],
     selections = operation.selection_set.selections
     single = len(selections) == 1 and isinstance(selections[0], FieldNode)
     return lambda error: reads or (single and not error.ambiguous)
+
+
+def _database_failure(result: ExecutionResult) -> DatabaseError | None:
+    """The database failure a response is made of, if it holds nothing else: when every
+    root field is null and the database failed, the request failed as a whole (503 or 504,
+    as the failure's class says), not a 200 with nothing in it."""
+    if not result.errors or any(v is not None for v in (result.data or {}).values()):
+        return None
+    for error in result.errors:
+        if isinstance(error.original_error, DatabaseError):
+            return error.original_error
+    return None
 
 
 def _renewed(context: Context, session: Session) -> Context:
