@@ -170,9 +170,11 @@ class Database:
     async def _release_quietly(self, connection: asyncpg.Connection) -> None:
         try:
             await self._pool.release(connection, timeout=2)  # type: ignore[arg-type]
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            # the pool may have taken it back before failing: then there is nothing to end
-            with contextlib.suppress(asyncpg.InterfaceError):
+        except Exception:
+            # asyncpg raises several kinds here (InternalClientError too, when the backend
+            # died mid-reset), and none may fail the request. The pool may have taken the
+            # connection back before failing: then there is nothing to end.
+            with contextlib.suppress(Exception):
                 connection.terminate()
 
     async def release(self, connection: asyncpg.Connection) -> None:

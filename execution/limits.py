@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -81,9 +81,12 @@ from limits import RateLimitItem, RateLimitItemPerHour
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
 from redis.asyncio import Redis
 
 from core.errors import QueryTooComplex, RateLimited
+from core.redis import TIMEOUT as REDIS_TIMEOUT
+from core.redis import RedisHealth
 from execution.connection import Pages
 from execution.fields import Each, need_of
 from execution.pagination import DEFAULT_PAGE_SIZE, MAX_NODES, MAX_PAGE_SIZE
@@ -383,7 +386,8 @@ class BudgetState:
 
 class Budget:
     """Cost points per key and hour, in Redis when a URL is given (shared by every process
-    using it), else in this process's memory.
+    using it), else in this process's memory; while Redis is down or slow (core/redis.py),
+    in this process's memory too, so that budgets keep counting, per process.
 
     A fixed hourly window, as GitHub's: one counter per key whatever the cost (a moving
     window keeps one entry per point, 50,000 list items per busy viewer), and `reset_at` is
@@ -401,10 +405,19 @@ class Budget:
         anonymous_per_hour: int = 5_000,
         signed_in_per_hour: int = 50_000,
         key_prefix: str = KEY_PREFIX,
-        timeout: float = 1.0,
+        timeout: float = REDIS_TIMEOUT,
+        health: RedisHealth | None = None,
     ) -> None:
-        self._storage = _storage(redis_url, key_prefix, timeout)
-        self._limiter = FixedWindowRateLimiter(self._storage)
+        # Redis when a URL is given; this process's memory without one, and while Redis
+        # is down or slow (`health`): budgets are then counted per process, not refused
+        self._shared = _storage(redis_url, key_prefix, timeout) if redis_url else None
+        self._local = MemoryStorage()
+        self._limiters = {
+            id(storage): FixedWindowRateLimiter(storage)
+            for storage in (self._shared, self._local)
+            if storage is not None
+        }
+        self._health = health or RedisHealth()
         self._items: dict[bool, RateLimitItem] = {
             False: RateLimitItemPerHour(anonymous_per_hour, namespace="anonymous"),
             True: RateLimitItemPerHour(signed_in_per_hour, namespace="viewer"),
@@ -412,51 +425,69 @@ class Budget:
 
     @property
     def shared(self) -> bool:
-        return isinstance(self._storage, RedisStorage)
+        return self._shared is not None
 
     async def peek(self, key: str, signed_in: bool) -> BudgetState:
-        return await self._state(self._items[signed_in], key)
+        item = self._items[signed_in]
+        return await self._guarded(lambda storage: self._state(storage, item, key))
 
     async def spend(self, key: str, points: int, signed_in: bool) -> BudgetState:
         """Spend `points` and return what is left; RATE_LIMITED, spending nothing, if they
         do not fit."""
         item = self._items[signed_in]
-        if points > item.amount:
-            raise _refusal(await self._state(item, key), points)
-        if points > 0 and not await self._limiter.hit(item, key, cost=points):
-            # A refused fixed-window hit still counted its points: give them back. (Should
-            # the window end in between, the next one starts `points` in credit; harmless.)
-            await self._storage.incr(item.key_for(key), item.get_expiry(), amount=-points)
-            raise _refusal(await self._state(item, key), points)
-        return await self._state(item, key)
+        return await self._guarded(lambda storage: self._spend(storage, item, key, points))
 
     async def healthy(self) -> bool:
-        return await self._storage.check()
+        return self._shared is None or await self._shared.check()
 
     async def aclose(self) -> None:
         """Close the Redis connections; limits never closes the client it made."""
-        if isinstance(self._storage, RedisStorage):
-            bridge = self._storage.bridge
+        if isinstance(self._shared, RedisStorage):
+            bridge = self._shared.bridge
             if isinstance(bridge, RedispyBridge):
                 client = bridge.get_connection()
                 assert isinstance(client, Redis)
                 await client.aclose()
 
-    async def _state(self, item: RateLimitItem, key: str) -> BudgetState:
-        stats = await self._limiter.get_window_stats(item, key)
+    async def _guarded(self, call: Callable[[Storage], Awaitable[BudgetState]]) -> BudgetState:
+        """`call` on Redis while it answers, else on this process's memory."""
+        shared = self._shared
+        if shared is None or not self._health.usable:
+            return await call(self._local)
+        try:
+            found = await call(shared)
+        except StorageError as error:
+            self._health.failed(error)
+            return await call(self._local)
+        self._health.succeeded()
+        return found
+
+    async def _spend(
+        self, storage: Storage, item: RateLimitItem, key: str, points: int
+    ) -> BudgetState:
+        if points > item.amount:
+            raise _refusal(await self._state(storage, item, key), points)
+        limiter = self._limiters[id(storage)]
+        if points > 0 and not await limiter.hit(item, key, cost=points):
+            # A refused fixed-window hit still counted its points: give them back. (Should
+            # the window end in between, the next one starts `points` in credit; harmless.)
+            await storage.incr(item.key_for(key), item.get_expiry(), amount=-points)
+            raise _refusal(await self._state(storage, item, key), points)
+        return await self._state(storage, item, key)
+
+    async def _state(self, storage: Storage, item: RateLimitItem, key: str) -> BudgetState:
+        stats = await self._limiters[id(storage)].get_window_stats(item, key)
         now = time.time()
         if stats.reset_time <= now:  # no window open yet
             reset = now + item.get_expiry()
         else:  # Redis reports the expiry rounded to the second: never announce it early
-            reset = stats.reset_time + (0.5 if self.shared else 0.0)
+            reset = stats.reset_time + (0.5 if storage is self._shared else 0.0)
         return BudgetState(
             item.amount, stats.remaining, datetime.fromtimestamp(math.ceil(reset), UTC)
         )
 
 
-def _storage(redis_url: str | None, key_prefix: str, timeout: float) -> Storage:
-    if redis_url is None:
-        return MemoryStorage()
+def _storage(redis_url: str, key_prefix: str, timeout: float) -> Storage:
     # redis-py's bridge increments and sets the expiry in one Lua script (coredis's, the
     # default, in two commands), and redis-py is the project's Redis client anyway.
     return RedisStorage(

@@ -2,10 +2,11 @@
 
 A client first sends only the hash; an unknown hash is answered PERSISTED_QUERY_NOT_FOUND,
 and the client retries with the document and the hash, which the server checks and keeps.
-Documents live in Redis when REDIS_URL is set (shared by every instance), else in a bounded
-in-process LRU. With PERSISTED_QUERIES_ONLY the server executes only documents it already
-knows (loaded at start from PERSISTED_QUERIES_FILE, a JSON object of hash -> document, the
-format Relay's compiler writes) and refuses to learn new ones: a production lockdown.
+Documents live in Redis when REDIS_URL is set (shared by every instance) and in a bounded
+in-process LRU, which serves alone while Redis is down or slow (core/redis.py). With
+PERSISTED_QUERIES_ONLY the server executes only documents it already knows (loaded at
+start from PERSISTED_QUERIES_FILE, a JSON object of hash -> document, the format Relay's
+compiler writes) and refuses to learn new ones: a production lockdown.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from core.errors import PersistedQueryInvalid, PersistedQueryNotAllowed, PersistedQueryNotFound
+from core.redis import RedisHealth
 
 REDIS_PREFIX = "issuegraph:apq:"
 REDIS_TTL = 7 * 24 * 3600
@@ -48,15 +51,39 @@ class MemoryStore:
 
 
 class RedisStore:
-    def __init__(self, redis: Redis) -> None:
+    """Documents in Redis, shared by every instance, and in this process's memory too: while
+    Redis is down or slow (`health`), the memory serves alone."""
+
+    def __init__(self, redis: Redis, fallback: MemoryStore, health: RedisHealth) -> None:
         self._redis = redis
+        self._memory = fallback
+        self._health = health
 
     async def get(self, digest: str) -> str | None:
-        value = await self._redis.get(REDIS_PREFIX + digest)
-        return value.decode() if isinstance(value, bytes) else value
+        found = await self._memory.get(digest)
+        if found is not None or not self._health.usable:
+            return found
+        try:
+            value = await self._redis.get(REDIS_PREFIX + digest)
+        except (RedisError, OSError) as error:
+            self._health.failed(error)
+            return None
+        self._health.succeeded()
+        query = value.decode() if isinstance(value, bytes) else value
+        if query is not None:
+            await self._memory.put(digest, query)
+        return query
 
     async def put(self, digest: str, query: str) -> None:
-        await self._redis.set(REDIS_PREFIX + digest, query, ex=REDIS_TTL)
+        await self._memory.put(digest, query)
+        if not self._health.usable:
+            return
+        try:
+            await self._redis.set(REDIS_PREFIX + digest, query, ex=REDIS_TTL)
+        except (RedisError, OSError) as error:
+            self._health.failed(error)
+        else:
+            self._health.succeeded()
 
 
 def digest_of(query: str) -> str:

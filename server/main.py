@@ -28,6 +28,8 @@ from starlette.websockets import WebSocket
 from core import observability
 from core.db import Breaker, Database
 from core.embedded import start_embedded
+from core.redis import TIMEOUT as REDIS_TIMEOUT
+from core.redis import RedisHealth
 from core.settings import Settings, get_settings
 from domain.auth import Tokens
 from domain.context import Services
@@ -72,13 +74,24 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         services = await build_services(settings, db)
         assert services.hub is not None
         await services.hub.start()
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = (
+            Redis.from_url(
+                settings.redis_url,
+                socket_timeout=REDIS_TIMEOUT,
+                socket_connect_timeout=REDIS_TIMEOUT,
+            )
+            if settings.redis_url
+            else None
+        )
+        health = state["redis"] = RedisHealth()
         budget = Budget(
             settings.redis_url,
             anonymous_per_hour=settings.rate_limit_anonymous,
             signed_in_per_hour=settings.rate_limit_signed_in,
+            health=health,
         )
-        store: Store = RedisStore(redis) if redis else MemoryStore(settings.persisted_queries_cache)
+        memory = MemoryStore(settings.persisted_queries_cache)
+        store: Store = RedisStore(redis, memory, health) if redis else memory
         persisted = PersistedQueries.from_file(
             store, settings.persisted_queries_only, settings.persisted_queries_file
         )
@@ -113,7 +126,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     async def readyz(request: Request) -> Response:
         if await state["database"].ping(timeout=1.0):
-            return PlainTextResponse("ready")
+            # Redis only accelerates: without it this instance serves, from its own memory
+            return PlainTextResponse(
+                "ready; redis degraded" if state["redis"].degraded else "ready"
+            )
         return JSONResponse(
             {"status": "unavailable", "database": "unreachable"}, 503, headers={"Retry-After": "2"}
         )
