@@ -315,6 +315,11 @@ class Session:
             await self._driver(transaction.start)
         try:
             yield
+        except asyncio.CancelledError:
+            # a deadline: waiting for a rollback could take as long as the database likes
+            # (a partition: DB_COMMAND_TIMEOUT). Ending the connection rolls it back too.
+            self._terminate()
+            raise
         except BaseException:
             async with self._lock:
                 with contextlib.suppress(DatabaseError):  # the first error is the one to tell
@@ -343,6 +348,17 @@ class Session:
             assert self._database is not None
             self._connection = await self._database.acquire()
         return self._connection
+
+    async def abort(self) -> None:
+        """End the session at once, its connection with it, whatever runs on it: for a
+        request past its deadline, which must not wait for the database to answer."""
+        self._terminate()
+        await self.close()
+
+    def _terminate(self) -> None:
+        self._closed = True
+        if self._owns_connection and self._connection is not None:
+            self._connection.terminate()  # the pool drops a closed connection when given it
 
     async def close(self) -> None:
         """Wait for a statement still running (graphql-core may answer before every field

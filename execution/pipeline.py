@@ -280,6 +280,8 @@ class Pipeline:
                         last = attempt.num == ATTEMPTS
                         result = await self._attempt(prepared, request, context, retryable, last)
         except TimeoutError:
+            for session in sessions:  # answer now, not when the database does
+                await session.abort()
             raise RequestTimeout(f"past the {timeout:g} s deadline") from None
         finally:
             for extra in sessions[1:]:

@@ -3,6 +3,7 @@ bookkeeping cannot turn the failure into a 500."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -145,3 +147,64 @@ async def test_a_frozen_redis_costs_one_short_timeout_not_one_per_request(
     assert all(a.status_code == 200 for a in answers)
     # a request that waited for Redis each time would take 20 times 0.25 s and more
     assert took < 4, f"20 requests took {took:.1f} s"
+
+
+class Blackhole:
+    """A TCP proxy to PostgreSQL that can stop passing bytes either way, as a network
+    partition does: nothing is refused, nothing arrives."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.dropping = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> Blackhole:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self._writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if not self.dropping:
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+
+async def test_a_request_caught_by_a_partition_answers_by_its_deadline(
+    database_url: str,
+) -> None:
+    target = urlsplit(database_url)
+    async with Blackhole((target.hostname or "127.0.0.1", target.port or 5432)) as proxy:
+        url = target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}").geturl()
+        behind = await Database.connect(url, min_size=1, max_size=2, command_timeout=10)
+        try:
+            async with app_client(behind, request_timeout=1) as http:
+                before = await http.post("/graphql", json={"query": QUERY})
+                proxy.dropping = True
+                started = time.monotonic()
+                caught = await http.post("/graphql", json={"query": QUERY})
+                took = time.monotonic() - started
+        finally:
+            proxy.dropping = False
+            await asyncio.wait_for(behind.close(), 5)
+    assert before.status_code == 200
+    assert caught.status_code == 504
+    assert caught.json()["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    # REQUEST_TIMEOUT and a margin: not the 2 s pool reset, nor a rollback's 10 s
+    assert took < 1.5, f"answered after {took:.1f} s"
