@@ -7,6 +7,7 @@
     │   ├── CsrfRejected        a GET no preflight could guard  CSRF_REJECTED               400
     │   ├── MethodNotAllowed    (`allow` lists the methods)     METHOD_NOT_ALLOWED          405
     │   ├── PayloadTooLarge     the body is over MAX_BODY_BYTES PAYLOAD_TOO_LARGE           413
+    │   ├── BodyTimeout         the body took over BODY_TIMEOUT BODY_TIMEOUT                408
     │   ├── UnsupportedMediaType  a POST that is not JSON       UNSUPPORTED_MEDIA_TYPE      415
     │   ├── PersistedQueryNotFound  an unknown hash: send the document with it
     │   │                                                       PERSISTED_QUERY_NOT_FOUND   200
@@ -84,6 +85,11 @@ class MethodNotAllowed(ClientError):
 class PayloadTooLarge(ClientError):
     code = "PAYLOAD_TOO_LARGE"
     status = 413
+
+
+class BodyTimeout(ClientError):
+    code = "BODY_TIMEOUT"
+    status = 408
 
 
 class UnsupportedMediaType(ClientError):

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     document_cache_bytes: int = 64_000_000  # estimated memory of the cached documents
     refusal_cost: int = 10  # budget points a refused document costs its client address
     max_body_bytes: int = 1_000_000
+    body_timeout: float = 10.0  # seconds a request's body may take to arrive
+    keepalive_timeout: int = 5  # seconds an idle keep-alive connection stays open
+    max_connections: int = 1000  # concurrent connections and requests, then 503
+    max_header_bytes: int = 16_384  # a request's start line and headers
     log_level: str = "info"
     log_json: bool = True
 

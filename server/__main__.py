@@ -72,6 +72,9 @@ def run(workers: int) -> None:
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        timeout_keep_alive=settings.keepalive_timeout,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 

@@ -15,17 +15,19 @@ its status (core/errors.py); the headers that go with some are added here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 
 from core import observability as metrics
 from core.errors import (
     BadRequest,
+    BodyTimeout,
     ClientError,
     CsrfRejected,
     MethodNotAllowed,
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+CLIENT_CLOSED_REQUEST = 499  # as nginx logs it: the client left before its request was read
 # Headers a browser will not send cross-site without a CORS preflight; a GET carrying one
 # of them cannot have come from a link, an <img> or a form on another site.
 PREFLIGHT_HEADERS = (
@@ -82,6 +85,9 @@ class GraphQLEndpoint:
         try:
             payload = await self._read(request)
             outcome = await self.pipeline.run(payload, _caller(request))
+        except ClientDisconnect:  # nobody to answer: the client's doing, not a server error
+            log.info("client disconnected before sending its request")
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         except ClientError as error:  # the request could not be read
             outcome = Refused(error, error_entries(error))
         except Exception as unexpected:  # never a bare 500 or a stack trace for the client
@@ -145,7 +151,12 @@ class GraphQLEndpoint:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != JSON:
             raise UnsupportedMediaType("Send the request as application/json.")
-        body = await _read_body(request, self.settings.max_body_bytes)
+        limit, timeout = self.settings.max_body_bytes, self.settings.body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                body = await _read_body(request, limit)
+        except TimeoutError:  # a slow client holds a connection and a task: not forever
+            raise BodyTimeout(f"The request body did not arrive within {timeout:g} s.") from None
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

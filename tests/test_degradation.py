@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ import asyncpg
 import pytest
 
 from core.db import Database
-from tests.conftest import app_client
+from tests.conftest import app_client, running_app
 from tests.servers import free_port
 
 QUERY = '{ organization(slug: "acme") { name } }'
@@ -208,3 +209,59 @@ async def test_a_request_caught_by_a_partition_answers_by_its_deadline(
     assert caught.json()["errors"][0]["extensions"]["code"] == "TIMEOUT"
     # REQUEST_TIMEOUT and a margin: not the 2 s pool reset, nor a rollback's 10 s
     assert took < 1.5, f"answered after {took:.1f} s"
+
+
+async def _call(app: Any, receive: Any, length: int) -> list[dict[str, Any]]:
+    """One POST to the ASGI app with the given `receive`; the messages it sent back."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % length)],
+        "client": ("127.0.0.9", 40000),
+        "server": ("test", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_body_that_never_finishes_arriving_is_refused_in_time(
+    database: Database,
+) -> None:
+    async def stalled() -> dict[str, Any]:
+        if not stalled.began:  # type: ignore[attr-defined]
+            stalled.began = True  # type: ignore[attr-defined]
+            return {"type": "http.request", "body": b'{"query": "{', "more_body": True}
+        await asyncio.Event().wait()  # the rest never comes
+        raise AssertionError
+
+    stalled.began = False  # type: ignore[attr-defined]
+    async with running_app(database, body_timeout=0.5) as app:
+        started = time.monotonic()
+        sent = await asyncio.wait_for(_call(app.asgi, stalled, 100), 10)
+        took = time.monotonic() - started
+    assert sent[0]["status"] == 408
+    assert b'"BODY_TIMEOUT"' in sent[1]["body"]
+    assert took < 3
+
+
+async def test_a_client_that_leaves_before_its_body_is_no_server_error(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def gone() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async with running_app(database) as app:
+        sent = await _call(app.asgi, gone, 100)
+    assert sent[0]["status"] == 499
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
