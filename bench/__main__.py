@@ -36,6 +36,7 @@ from bench.database import (
     postmaster_pid,
     reset_writes,
     server_description,
+    start_session,
     table_sizes,
 )
 from bench.graphql import Workload, first_difference, send, signed_in_headers
@@ -116,12 +117,17 @@ class Scale:
     """One scale's database and what the servers answered on it, to compare them."""
 
     def __init__(
-        self, scale: float, url: str, user_id: int, secret: str, database_pid: int | None
+        self,
+        scale: float,
+        url: str,
+        user: tuple[int, int],
+        secret: str,
+        database_pid: int | None,
     ) -> None:
         self.scale = scale
         self.url = url
         self.name = database_name(scale)
-        self.user_id = user_id
+        self.user_id, self.session_id = user  # the signed-in user and a session of theirs
         self.secret = secret
         self.database_pid = database_pid
         self.answers: dict[tuple[str, str], Any] = {}  # (query, server): the data
@@ -129,7 +135,8 @@ class Scale:
     def headers(self, workload: Workload) -> dict[str, str] | None:
         if not workload.signed_in:
             return None
-        token = Tokens(self.secret, ISSUER, AUDIENCE, TOKEN_TTL).issue(self.user_id).token
+        tokens = Tokens(self.secret, ISSUER, AUDIENCE, TOKEN_TTL)
+        token = tokens.issue(self.user_id, self.session_id).token
         return signed_in_headers(token)
 
 
@@ -152,7 +159,7 @@ async def run(args: argparse.Namespace) -> Run:
                 f"scale {scale:g}: PostgreSQL is not on this machine (or not "
                 "visible): its CPU is not measured"
             )
-        here = Scale(scale, url, await _user_id(url, USER), secret, database_pid)
+        here = Scale(scale, url, await _signed_in(url, USER), secret, database_pid)
         for spec in specs:
             chosen = [w for w in workloads if spec.answers(w.name)]
             if not chosen:
@@ -316,15 +323,16 @@ async def fetch_answer(
     return reply.payload["data"]
 
 
-async def _user_id(url: str, login: str) -> int:
+async def _signed_in(url: str, login: str) -> tuple[int, int]:
+    """The user's id and a new session of theirs."""
     connection = await asyncpg.connect(url)
     try:
         user_id = await connection.fetchval("SELECT id FROM users WHERE login = $1", login)
+        if user_id is None:
+            raise RuntimeError(f"the bench database has no user {login}")
+        return int(user_id), await start_session(connection, user_id)
     finally:
         await connection.close()
-    if user_id is None:
-        raise RuntimeError(f"the bench database has no user {login}")
-    return int(user_id)
 
 
 def main(argv: list[str]) -> int:

@@ -212,6 +212,17 @@ async def reset_writes(url: str) -> int:
         await connection.close()
 
 
+async def start_session(connection: asyncpg.Connection, user_id: int) -> int:
+    """A live session of the user for the run's access tokens (which must name one)."""
+    return int(
+        await connection.fetchval(
+            "INSERT INTO sessions (user_id, expires_at, client) VALUES"
+            " ($1, now() + interval '1 day', 'bench') RETURNING id",
+            user_id,
+        )
+    )
+
+
 async def table_sizes(url: str) -> Sizes:
     connection = await asyncpg.connect(url)
     try:

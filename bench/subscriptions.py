@@ -60,7 +60,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from bench import report
-from bench.database import bench_database, server_description
+from bench.database import bench_database, server_description, start_session
 from bench.server import HOST, Server, ServerSpec, cpu_seconds, running_server
 from core.settings import get_settings
 from domain.auth import Tokens
@@ -240,6 +240,7 @@ class Fixture:
     project_pk: int
     user_pk: int
     issue_count: int  # WEB's counter as loaded, restored at the end
+    session_pk: int  # a session of the user, which the run's access token names
 
 
 async def prepare(url: str, result: Result) -> Fixture:
@@ -280,7 +281,7 @@ async def prepare(url: str, result: Result) -> Fixture:
                 f"{highest} (the seed loader does not set the counter): set to {highest} for "
                 f"the run and restored to {counter} after it"
             )
-        return Fixture(url, project_pk, user_pk, counter)
+        return Fixture(url, project_pk, user_pk, counter, await start_session(connection, user_pk))
     finally:
         await connection.close()
 
@@ -677,7 +678,7 @@ async def run(args: argparse.Namespace) -> Result:
     fixture = await prepare(url, result)
     secret = secrets.token_urlsafe(32)
     tokens = Tokens(secret, ISSUER, AUDIENCE, TOKEN_TTL)
-    token = tokens.issue(fixture.user_pk).token
+    token = tokens.issue(fixture.user_pk, fixture.session_pk).token
     project = encode_id("Project", fixture.project_pk)
     tag = datetime.now(UTC).strftime("%H%M%S") + "-" + secrets.token_hex(2)
     shared = Shared()

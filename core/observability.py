@@ -122,6 +122,12 @@ _rate_limited = Counter(
     "Requests rejected by a rate limit.",
     registry=registry,
 )
+_sign_ins = Counter(
+    "issuegraph_sign_ins",
+    "Sign-in attempts by outcome: success, failure (wrong credentials) or throttled.",
+    ("outcome",),
+    registry=registry,
+)
 _executions = Counter(
     "issuegraph_executions",
     "GraphQL operations executed, by the executor that ran them (compiled or standard: "
@@ -193,6 +199,11 @@ def record_cost(cost: float) -> None:
 def record_rate_limited() -> None:
     """Count one request rejected by a rate limit."""
     _rate_limited.inc()
+
+
+def record_sign_in(outcome: str) -> None:
+    """Count one sign-in attempt: "success", "failure" or "throttled"."""
+    _sign_ins.labels(outcome).inc()
 
 
 def record_execution(executor: str, operation_type: str) -> None:

@@ -44,8 +44,17 @@ class Settings(BaseSettings):
     jwt_audience: str = "issuegraph-api"
     access_token_ttl: int = Field(default=900, description="Access token lifetime (s).")
     refresh_token_ttl: int = Field(default=30 * 86400, description="Refresh token lifetime.")
-    login_max_failures: int = Field(default=5, description="Failed sign-ins allowed ...")
-    login_failure_window: int = Field(default=900, description="... within this many s.")
+    login_max_failures: int = Field(
+        default=5, description="Failed sign-ins per (account, address) before each waits."
+    )
+    login_failure_window: int = Field(
+        default=86_400, description="Seconds a pair's failed sign-ins count."
+    )
+    login_max_delay: int = Field(default=900, description="The longest wait (s) they grow to.")
+    login_address_max_failures: int = Field(
+        default=100, description="Failed sign-ins per address, whatever the account ..."
+    )
+    login_address_window: int = Field(default=900, description="... within this many s.")
     executor: str = Field(
         default="compiled",
         pattern="^(compiled|standard)$",
@@ -80,6 +89,10 @@ class Settings(BaseSettings):
     circuit_failures: int = Field(default=3, description="Failures that open the breaker.")
     circuit_reset: float = Field(default=2.0, description="Seconds before a retry probe.")
     shutdown_timeout: int = Field(default=10, description="Graceful shutdown bound (s).")
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token /metrics requires; unset: served to loopback clients only.",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -48,6 +48,12 @@ class Context:
         client = getattr(self.request, "client", None)
         return client.host if client is not None else None
 
+    @property
+    def user_agent(self) -> str:
+        """The client's User-Agent (cut to 200 characters), or "" when it sent none."""
+        headers = getattr(self.request, "headers", None)
+        return (headers.get("user-agent") or "")[:200] if headers is not None else ""
+
     async def renew_for_event(self, delivery: Delivery) -> None:
         """Start resolving a subscription event: release the last event's connection, take
         the subscriber's current role, and read through the event's shared loaders (one

@@ -9,6 +9,12 @@ whatever the number of subscribers) and gives the event to each subscriber the a
 rules still let read it: a member removed from an organization stops receiving its
 private events at once. When the LISTEN connection is lost the hub reconnects by itself
 and tells every subscriber to resync (events may have been missed meanwhile).
+
+The same channel announces ended sessions (`{"session": id}`, by a trigger, migration
+0004): the hub calls what each WebSocket of that session registered (`watch_session`), in
+the order the notes arrive, so a socket hears of its session's end before any event
+committed after it. After a reconnection it asks the database which watched sessions are
+still live, and holds events back until it knows.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,7 +32,7 @@ import orjson
 from core.db import Database, Listener, Session
 from core.errors import DatabaseError
 from domain.policy import Access, Policy, Viewer
-from loaders import Loaders, Scope
+from loaders import Loaders, Scope, accounts
 from loaders.events import EventRow, read_event
 from loaders.rows import UserRow
 from loaders.writes.issues import EVENTS_CHANNEL
@@ -118,6 +124,9 @@ class EventHub:
         self._inboxes: dict[int, set[Inbox]] = defaultdict(set)
         self._pending: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sessions: dict[int, set[Callable[[], None]]] = defaultdict(set)
+        self._sessions_known = asyncio.Event()  # cleared while the listener is away
+        self._sessions_known.set()
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
@@ -147,6 +156,42 @@ class EventHub:
             if not self._inboxes[project_id]:
                 del self._inboxes[project_id]
 
+    @contextlib.contextmanager
+    def watch_session(self, session_id: int, ended: Callable[[], None]) -> Iterator[None]:
+        """Call `ended()` (once, synchronously) when the session ends, while in this block."""
+        self._sessions[session_id].add(ended)
+        try:
+            yield
+        finally:
+            watchers = self._sessions.get(session_id)
+            if watchers is not None:
+                watchers.discard(ended)
+                if not watchers:
+                    del self._sessions[session_id]
+
+    def _session_ended(self, session_id: int) -> None:
+        for ended in list(self._sessions.pop(session_id, ())):
+            try:
+                ended()
+            except Exception:  # one watcher's failure must not spare the others
+                log.exception("could not end a connection of session %s", session_id)
+
+    async def _recheck_sessions(self) -> None:
+        """After a reconnection: end the watched sessions that ended meanwhile."""
+        watched = list(self._sessions)
+        if watched:
+            session = self._database.session()
+            try:
+                live = await accounts.live_sessions(session, watched)
+            except DatabaseError:
+                log.warning("could not recheck %d sessions after reconnecting", len(watched))
+                return
+            finally:
+                await session.close()
+            for session_id in watched:
+                if session_id not in live:
+                    self._session_ended(session_id)
+
     async def _listen_forever(self) -> None:
         delay = 0.1
         lost_before = False
@@ -162,10 +207,13 @@ class EventHub:
             self.connected.set()
             if lost_before:
                 self._broadcast_resync()
+                await self._recheck_sessions()
+                self._sessions_known.set()
             try:
                 await self._watch(listener)
             finally:
                 self.connected.clear()
+                self._sessions_known.clear()
                 await listener.close()
             log.warning("event listener lost its connection; reconnecting")
             lost_before = True
@@ -182,7 +230,10 @@ class EventHub:
             note = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return
-        if note.get("project") in self._inboxes:
+        session_id = note.get("session")
+        if session_id is not None:
+            self._session_ended(int(session_id))
+        elif note.get("project") in self._inboxes:
             self._pending.put_nowait(note)
 
     def _broadcast_resync(self) -> None:
@@ -193,6 +244,7 @@ class EventHub:
     async def _deliver_forever(self) -> None:
         while True:
             note = await self._pending.get()
+            await self._sessions_known.wait()  # no event to a session that may have ended
             try:
                 await self._deliver(int(note["id"]), int(note["project"]))
             except Exception:  # one bad event must not stop the stream for everyone

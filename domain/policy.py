@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def _access_file(name: str) -> Path:
 class Viewer:
     user: UserRow | None = None
     roles: dict[int, str] = field(default_factory=dict)  # organization id -> role
+    # the session the access token names, and when the token expires (None: anonymous,
+    # or a viewer made in-process)
+    session_id: int | None = None
+    expires_at: datetime | None = None
 
     def set_role(self, organization_id: int, role: str | None) -> None:
         """Keep the request's view of the viewer true after it changed their membership."""

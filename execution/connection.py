@@ -73,13 +73,15 @@ class Argument:
 class Pages:
     """A page of a list per parent: `pages` and `counts` are the `Loaders` properties that
     read and count it; `order` and `filters` the fixed order or the argument that sets it;
-    `unwrap` the node a page row holds (a member row holds its user)."""
+    `unwrap` the node a page row holds (a member row holds its user); `parent` the key of
+    the list the loaders read for a parent row (by default its id; 0 is an empty list)."""
 
     pages: Callable[[Loaders], PageLoader[Any]]
     counts: Callable[[Loaders], CountLoader]
     order: Order | Argument = BY_ID
     filters: Argument | None = None
     unwrap: Callable[[Any], Any] | None = None
+    parent: Callable[[Context, Any], int] | None = None
 
     def request(self, arguments: Arguments) -> PageRequest:
         order = self.order
@@ -97,6 +99,9 @@ class Pages:
 
     def loaders(self, loaders: Loaders) -> tuple[PageLoader[Any], CountLoader]:
         return using(self.pages, loaders), using(self.counts, loaders)
+
+    def key(self, context: Context, row: Any) -> int:
+        return row.id if self.parent is None else self.parent(context, row)
 
 
 class PageSource:
@@ -131,17 +136,21 @@ def connection(
     order: Order | Argument = BY_ID,
     filters: Argument | None = None,
     unwrap: Callable[[Any], Any] | None = None,
+    parent: Callable[[Context, Any], int] | None = None,
 ) -> Any:
-    """A connection field: its arguments, limits, loaders, order and filters, declared once."""
-    need = Pages(pages, counts, order, filters, unwrap)
+    """A connection field: its arguments, limits, loaders, order and filters, declared once.
+    `parent(context, row)` chooses whose list a row shows (see `Pages`): a list only some
+    viewers may see gives the others 0, an empty list, as if it had no items."""
+    need = Pages(pages, counts, order, filters, unwrap, parent)
     parameters = list(PAGE_PARAMETERS)
     parameters += [a.parameter() for a in (filters, order) if isinstance(a, Argument)]
 
     async def resolve(root: Any, info: Info[Context, Any], **arguments: Any) -> PageSource:
         request = need.request(arguments)
         page_loader, count_loader = need.loaders(info.context.loaders)
-        page = await page_loader.load((root.id, request))
-        return PageSource(page, unwrap, count_loader, (root.id, request.filters))
+        key = need.key(info.context, root)
+        page = await page_loader.load((key, request))
+        return PageSource(page, unwrap, count_loader, (key, request.filters))
 
     return declared(need, resolve, f"{description} {PAGE_ARGUMENTS_DOC}", parameters)
 
@@ -152,7 +161,9 @@ async def resolve_pages(
     """The pages of a whole level of parents, in one statement (the compiled executor)."""
     request = need.request(arguments)
     page_loader, count_loader = need.loaders(context.loaders)
-    ids = [p.id for p in parents]
+    ids = (
+        [p.id for p in parents] if need.parent is None else [need.key(context, p) for p in parents]
+    )
     loaded = await page_loader.load_all(ids, request)
     unwrap, filters = need.unwrap, request.filters
     return [

@@ -49,7 +49,9 @@ def decode_id(global_id: str, expected: str | None = None) -> tuple[str, int]:
         pk = int(pk_text) if pk_text.isascii() and pk_text.isdigit() else -1
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadUserInput(f"Malformed id: {global_id[:64]!r}.", argument="id") from None
-    if type_name not in NODES or not 0 < pk <= MAX_PK or encode_id(type_name, pk) != global_id:
+    # a type that is not a node (a Session) is decoded only where it is the type expected
+    known = type_name in NODES or type_name == expected
+    if not known or not 0 < pk <= MAX_PK or encode_id(type_name, pk) != global_id:
         raise BadUserInput(f"Malformed id: {global_id[:64]!r}.", argument="id")
     if expected is not None and type_name != expected:
         raise BadUserInput(

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import stamina
@@ -55,12 +55,14 @@ from core.errors import (
     TransientError,
     Unauthenticated,
 )
+from domain.auth import Claims
 from domain.context import Context, Services, build_context
 from domain.policy import ANONYMOUS, Viewer
 from execution.documents import Executor, Prepared, error_entries, format_errors
 from execution.limits import Analysis, Budget, BudgetState, analyze, check
 from execution.persisted import PersistedQueries
 from execution.selections import pick_operation
+from loaders.accounts import session_ended
 from loaders.users import load_viewer
 
 log = logging.getLogger(__name__)
@@ -173,22 +175,35 @@ class Pipeline:
 
     async def authenticate(self, credentials: str | None, session: Session | None = None) -> Viewer:
         """The signed-in user of these credentials; bad ones are an error, never anonymity."""
+        return await self.viewer_of(self.claims(credentials), session)
+
+    def claims(self, credentials: str | None) -> Claims | None:
+        """What the access token of these credentials says (None: anonymous), before any
+        SQL; a bad token is UNAUTHENTICATED."""
         if credentials is None:
-            return ANONYMOUS
+            return None
         scheme, _, token = credentials.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("Send the access token as `Authorization: Bearer <token>`.")
-        user_id = self.services.tokens.verify(token.strip())
+        return self.services.tokens.verify(token.strip())
+
+    async def viewer_of(self, claims: Claims | None, session: Session | None = None) -> Viewer:
+        """The viewer that verified claims name, their session checked in the same statement
+        that loads them (no round trip of its own): an ended session is UNAUTHENTICATED."""
+        if claims is None:
+            return ANONYMOUS
         own = session is None
         session = session or self.database.session()
         try:
-            found = await load_viewer(session, user_id)
+            found = await load_viewer(session, claims.user_id, claims.session_id)
         finally:
             if own:
                 await session.close()
         if found is None:
-            raise Unauthenticated("The access token's user no longer exists.")
-        return Viewer(*found)
+            raise Unauthenticated("The access token's user no longer exists.", reason="USER_GONE")
+        if not found.session_live:
+            raise session_ended(found.session_end)
+        return Viewer(found.user, found.roles, claims.session_id, claims.expires_at)
 
     async def _run(self, payload: Mapping[str, Any], caller: Caller) -> Outcome:
         request = read_request(payload)
@@ -239,7 +254,7 @@ class Pipeline:
         if caller.viewer is None:
             return await self.authenticate(caller.credentials, session)
         # a copy: an operation may change its viewer's roles (see Viewer.set_role)
-        return Viewer(caller.viewer.user, dict(caller.viewer.roles))
+        return replace(caller.viewer, roles=dict(caller.viewer.roles))
 
     async def _spend(self, viewer: Viewer, address: str, cost: int) -> BudgetState | None:
         user = viewer.user

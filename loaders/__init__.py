@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from aiodataloader import DataLoader
 
 from core.db import Session
-from loaders import comments, issues, labels, organizations, projects, users
+from loaders import accounts, comments, issues, labels, organizations, projects, users
 from loaders._base import CountLoader, PageLoader, RowLoader, by_id
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope
 from loaders.rows import (
@@ -31,6 +31,7 @@ from loaders.rows import (
     OrganizationRow,
     Projection,
     ProjectRow,
+    SessionRow,
     UserRow,
 )
 
@@ -87,6 +88,14 @@ class Loaders:
     @cached_property
     def member_count(self) -> CountLoader:
         return self._count(users.MEMBERS_BY_ORGANIZATION)
+
+    @cached_property
+    def sessions_by_user(self) -> PageLoader[SessionRow]:
+        return self._pages(accounts.SESSIONS_BY_USER)
+
+    @cached_property
+    def session_count_by_user(self) -> CountLoader:
+        return self._count(accounts.SESSIONS_BY_USER)
 
     @cached_property
     def organization_by_id(self) -> RowLoader[int, OrganizationRow]:

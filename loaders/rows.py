@@ -84,6 +84,17 @@ class CommentRow(NamedTuple):
     updated_at: datetime
 
 
+class SessionRow(NamedTuple):
+    """A live session, as its user lists it (loaders/accounts.py)."""
+
+    id: int
+    user_id: int
+    created_at: datetime
+    last_used_at: datetime
+    client: str
+    address: str | None
+
+
 class MemberRow(NamedTuple):
     """A user as a member of an organization: the edge of `Organization.members`."""
 
@@ -212,8 +223,9 @@ PROJECTS = Columns(ProjectRow, "projects", "p", ("name", "description", "created
 ISSUES = Columns(IssueRow, "issues", "i", ("title", "body", "closed_at"))
 LABELS = Columns(LabelRow, "labels", "l", ("color", "created_at"))
 COMMENTS = Columns(CommentRow, "comments", "c", ("body", "updated_at"))
+SESSIONS = Columns(SessionRow, "sessions", "s")
 COLUMNS: dict[type, Columns[Any]] = {
-    c.row: c for c in (USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS)
+    c.row: c for c in (USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS)
 }
 
 USER_COLUMNS = USERS.all

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.db import Session
 from loaders._keyset import PageSpec
@@ -13,13 +13,24 @@ SELECT_USERS_BY_ID = "SELECT {columns} FROM users u{joins} WHERE u.id = ANY($1::
 SELECT_USERS_BY_LOGIN = (
     "SELECT {columns} FROM users u{joins} WHERE lower(u.login) = ANY($1::text[])"
 )
+# The signed-in viewer, their memberships and their session, in one statement: whether the
+# session is live (and why it ended if not), and its last use, noted at most once a minute
+# (a write only then, and a HOT update: `last_used_at` is in no index).
 SELECT_VIEWER = f"""
+WITH touched AS (
+    UPDATE sessions SET last_used_at = now()
+    WHERE id = $2 AND user_id = $1 AND ended_at IS NULL
+      AND last_used_at < now() - interval '1 minute'
+)
 SELECT {USER_COLUMNS},
        coalesce(array_agg(m.organization_id) FILTER (WHERE m.user_id IS NOT NULL), '{{}}'),
-       coalesce(array_agg(m.role) FILTER (WHERE m.user_id IS NOT NULL), '{{}}')
-FROM users u LEFT JOIN memberships m ON m.user_id = u.id
+       coalesce(array_agg(m.role) FILTER (WHERE m.user_id IS NOT NULL), '{{}}'),
+       s.id IS NOT NULL AND s.ended_at IS NULL, s.end_reason
+FROM users u
+LEFT JOIN sessions s ON s.id = $2 AND s.user_id = u.id
+LEFT JOIN memberships m ON m.user_id = u.id
 WHERE u.id = $1
-GROUP BY u.id
+GROUP BY u.id, s.id
 """
 SELECT_ORGANIZATION_IDS_BY_USER = """
 SELECT user_id, array_agg(organization_id) FROM memberships
@@ -27,13 +38,24 @@ WHERE user_id = ANY($1::bigint[]) GROUP BY user_id
 """
 
 
-async def load_viewer(session: Session, user_id: int) -> tuple[UserRow, dict[int, str]] | None:
-    """A user with a map of their organizations to their roles, in one statement."""
-    row = await session.fetchrow(SELECT_VIEWER, user_id)
+class SignedIn(NamedTuple):
+    """A user with their organizations' roles, and the state of a session of theirs."""
+
+    user: UserRow
+    roles: dict[int, str]  # organization id -> role
+    session_live: bool  # the session exists, is the user's, and has not ended
+    session_end: str | None  # why it ended (sessions.end_reason), if it did
+
+
+async def load_viewer(session: Session, user_id: int, session_id: int | None) -> SignedIn | None:
+    """A user, their roles and the session named, in one statement; None if no such user.
+    (No session, None, is a viewer made in-process: `session_live` is then False.)"""
+    row = await session.fetchrow(SELECT_VIEWER, user_id, session_id)
     if row is None:
         return None
     values = tuple(row)
-    return UserRow(*values[:7]), dict(zip(values[7], values[8], strict=True))
+    roles = dict(zip(values[7], values[8], strict=True))
+    return SignedIn(UserRow(*values[:7]), roles, values[9], values[10])
 
 
 def organization_ids_row(values: Sequence[Any]) -> tuple[int, tuple[int, ...]]:

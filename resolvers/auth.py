@@ -1,20 +1,31 @@
-"""Sign-up, sign-in, token refresh and sign-out."""
+"""Sign-up, sign-in, token refresh, sign-out, and the viewer's sessions and password.
+
+Every sign-in starts a session (loaders/accounts.py); its access tokens name it, and stop
+working the moment it ends: logOut, revokeSession, a reused refresh token, or
+changePassword, which ends every other session of the account.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 
 import strawberry
 
-from core.errors import Unauthenticated
-from domain.auth import hash_password, password_problem, verify_password
+from core import observability as metrics
+from core.errors import NotFound, Unauthenticated
+from domain.auth import SignInThrottle, hash_password, password_problem, verify_password
 from domain.context import Context
+from execution.ids import decode_id
 from loaders import accounts
 from loaders.rows import UserRow
-from resolvers.mutations._base import Ctx
+from resolvers.mutations._base import Ctx, signed_in
 from resolvers.payloads import UserError, user_error
+from resolvers.sessions import SESSION
 from resolvers.types import User
+
+log = logging.getLogger(__name__)
 
 LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
@@ -56,9 +67,26 @@ class RefreshTokenInput:
     client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
 
 
-@strawberry.input(description="A refresh token whose session ends.")
+@strawberry.input(description="The session to end: a refresh token's, or else this request's.")
 class LogOutInput:
-    refresh_token: str = strawberry.field(description="The refresh token of the session.")
+    refresh_token: str | None = strawberry.field(
+        default=None,
+        description="The refresh token of the session; omitted: the session of the access "
+        "token this request is sent with.",
+    )
+    client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
+
+
+@strawberry.input(description="A session of the viewer's to end.")
+class RevokeSessionInput:
+    session_id: strawberry.ID = strawberry.field(description="The session (Session.id).")
+    client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
+
+
+@strawberry.input(description="A new password for the viewer's account.")
+class ChangePasswordInput:
+    current_password: str = strawberry.field(description="The password it has now.")
+    new_password: str = strawberry.field(description="8 characters to 72 bytes.")
     client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
 
 
@@ -83,7 +111,27 @@ class RefreshTokenPayload:
 
 @strawberry.type(description="The result of logOut.")
 class LogOutPayload:
-    revoked: bool = strawberry.field(description="The session's refresh tokens are revoked.")
+    revoked: bool = strawberry.field(
+        description="The session has ended: its refresh and access tokens stop working."
+    )
+    user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
+    client_mutation_id: str | None = strawberry.field(description="As given in the input.")
+
+
+@strawberry.type(description="The result of revokeSession.")
+class RevokeSessionPayload:
+    revoked_session_id: strawberry.ID | None = strawberry.field(
+        description="The session that ended: its refresh and access tokens stop working."
+    )
+    user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
+    client_mutation_id: str | None = strawberry.field(description="As given in the input.")
+
+
+@strawberry.type(description="The result of changePassword.")
+class ChangePasswordPayload:
+    ended_sessions: int = strawberry.field(
+        description="How many other sessions of the account ended (this one lives on)."
+    )
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")
 
@@ -110,13 +158,19 @@ def _sign_up_problems(data: SignUpInput) -> list[UserError]:
 
 
 async def _tokens(context: Context, user: UserRow) -> AuthTokens:
-    settings = context.services.settings
-    refresh = await accounts.start_family(context.session, user.id, settings.refresh_token_ttl)
+    """The tokens of a new session of the user, noting the client and its address."""
+    refresh = await accounts.start_session(
+        context.session,
+        user.id,
+        context.services.settings.refresh_token_ttl,
+        context.user_agent,
+        context.client_address,
+    )
     return _pair(context, refresh)
 
 
 def _pair(context: Context, refresh: accounts.RefreshToken) -> AuthTokens:
-    access = context.services.tokens.issue(refresh.user_id)
+    access = context.services.tokens.issue(refresh.user_id, refresh.session_id)
     return AuthTokens(
         access_token=access.token,
         access_token_expires_at=access.expires_at,
@@ -160,22 +214,24 @@ class AuthMutations:
         )
 
     @strawberry.mutation(
-        description="Sign in with a login (or email) and password. Repeated "
-        "failures are slowed down per account and per client address."
+        description="Sign in with a login (or email) and password: a new session. Repeated "
+        "failures from one client address slow that address down for that account, with a "
+        "growing wait (RATE_LIMITED with `retryAfter`)."
     )
     async def log_in(self, info: Ctx, input: LogInInput) -> AuthPayload:
         context = info.context
         settings = context.services.settings
-        keys = accounts.throttle_keys(input.login, context.client_address)
-        await accounts.check_throttle(
-            context.session, keys, settings.login_max_failures, settings.login_failure_window
-        )
+        throttle = SignInThrottle.of(settings)
+        keys = throttle.keys(input.login, context.client_address)
+        await throttle.check(context.session, keys)
         found = await accounts.find_credentials(context.session, input.login.strip())
         hashed = found[1] if found else None
         if found is None or not await verify_password(
             input.password, hashed, settings.bcrypt_rounds
         ):
-            await accounts.record_failure(context.session, keys, settings.login_failure_window)
+            await throttle.failed(context.session, keys)
+            metrics.record_sign_in("failure")
+            log.info("sign-in failed", extra={"user_id": found[0].id if found else None})
             return AuthPayload(
                 viewer=None,
                 tokens=None,
@@ -184,8 +240,9 @@ class AuthMutations:
             )
         user = found[0]
         async with context.session.transaction():
-            await accounts.clear_failures(context.session, keys[0])
+            await throttle.succeeded(context.session, keys)
             tokens = await _tokens(context, user)
+        metrics.record_sign_in("success")
         return AuthPayload(
             viewer=user,
             tokens=tokens,
@@ -194,8 +251,8 @@ class AuthMutations:
         )
 
     @strawberry.mutation(
-        description="Trade a refresh token for new tokens. Each refresh "
-        "token works once; presenting a used one revokes its whole session."
+        description="Trade a refresh token for new tokens of its session. Each refresh "
+        "token works once; presenting a used one ends its session."
     )
     async def refresh_token(self, info: Ctx, input: RefreshTokenInput) -> RefreshTokenPayload:
         context = info.context
@@ -208,10 +265,74 @@ class AuthMutations:
             client_mutation_id=input.client_mutation_id,
         )
 
-    @strawberry.mutation(description="End a session: its refresh tokens stop working.")
+    @strawberry.mutation(
+        description="End a session, the refresh token's or this request's: its refresh "
+        "and access tokens stop working at once, and its WebSockets close."
+    )
     async def log_out(self, info: Ctx, input: LogOutInput) -> LogOutPayload:
-        if not await accounts.revoke(info.context.session, input.refresh_token):
-            raise Unauthenticated("The refresh token is not valid.")
+        context = info.context
+        if input.refresh_token is not None:
+            if not await accounts.end_session_of(context.session, input.refresh_token):
+                raise Unauthenticated("The refresh token is not valid.")
+        else:
+            user, session_id = signed_in(context), context.viewer.session_id
+            if session_id is not None:
+                await accounts.end_session(context.session, session_id, user.id, "SIGNED_OUT")
         return LogOutPayload(
             revoked=True, user_errors=[], client_mutation_id=input.client_mutation_id
         )
+
+    @strawberry.mutation(
+        description="End one of the viewer's sessions (see `viewer.sessions`): its tokens "
+        "stop working at once, and its WebSockets close."
+    )
+    async def revoke_session(self, info: Ctx, input: RevokeSessionInput) -> RevokeSessionPayload:
+        context = info.context
+        user = signed_in(context)
+        _, pk = decode_id(input.session_id, expected=SESSION)
+        if not await accounts.end_session(context.session, pk, user.id, "REVOKED"):
+            raise NotFound(f"Could not find a live session with the id {input.session_id!r}.")
+        return RevokeSessionPayload(
+            revoked_session_id=input.session_id,
+            user_errors=[],
+            client_mutation_id=input.client_mutation_id,
+        )
+
+    @strawberry.mutation(
+        description="Change the viewer's password, given the current one; every other "
+        "session of the account ends. Wrong current passwords are slowed down as failed "
+        "sign-ins are."
+    )
+    async def change_password(self, info: Ctx, input: ChangePasswordInput) -> ChangePasswordPayload:
+        context = info.context
+        user = signed_in(context)
+        settings = context.services.settings
+        throttle = SignInThrottle.of(settings)
+        keys = throttle.keys(user.login, context.client_address)
+        await throttle.check(context.session, keys)
+        hashed = await accounts.password_hash(context.session, user.id)
+        if not await verify_password(input.current_password, hashed, settings.bcrypt_rounds):
+            await throttle.failed(context.session, keys)
+            metrics.record_sign_in("failure")
+            return _password_refused(
+                user_error("currentPassword", "INVALID_CREDENTIALS", "Wrong password."), input
+            )
+        if (problem := password_problem(input.new_password)) is not None:
+            return _password_refused(user_error("newPassword", *problem), input)
+        new_hash = await hash_password(input.new_password, settings.bcrypt_rounds)
+        keep = context.viewer.session_id or 0
+        async with context.session.transaction():
+            await accounts.set_password_hash(context.session, user.id, new_hash)
+            ended = await accounts.end_other_sessions(
+                context.session, user.id, keep, "PASSWORD_CHANGED"
+            )
+            await throttle.succeeded(context.session, keys)
+        return ChangePasswordPayload(
+            ended_sessions=ended, user_errors=[], client_mutation_id=input.client_mutation_id
+        )
+
+
+def _password_refused(error: UserError, input: ChangePasswordInput) -> ChangePasswordPayload:
+    return ChangePasswordPayload(
+        ended_sessions=0, user_errors=[error], client_mutation_id=input.client_mutation_id
+    )

@@ -20,6 +20,7 @@ class UserErrorCode(Enum):
     LAST_OWNER = "LAST_OWNER"
     ALREADY_MEMBER = "ALREADY_MEMBER"
     NOT_MEMBER = "NOT_MEMBER"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 
 
 @strawberry.type(description="An expected failure of a mutation, tied to an input field.")

@@ -18,6 +18,7 @@ from execution.fields import flag, node, to_one, value
 from execution.ids import NAMES, encode_id
 from loaders import Loaders, Order
 from loaders._base import CountLoader, PageLoader
+from loaders.accounts import NEWEST_FIRST
 from loaders.comments import BY_CREATED_AT
 from loaders.issues import IssueFilter, order
 from loaders.labels import BY_NAME
@@ -38,6 +39,7 @@ from resolvers.enums import (
     OrderDirection,
     ProjectVisibility,
 )
+from resolvers.sessions import Session, own_sessions
 
 MAX_LABEL_NAMES = 100
 
@@ -127,6 +129,14 @@ class User(Node):
         Loaders.issues_by_assignee,
         Loaders.issue_count_by_assignee,
         "Issues assigned to the user, oldest first.",
+    )
+    sessions: Connection[Session] = connection(
+        Loaders.sessions_by_user,
+        Loaders.session_count_by_user,
+        "The user's live sessions, newest first: only the user sees them (for anyone "
+        "else, site admins included, the list is empty).",
+        order=NEWEST_FIRST,
+        parent=own_sessions,
     )
 
 

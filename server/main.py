@@ -44,6 +44,7 @@ from loaders.accounts import shared_secret
 from resolvers.schema import schema
 from server.graphiql import STATIC_DIR
 from server.http import GraphQLEndpoint
+from server.metrics import metrics_endpoint
 from server.websocket import GraphQLWebSocket
 
 GC_THRESHOLDS = (50_000, 50, 100)
@@ -141,7 +142,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         WebSocketRoute("/v1/graphql", graphql_ws),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", observability.metrics_endpoint),
+        Route("/metrics", metrics_endpoint(settings.metrics_token)),
     ]
     if STATIC_DIR.is_dir():  # fetched at setup; without it the page falls back to a CDN
         routes.append(Mount("/static/graphiql", StaticFiles(directory=STATIC_DIR)))

@@ -11,9 +11,16 @@ is an `error` message carrying the same errors (and `extensions.code`) HTTP woul
 result is a `next` and a `complete`, a subscription a `next` per event; a result without
 `data` (execution never started) is an `error`.
 
-Close codes are the protocol's: 4400 bad message, 4401 subscribe before init, 4403 bad
-credentials, 4406 wrong subprotocol, 4408 no init in time, 4409 duplicate id, 4429 second
-init; 1001 when the server shuts down, 1011 when it cannot check the credentials.
+A connection lives as long as the credentials its connection_init brought: when the
+access token expires (a timer) or its session ends (the event hub hears of it from any
+instance, domain/events.py), the server closes it with 4401, and from that moment sends
+nothing more on it, no event included. The client signs in again (or refreshes its tokens)
+and reconnects.
+
+Close codes are the protocol's: 4400 bad message, 4401 subscribe before init, and the
+token expired or the session ended, 4403 bad credentials, 4406 wrong subprotocol, 4408 no
+init in time, 4409 duplicate id, 4429 second init; 1001 when the server shuts down, 1011
+when it cannot check the credentials.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -28,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from core import observability as metrics
 from core.errors import ServerError, Unauthenticated
+from domain.auth import Claims
 from domain.policy import Viewer
 from execution.documents import error_entries
 from execution.pipeline import EVERY_OPERATION, Caller, Executed, Pipeline, Refused, Subscribed
@@ -38,6 +47,9 @@ PROTOCOL = "graphql-transport-ws"
 INIT_TIMEOUT = 10.0
 GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
+UNAUTHORIZED = 4401
+TOKEN_EXPIRED = "Unauthorized: the access token has expired"
+SESSION_ENDED = "Unauthorized: the session has ended"
 
 
 class Closing(Exception):
@@ -92,6 +104,10 @@ class _Connection:
         self.websocket = websocket
         self.viewer: Viewer | None = None
         self.operations: dict[str, asyncio.Task[None]] = {}
+        self.expires_at: float | None = None  # the access token's expiry (epoch seconds)
+        self.ending: Closing | None = None  # set once the credentials ended: send nothing
+        self._bound = contextlib.ExitStack()  # the session watch and the expiry timer
+        self._closer: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         try:
@@ -119,12 +135,40 @@ class _Connection:
         if not isinstance(payload, dict):
             raise Closing(4400, "Invalid connection init payload")
         try:
-            self.viewer = await self.pipeline.authenticate(self._credentials(payload))
+            claims = self.pipeline.claims(self._credentials(payload))
+            if claims is not None:
+                self._bind(claims)  # before the session's check, so no end goes unheard
+            self.viewer = await self.pipeline.viewer_of(claims)
         except Unauthenticated as error:
             raise Closing(4403, f"Forbidden: {error.message}") from None
         except ServerError as error:  # the database, while loading the viewer
             raise Closing(INTERNAL_ERROR, error.public_message) from None
         await self._send({"type": "connection_ack"})
+
+    def _bind(self, claims: Claims) -> None:
+        """Close the connection when the token expires or its session ends."""
+        hub = self.pipeline.services.hub
+        if hub is not None:
+            self._bound.enter_context(
+                hub.watch_session(claims.session_id, lambda: self._end(SESSION_ENDED))
+            )
+        self.expires_at = claims.expires_at.timestamp()
+        timer = asyncio.get_running_loop().call_later(
+            max(0.0, self.expires_at - time.time()), self._end, TOKEN_EXPIRED
+        )
+        self._bound.callback(timer.cancel)
+
+    def _end(self, reason: str) -> None:
+        """The credentials ended: from now on nothing is sent; close the connection."""
+        if self.ending is not None:
+            return
+        self.ending = Closing(UNAUTHORIZED, reason)
+        self._closer = asyncio.get_running_loop().create_task(self._close_ended())
+
+    async def _close_ended(self) -> None:
+        assert self.ending is not None
+        await self.cancel_all()
+        await _close(self.websocket, self.ending.code, self.ending.reason)
 
     def _credentials(self, payload: dict[str, Any]) -> str | None:
         """The `Authorization` value the client sent: in connection_init's payload (as a
@@ -176,7 +220,7 @@ class _Connection:
             await self._run_operation(operation_id, payload)
         except asyncio.CancelledError:
             raise
-        except (WebSocketDisconnect, RuntimeError, OSError):
+        except (Closing, WebSocketDisconnect, RuntimeError, OSError):
             return
         except Exception as unexpected:
             log.exception("operation %s failed", operation_id)
@@ -222,10 +266,15 @@ class _Connection:
         await self._send({"id": operation_id, "type": "error", "payload": errors})
 
     async def _send(self, message: dict[str, Any]) -> None:
+        if self.ending is None and self.expires_at is not None and time.time() >= self.expires_at:
+            self._end(TOKEN_EXPIRED)  # (the timer may not have fired yet)
+        if self.ending is not None:
+            raise self.ending
         await self.websocket.send_text(orjson.dumps(message).decode())
 
     async def cancel_all(self) -> None:
-        tasks = list(self.operations.values())
+        self._bound.close()
+        tasks = [t for t in self.operations.values() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -12,7 +12,7 @@ import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -229,9 +229,9 @@ async def viewer_for(conn: asyncpg.Connection, login: str | None) -> Viewer:
     if login is None:
         return ANONYMOUS
     user_id = await conn.fetchval("SELECT id FROM users WHERE lower(login) = lower($1)", login)
-    found = await load_viewer(Session.on_connection(conn), user_id)
+    found = await load_viewer(Session.on_connection(conn), user_id, None)  # (no session)
     assert found is not None, login
-    return Viewer(*found)
+    return Viewer(found.user, found.roles)
 
 
 @pytest.fixture
@@ -272,7 +272,7 @@ def run(conn: asyncpg.Connection) -> Run:
         no more SQL statements."""
         session = RecordingSession(conn)
         context = build_context(
-            session, Viewer(viewer.user, dict(viewer.roles)), services or _services
+            session, replace(viewer, roles=dict(viewer.roles)), services or _services
         )
         result = await _compiled.execute(prepared, context, variables)
         await session.close()

@@ -42,8 +42,7 @@ import jwt
 import pytest
 
 from core.db import Database
-from domain.auth import Tokens
-from execution.ids import decode_id, encode_id
+from execution.ids import encode_id
 from tests.conftest import TEST_SETTINGS
 
 GUARD = 10.0  # seconds; a hang guard around each request, not a performance target
@@ -143,19 +142,19 @@ def bearer(token: str) -> Headers:
 
 
 def signed_in(query: str, variables: dict[str, Any] | None = None) -> Send:
-    """Send `query` as the demo user alice, with an access token issued as the server would
-    (not through logIn, whose per-address throttle the failing sign-ins of the table feed)."""
+    """Send `query` as the demo user alice, signed in through logIn (failed sign-ins slow
+    down only their own (login, address) pair: the table's, for other logins, never this)."""
 
     async def send(client: httpx.AsyncClient) -> httpx.Response:
-        found = await client.post("/graphql", json={"query": '{ user(login: "alice") { id } }'})
-        _, pk = decode_id(found.json()["data"]["user"]["id"], "User")
-        tokens = Tokens(
-            TEST_SETTINGS.jwt_secret or "",
-            TEST_SETTINGS.jwt_issuer,
-            TEST_SETTINGS.jwt_audience,
-            TEST_SETTINGS.access_token_ttl,
+        signed = await client.post(
+            "/graphql",
+            json={
+                "query": 'mutation { logIn(input: {login: "alice", password: '
+                '"alice-in-acme"}) { tokens { accessToken } } }'
+            },
         )
-        return await gql(query, variables, headers=bearer(tokens.issue(pk).token))(client)
+        token = signed.json()["data"]["logIn"]["tokens"]["accessToken"]
+        return await gql(query, variables, headers=bearer(token))(client)
 
     return send
 

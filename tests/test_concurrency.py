@@ -8,7 +8,7 @@ from typing import Any
 
 from core.db import Database
 from execution.ids import encode_id
-from tests.conftest import services_with
+from tests.sessions import access_token
 
 CREATE = """mutation($p: ID!, $t: String!, $l: [ID!]) { createIssue(input: {projectId: $p,
   title: $t, labelIds: $l}) { issue { number } userErrors { code } } }"""
@@ -41,7 +41,7 @@ async def test_concurrent_creates_get_unique_gap_free_numbers(
     client: Any, database: Database
 ) -> None:
     project, user, _ = await _committed_project(database)
-    token = services_with().tokens.issue(user).token
+    token = await access_token(database, user)
     headers = {"authorization": f"Bearer {token}"}
     project_id = encode_id("Project", project)
     bad_label = [encode_id("Label", 10**12)]  # fails inside the transaction, after numbering
@@ -84,7 +84,7 @@ async def test_concurrent_retries_with_one_client_mutation_id_create_once(
     client: Any, database: Database
 ) -> None:
     project, user, _ = await _committed_project(database)
-    headers = {"authorization": f"Bearer {services_with().tokens.issue(user).token}"}
+    headers = {"authorization": f"Bearer {await access_token(database, user)}"}
     document = """mutation($p: ID!) { createIssue(input: {projectId: $p, title: "Retry",
       clientMutationId: "same-key"}) { issue { id number } } }"""
 

@@ -15,8 +15,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from execution.ids import encode_id
-from tests.conftest import TEST_SETTINGS, services_with
+from tests.conftest import TEST_SETTINGS
 from tests.servers import server_processes
+from tests.sessions import access_token
 
 EVENTS = """subscription($p: ID!) { issueEvents(projectId: $p) {
   kind issue { number title state } actor { login } comment { body } } }"""
@@ -64,15 +65,18 @@ async def world(database_url: str) -> AsyncIterator[dict[str, Any]]:
         " 'O', 'PUBLIC') RETURNING id",
         org,
     )
+    owner = await access_token(connection, users["owner"])
+    member = await access_token(connection, users["member"])
     await connection.close()
-    tokens = services_with().tokens
     yield {
         "org": encode_id("Organization", org),
         "private": encode_id("Project", private),
         "public": encode_id("Project", public),
         "member_id": encode_id("User", users["member"]),
-        "owner": tokens.issue(users["owner"]).token,
-        "member": tokens.issue(users["member"]).token,
+        "owner_pk": users["owner"],
+        "member_pk": users["member"],
+        "owner": owner,
+        "member": member,
     }
 
 

@@ -21,8 +21,9 @@ import asyncpg
 import pytest
 
 from core.db import Database, Session
-from tests.conftest import running_app, services_with
+from tests.conftest import running_app
 from tests.servers import AppSocket
+from tests.sessions import access_token
 from tests.test_bad_input import (
     ALIASES_1000,
     COST_100_CUBED,
@@ -168,7 +169,7 @@ async def test_a_signed_in_query_over_a_limit_is_refused_before_its_viewer_is_lo
     database: Database, committed: dict[str, Any]
 ) -> None:
     counting = CountingDatabase(database)
-    token = services_with().tokens.issue(committed["user"]).token
+    token = await access_token(database, committed["user"])
     async with running_app(counting) as app:
         async with app.websocket() as socket:
             await open_graphql(socket, token)
@@ -207,7 +208,7 @@ async def test_a_mutation_over_websocket_runs_once_and_spends(
     database: Database, committed: dict[str, Any]
 ) -> None:
     counting = CountingDatabase(database)
-    token = services_with().tokens.issue(committed["user"]).token
+    token = await access_token(database, committed["user"])
     variables = {"p": committed["project"], "t": "Sent over WebSocket"}
     async with running_app(counting) as app, app.websocket() as socket:
         await open_graphql(socket, token)
@@ -237,7 +238,7 @@ async def test_a_subscription_is_checked_and_spends_once_when_it_starts(
     database: Database, committed: dict[str, Any]
 ) -> None:
     counting = CountingDatabase(database)
-    token = services_with().tokens.issue(committed["user"]).token
+    token = await access_token(database, committed["user"])
     variables = {"p": committed["project"]}
     async with running_app(counting) as app, app.websocket() as socket:
         await open_graphql(socket)

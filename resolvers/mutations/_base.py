@@ -3,10 +3,15 @@ transaction, and make the request's later reads see the write."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from typing import Any, TypeVar
 
+import orjson
+import strawberry
 from strawberry.types import Info
 
 from core.errors import Forbidden, NotFound, Unauthenticated
@@ -61,32 +66,70 @@ async def committed(context: Context, work: Callable[[], Awaitable[T]]) -> T:
     return result
 
 
+KEY_REUSED = (
+    "This clientMutationId was used with another input within the last 24 hours: send the "
+    "same input to get the first result, or a new clientMutationId for a new create."
+)
+
+
 async def create_once(
     context: Context,
     mutation: str,
-    client_mutation_id: str | None,
+    input: Any,
     create: Callable[[], Awaitable[Any]],
     by_id: RowLoader[int, Any],
 ) -> Any:
-    """A create that a retry with the same clientMutationId does not repeat: the new row,
-    or the row the first attempt created (read through `by_id`, as the viewer sees it)."""
+    """A create that a retry with the same clientMutationId and the same input does not
+    repeat: the new row, or the row the first attempt created (read through `by_id`, as the
+    viewer sees it). The same key with another input is an IDEMPOTENCY_KEY_REUSED user
+    error, returned, and nothing is written."""
     user = signed_in(context)
+    key: str | None = input.client_mutation_id
 
     async def work() -> tuple[Any, int | None]:
-        if client_mutation_id is not None:
-            earlier = await receipts.claim(context.session, user.id, mutation, client_mutation_id)
+        if key is not None:
+            earlier = await receipts.claim(
+                context.session, user.id, mutation, key, fingerprint(input)
+            )
             if earlier is not None:
-                return None, earlier
+                if not earlier.same_input:
+                    return user_error(
+                        "clientMutationId", "IDEMPOTENCY_KEY_REUSED", KEY_REUSED
+                    ), None
+                return None, earlier.result_id
         row = await create()
-        if client_mutation_id is not None:
-            await receipts.fill(context.session, user.id, mutation, client_mutation_id, row.id)
+        if key is not None:
+            await receipts.fill(context.session, user.id, mutation, key, row.id)
         return row, None
 
     row, earlier = await committed(context, work)
-    if row is None:
-        assert earlier is not None
+    if row is None and earlier is not None:
         row = await by_id.load(earlier)
     return row
+
+
+def fingerprint(input: Any) -> bytes:
+    """SHA-256 of an input object's values but its clientMutationId, written canonically:
+    the same input always gives the same fingerprint."""
+    values = _fields(input)
+    values.pop("client_mutation_id", None)
+    canonical = orjson.dumps(values, default=_plain, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).digest()
+
+
+def _fields(input: Any) -> dict[str, Any]:
+    return {field.name: getattr(input, field.name) for field in dataclasses.fields(input)}
+
+
+def _plain(value: Any) -> Any:
+    """What orjson cannot write itself: enums, nested inputs, an unset field."""
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _fields(value)
+    if value is strawberry.UNSET:
+        return {"unset": True}
+    raise TypeError(f"no canonical form for {type(value).__name__}")
 
 
 def text(field: str, value: str, *, minimum: int = 0, maximum: int) -> UserError | None:

@@ -251,9 +251,9 @@ class IssueMutations:
             await writes.record_event(session, "OPENED", issue, me.id, label_ids=labels)
             return issue
 
-        row = await create_once(
-            context, "createIssue", input.client_mutation_id, create, context.loaders.issue_by_id
-        )
+        row = await create_once(context, "createIssue", input, create, context.loaders.issue_by_id)
+        if isinstance(row, UserError):
+            return _issue_payload(None, [row], input.client_mutation_id)
         return _issue_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(
@@ -345,9 +345,9 @@ class IssueMutations:
             )
             return comment
 
-        row = await create_once(
-            context, "addComment", input.client_mutation_id, create, context.loaders.comment_by_id
-        )
+        row = await create_once(context, "addComment", input, create, context.loaders.comment_by_id)
+        if isinstance(row, UserError):
+            return _comment_payload(None, None, [row], input.client_mutation_id)
         fresh = await context.loaders.issue_by_id.load(issue.id)
         return _comment_payload(row, fresh, [], input.client_mutation_id)
 

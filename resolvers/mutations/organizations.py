@@ -28,8 +28,9 @@ from resolvers.types import Organization, User
 
 CMID = strawberry.field(
     default=None,
-    description="Echoed in the payload; a create retried "
-    "with the same value returns the first result.",
+    description="Echoed in the payload. An idempotency key for creates: a create retried "
+    "by the same viewer with the same value and the same input within 24 hours returns the "
+    "first result; with another input it is an IDEMPOTENCY_KEY_REUSED user error.",
 )
 
 
@@ -132,17 +133,13 @@ class OrganizationMutations:
 
         try:
             row = await create_once(
-                context,
-                "createOrganization",
-                input.client_mutation_id,
-                create,
-                context.loaders.organization_by_id,
+                context, "createOrganization", input, create, context.loaders.organization_by_id
             )
         except UniqueViolation:
+            row = user_error("slug", "TAKEN", "That slug is already taken.")
+        if isinstance(row, UserError):
             return CreateOrganizationPayload(
-                organization=None,
-                user_errors=[user_error("slug", "TAKEN", "That slug is already taken.")],
-                client_mutation_id=input.client_mutation_id,
+                organization=None, user_errors=[row], client_mutation_id=input.client_mutation_id
             )
         return CreateOrganizationPayload(
             organization=row,

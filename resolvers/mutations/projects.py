@@ -172,16 +172,12 @@ class ProjectMutations:
 
         try:
             row = await create_once(
-                context,
-                "createProject",
-                input.client_mutation_id,
-                create,
-                context.loaders.project_by_id,
+                context, "createProject", input, create, context.loaders.project_by_id
             )
         except UniqueViolation:
-            return _project_payload(
-                None, [user_error("key", "TAKEN", "That key is taken.")], input.client_mutation_id
-            )
+            row = user_error("key", "TAKEN", "That key is taken.")
+        if isinstance(row, UserError):
+            return _project_payload(None, [row], input.client_mutation_id)
         return _project_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Change a project's name, description or visibility.")
@@ -235,16 +231,12 @@ class ProjectMutations:
 
         try:
             row = await create_once(
-                context,
-                "createLabel",
-                input.client_mutation_id,
-                create,
-                context.loaders.label_by_id,
+                context, "createLabel", input, create, context.loaders.label_by_id
             )
         except UniqueViolation:
-            return _label_payload(
-                None, [user_error("name", "TAKEN", "That name is taken.")], input.client_mutation_id
-            )
+            row = user_error("name", "TAKEN", "That name is taken.")
+        if isinstance(row, UserError):
+            return _label_payload(None, [row], input.client_mutation_id)
         return _label_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Rename or recolor a label.")
