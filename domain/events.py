@@ -13,8 +13,8 @@ and tells every subscriber to resync (events may have been missed meanwhile).
 The same channel announces ended sessions (`{"session": id}`, by a trigger, migration
 0004): the hub calls what each WebSocket of that session registered (`watch_session`), in
 the order the notes arrive, so a socket hears of its session's end before any event
-committed after it. After a reconnection it asks the database which watched sessions are
-still live, and holds events back until it knows.
+committed after it. Whenever it (re)connects it asks the database which watched sessions
+are still live, and holds events back until it knows.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class EventHub:
                 log.exception("could not end a connection of session %s", session_id)
 
     async def _recheck_sessions(self) -> None:
-        """After a reconnection: end the watched sessions that ended meanwhile."""
+        """On (re)connecting: end the watched sessions that ended while no one listened."""
         watched = list(self._sessions)
         if watched:
             session = self._database.session()
@@ -207,9 +207,10 @@ class EventHub:
             self.connected.set()
             if lost_before:
                 self._broadcast_resync()
+            try:
+                # sessions watched while no one listened (before the first connection, too)
                 await self._recheck_sessions()
                 self._sessions_known.set()
-            try:
                 await self._watch(listener)
             finally:
                 self.connected.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from execution.ids import encode_id
 from tests.conftest import TEST_SETTINGS
 from tests.servers import server_processes
-from tests.sessions import access_token
+from tests.sessions import access_token, tokens
 
 EVENTS = """subscription($p: ID!) { issueEvents(projectId: $p) {
   kind issue { number title state } actor { login } comment { body } } }"""
@@ -340,3 +341,48 @@ async def test_idle_subscriptions_hold_no_database_connection(
         assert response.json()["data"] == {"organization": {"name": "Acme Inc."}}
         for ws in sockets:
             await ws.close()
+
+
+async def test_a_session_ended_on_one_process_closes_its_sockets_on_the_other(
+    servers: list[str], world: dict[str, Any], database_url: str
+) -> None:
+    a, b = servers
+    watched = await access_token(database_url, world["owner_pk"])
+    ws = await _open(a, watched)
+    await _subscribe(ws, "1", EVENTS, p=world["private"])
+    await _until_subscribed(b, world["owner"], world["private"], ws)
+
+    started = time.monotonic()
+    await _mutate(b, watched, "mutation { logOut(input: {}) { revoked } }")
+    await _mutate(b, world["owner"], CREATE, p=world["private"], t="After the end")
+
+    seen = []
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            seen.append(await _next(ws))
+    noticed = time.monotonic() - started
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        4401,
+        "Unauthorized: the session has ended",
+    )
+    assert seen == []  # the event committed after the end never came
+    assert noticed < 10  # LISTEN/NOTIFY: in practice well under a second
+
+
+async def test_a_socket_closes_with_4401_when_its_token_expires_and_hears_nothing_after(
+    servers: list[str], world: dict[str, Any], database_url: str
+) -> None:
+    token = await access_token(database_url, world["owner_pk"], ttl=4)
+    expires = tokens().verify(token).expires_at.timestamp()
+    ws = await _open(servers[0], token)
+    await _subscribe(ws, "1", EVENTS, p=world["private"])
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await _next(ws)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        4401,
+        "Unauthorized: the access token has expired",
+    )
+    assert time.time() >= expires - 0.1
