@@ -74,15 +74,6 @@ async def _timestamps_as_text(connection: asyncpg.Connection) -> None:
         )
 
 
-async def _leaves_no_state(connection: asyncpg.Connection) -> None:
-    """What a connection needs before it goes back to the pool: nothing more than asyncpg
-    does anyway (it rolls back a transaction left open). The API leaves no session state
-    behind: LISTEN runs on connections of its own, settings come at connect or as SET
-    LOCAL, which ends with its transaction, and it takes no session advisory locks or
-    cursors. asyncpg's default reset (`RESET ALL; UNLISTEN *; …`) cost a round trip per
-    request."""
-
-
 class Database:
     def __init__(
         self,
@@ -121,7 +112,6 @@ class Database:
             command_timeout=command_timeout,
             server_settings=settings,
             init=_timestamps_as_text,
-            reset=_leaves_no_state,
         )
         return cls(pool, acquire_timeout=acquire_timeout, url=url, breaker=breaker)
 

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from core.db import Database
-from tests.conftest import running_app, services_with
+from tests.conftest import running_app
 from tests.servers import AppSocket
+from tests.sessions import access_token
 from tests.test_transports import CREATE, open_graphql
 
 SUBSCRIBERS = 20
@@ -88,7 +89,7 @@ async def _subscribe_all(http: Any, token: str, project: str, sockets: list[AppS
 async def test_subscription_deliveries_keep_memory_flat(
     database: Database, committed: dict[str, Any]
 ) -> None:
-    token = services_with().tokens.issue(committed["user"]).token
+    token = await access_token(database, committed["user"])
     project = committed["project"]
     async with running_app(database) as app, contextlib.AsyncExitStack() as stack:
         sockets = [await stack.enter_async_context(app.websocket()) for _ in range(SUBSCRIBERS)]

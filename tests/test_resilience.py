@@ -38,9 +38,10 @@ from websockets.exceptions import ConnectionClosed
 
 from execution.ids import decode_id, encode_id
 from server.__main__ import prepare_database
-from tests.conftest import TEST_SETTINGS, services_with
+from tests.conftest import TEST_SETTINGS
 from tests.pg import ThrowawayPostgres, throwaway_postgres
 from tests.servers import _wait_healthy, free_port, server_processes
+from tests.sessions import access_token
 
 SCALE = 0.05
 REQUEST_TIMEOUT = 10.0  # seconds a client waits for one answer: the hang guard
@@ -321,7 +322,7 @@ async def test_database_restart_under_load(throwaway: ThrowawayPostgres, mode: s
     url = throwaway.url("issuegraph")
     await prepare_database(url, SCALE)
     acme = await _acme(url)
-    token = services_with().tokens.issue(acme.alice).token
+    token = await access_token(url, acme.alice)
     ledger = Ledger(uuid.uuid4().hex[:8])
 
     with server_processes(
@@ -670,9 +671,10 @@ async def _world(database_url: str) -> World:
             " 'Shutdown', 'PUBLIC') RETURNING id",
             org,
         )
+        token = await access_token(connection, owner)
     finally:
         await connection.close()
-    return World(project, owner, services_with().tokens.issue(owner).token)
+    return World(project, owner, token)
 
 
 async def _subscribed(base: str, world: World) -> ClientConnection:
