@@ -42,7 +42,8 @@ class Session:
     id: strawberry.ID = value(_id, "The session's opaque id, for revokeSession.")
     created_at: datetime = strawberry.field(description="When it signed in.")
     last_used_at: datetime = strawberry.field(
-        description="When it last sent a request or refreshed its tokens (to the minute)."
+        description="When it last signed in or refreshed its tokens: a client in use "
+        "refreshes them at least as often as its access tokens expire (15 minutes by default)."
     )
     client: str = strawberry.field(
         description="The User-Agent it signed in with; empty when none was sent."
