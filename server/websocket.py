@@ -48,6 +48,7 @@ INIT_TIMEOUT = 10.0
 GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
 UNAUTHORIZED = 4401
+MAX_REASON_BYTES = 123
 TOKEN_EXPIRED = "Unauthorized: the access token has expired"
 SESSION_ENDED = "Unauthorized: the session has ended"
 
@@ -94,8 +95,10 @@ class GraphQLWebSocket:
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     if websocket.application_state is WebSocketState.CONNECTED:
+        # a close frame's reason holds at most 123 bytes of UTF-8 (RFC 6455, 5.5)
+        fitting = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
         with contextlib.suppress(RuntimeError, OSError):
-            await websocket.close(code=code, reason=reason)
+            await websocket.close(code=code, reason=fitting)
 
 
 class _Connection:

@@ -16,6 +16,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from domain.auth import Tokens
 from execution.ids import encode_id
 from tests.conftest import TEST_SETTINGS
 from tests.servers import server_processes
@@ -404,3 +405,23 @@ async def test_a_socket_closes_with_4401_when_its_token_expires_and_hears_nothin
         "Unauthorized: the access token has expired",
     )
     assert time.time() >= expires - 0.1
+
+
+async def test_a_refused_token_closes_with_4403_and_a_reason_that_fits_a_close_frame(
+    servers: list[str], world: dict[str, Any]
+) -> None:
+    """The longest refusal (a token signed with another key) is cut to the 123 bytes a
+    close frame's reason may hold."""
+    forged = Tokens(
+        "another-key-" + "y" * 32, TEST_SETTINGS.jwt_issuer, TEST_SETTINGS.jwt_audience, 60
+    )
+    token = forged.issue(world["owner_pk"], 1).token
+    async with connect(_ws_url(servers[0]), subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        payload = {"Authorization": f"Bearer {token}"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), WAIT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    reason = closed.value.rcvd.reason
+    assert reason.startswith("Forbidden: The access token's signature does not match")
+    assert len(reason.encode()) == 123
