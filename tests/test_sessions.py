@@ -95,11 +95,12 @@ async def sessions_of(http: httpx.AsyncClient, tokens: dict[str, str]) -> list[d
 
 
 async def session_rows(database: Database, login: str) -> list[tuple[Any, ...]]:
+    """The user's sessions (id, end, reason) and their password hash, to see what changed."""
     connection = await database.acquire()
     try:
         rows = await connection.fetch(
-            "SELECT s.id, s.ended_at, s.end_reason FROM sessions s JOIN users u ON"
-            " u.id = s.user_id WHERE u.login = $1 ORDER BY s.id",
+            "SELECT s.id, s.ended_at, s.end_reason, u.password_hash FROM sessions s JOIN users u"
+            " ON u.id = s.user_id WHERE u.login = $1 ORDER BY s.id",
             login,
         )
     finally:

@@ -90,6 +90,17 @@ async def fail_more(database: Database, login: str, address: str, times: int) ->
         await database.release(connection)
 
 
+async def pair_failures(database: Database, login: str, address: str) -> int:
+    connection = await database.acquire()
+    try:
+        key = THROTTLE.keys(login, address).pair
+        return int(
+            await connection.fetchval("SELECT count(*) FROM login_failures WHERE key = $1", key)
+        )
+    finally:
+        await database.release(connection)
+
+
 async def test_failures_slow_the_pair_down_with_a_growing_wait(database: Database) -> None:
     async with running_app(database) as app, from_address(app, "198.51.100.7") as elsewhere:
         login = await account(app.http)
@@ -97,6 +108,7 @@ async def test_failures_slow_the_pair_down_with_a_growing_wait(database: Databas
         await fail_more(database, login, app.address, 3)  # 8 failures: a wait of 2^3 s
 
         waiting = outcome(await log_in(app.http, login, PASSWORD))  # even the right one
+        counted = await pair_failures(database, login, app.address)  # (a refusal is no failure)
         from_elsewhere = outcome(await log_in(elsewhere, login, PASSWORD))
         await age_failures(database, 8)
         signed_in = outcome(await log_in(app.http, login, PASSWORD))
@@ -104,6 +116,7 @@ async def test_failures_slow_the_pair_down_with_a_growing_wait(database: Databas
 
     assert free == ["wrong"] * 5
     assert isinstance(waiting, int) and 6 <= waiting <= 8
+    assert counted == 8
     assert from_elsewhere == "ok"  # never locked out from another address
     assert signed_in == "ok"
     assert fresh == "wrong"  # signing in cleared the pair's failures
