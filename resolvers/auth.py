@@ -27,6 +27,14 @@ from resolvers.types import User
 
 log = logging.getLogger(__name__)
 
+# Sign-in mutations mint secrets that are shown once (refresh tokens are kept hashed), so a
+# key cannot replay their result; and an anonymous caller has no identity to bind a key to.
+ECHOED = strawberry.field(
+    default=None,
+    description="Echoed in the payload. Not an idempotency key for sessions and passwords: "
+    "nothing is replayed by it (a retried signUp finds its login TAKEN, a retried logIn "
+    "starts another session).",
+)
 LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 MAX_NAME = 100
@@ -51,20 +59,20 @@ class SignUpInput:
     email: str = strawberry.field(description="An email address, kept private.")
     password: str = strawberry.field(description="8 characters to 72 bytes.")
     name: str = strawberry.field(default="", description="The display name.")
-    client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
+    client_mutation_id: str | None = ECHOED
 
 
 @strawberry.input(description="Credentials to sign in with.")
 class LogInInput:
     login: str = strawberry.field(description="The login or the email address.")
     password: str = strawberry.field(description="The password.")
-    client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
+    client_mutation_id: str | None = ECHOED
 
 
 @strawberry.input(description="A refresh token to trade for new tokens.")
 class RefreshTokenInput:
     refresh_token: str = strawberry.field(description="The refresh token.")
-    client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
+    client_mutation_id: str | None = ECHOED
 
 
 @strawberry.input(description="The session to end: a refresh token's, or else this request's.")
@@ -74,20 +82,20 @@ class LogOutInput:
         description="The refresh token of the session; omitted: the session of the access "
         "token this request is sent with.",
     )
-    client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
+    client_mutation_id: str | None = ECHOED
 
 
 @strawberry.input(description="A session of the viewer's to end.")
 class RevokeSessionInput:
     session_id: strawberry.ID = strawberry.field(description="The session (Session.id).")
-    client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
+    client_mutation_id: str | None = ECHOED
 
 
 @strawberry.input(description="A new password for the viewer's account.")
 class ChangePasswordInput:
     current_password: str = strawberry.field(description="The password it has now.")
     new_password: str = strawberry.field(description="8 characters to 72 bytes.")
-    client_mutation_id: str | None = strawberry.field(default=None, description="Echoed.")
+    client_mutation_id: str | None = ECHOED
 
 
 @strawberry.type(description="The result of signUp or logIn.")
