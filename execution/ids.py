@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import BadUserInput
+from loaders import Loaders, using
 
 MAX_PK = 2**63 - 1
 
@@ -25,6 +26,10 @@ class NodeKind:
     name: str
     row: type
     by_id: Callable[[Any], Any]  # a property of `Loaders` (loaders.using)
+
+    def loader(self, loaders: Loaders) -> Any:
+        """The request's by-id loader of this type."""
+        return using(self.by_id, loaders)
 
 
 NODES: dict[str, NodeKind] = {}  # by GraphQL name, in declaration order

@@ -38,7 +38,6 @@ from typing import Any
 
 import stamina
 from graphql import ExecutionResult, FieldNode, OperationDefinitionNode, OperationType
-from limits.errors import StorageError
 
 from core import observability as metrics
 from core.db import Database, Session
@@ -165,12 +164,9 @@ class Pipeline:
         if cost <= 0:
             return refused
         try:
-            await self.budget.spend(f"address:{caller.address}", cost, False)
+            await self._spend(f"address:{caller.address}", cost, signed_in=False)
         except RateLimited as limited:
-            metrics.record_rate_limited()
             return Refused(limited, error_entries(limited))
-        except StorageError:
-            log.warning("rate budget store unavailable; refusal not counted")
         return refused
 
     async def authenticate(self, credentials: str | None, session: Session | None = None) -> Viewer:
@@ -219,7 +215,9 @@ class Pipeline:
         try:
             with metrics.operation_span("graphql " + (name or "anonymous")):
                 viewer = await self._viewer(caller, session)
-                state = await self._spend(viewer, caller.address, analysis.cost)
+                user = viewer.user
+                key = f"user:{user.id}" if user else f"address:{caller.address}"
+                state = await self._spend(key, analysis.cost, signed_in=user is not None)
                 context = build_context(session, viewer, self.services, caller.request)
                 context.rate_limit, context.cost = state, analysis.cost
                 if operation.operation is not OperationType.SUBSCRIPTION:
@@ -256,17 +254,14 @@ class Pipeline:
         # a copy: an operation may change its viewer's roles (see Viewer.set_role)
         return replace(caller.viewer, roles=dict(caller.viewer.roles))
 
-    async def _spend(self, viewer: Viewer, address: str, cost: int) -> BudgetState | None:
-        user = viewer.user
-        key = f"user:{user.id}" if user else f"address:{address}"
+    async def _spend(self, key: str, cost: int, *, signed_in: bool) -> BudgetState:
+        """Spend from the key's budget (Budget itself falls back to this process's memory
+        while Redis is down, so a store failure never reaches here)."""
         try:
-            return await self.budget.spend(key, cost, user is not None)
+            return await self.budget.spend(key, cost, signed_in)
         except RateLimited:
             metrics.record_rate_limited()
             raise
-        except StorageError:  # the budget store is down: serve rather than refuse everyone
-            log.warning("rate budget store unavailable; request not counted")
-            return None
 
     async def _execute(
         self,

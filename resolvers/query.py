@@ -14,7 +14,7 @@ from execution.connection import Connection, connection
 from execution.fields import Root, value
 from execution.ids import NODES, decode_id
 from execution.pagination import MAX_NODES
-from loaders import Loaders, using
+from loaders import Loaders
 from resolvers.types import Node, Organization, User
 
 
@@ -40,7 +40,7 @@ def _rate_limit(context: Context, root: Root) -> RateLimit | None:
 
 def _node(context: Context, root: Root, id: strawberry.ID) -> Any:
     type_name, pk = decode_id(id)
-    return using(NODES[type_name].by_id, context.loaders).load(pk)
+    return NODES[type_name].loader(context.loaders).load(pk)
 
 
 async def _nodes(context: Context, root: Root, ids: list[strawberry.ID]) -> list[Any]:
@@ -50,7 +50,7 @@ async def _nodes(context: Context, root: Root, ids: list[strawberry.ID]) -> list
     by_type: dict[str, list[int]] = {}
     for type_name, pk in decoded:
         by_type.setdefault(type_name, []).append(pk)
-    loaders = {name: using(NODES[name].by_id, context.loaders) for name in by_type}
+    loaders = {name: NODES[name].loader(context.loaders) for name in by_type}
     # one batch per type, all together: no future or task per id
     await asyncio.gather(*(loaders[name].load_all(pks) for name, pks in by_type.items()))
     return [loaders[name].known.get(pk) for name, pk in decoded]

@@ -65,18 +65,21 @@ def server_processes(count: int, database_url: str, **env: str) -> Iterator[list
                 process.wait()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+def _wait_healthy(
+    url: str, process: subprocess.Popen[bytes], check: str = "/healthz", seconds: float = 30
+) -> None:
+    """Until the server answers `check` with 200; an error if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server at {url} exited with {process.returncode}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{check}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"server at {url} did not become healthy")
+    raise RuntimeError(f"server at {url} did not answer {check}")
 
 
 class SocketClosed(Exception):

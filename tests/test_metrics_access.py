@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.db import Database
 from tests.conftest import TEST_SETTINGS, running_app
-from tests.servers import free_port
+from tests.servers import _wait_healthy, free_port
 
 TOKEN = "metrics-token-for-tests"
 
@@ -107,7 +106,7 @@ def test_workers_in_multiprocess_mode_serve_the_merged_metrics_to_the_token(
     server = subprocess.Popen([*command, *options], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_ready(base, server)
+        _wait_healthy(base, server, "/readyz", seconds=60)
         with httpx.Client(base_url=base, timeout=20) as http:
             for _ in range(40):  # new connections: the workers share them out
                 with httpx.Client(base_url=base, timeout=20) as one:
@@ -128,17 +127,3 @@ def test_workers_in_multiprocess_mode_serve_the_merged_metrics_to_the_token(
     )
     assert counted == 40
     assert len({p.name.rsplit("_", 1)[-1] for p in tmp_path.glob("counter_*.db")}) >= 2
-
-
-def _wait_until_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the server did not become ready")

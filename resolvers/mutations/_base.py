@@ -17,7 +17,6 @@ from strawberry.types import Info
 from core.errors import Forbidden, NotFound, Unauthenticated
 from domain.context import Context
 from execution.ids import NAMES, NODES, decode_id
-from loaders import using
 from loaders._base import RowLoader
 from loaders.rows import UserRow
 from loaders.writes import receipts
@@ -46,7 +45,7 @@ async def find(context: Context, global_id: str, row_type: type[T]) -> T:
     otherwise (the same answer for a hidden object as for one that never existed)."""
     type_name = NAMES[row_type]
     _, pk = decode_id(global_id, expected=type_name)
-    row: T | None = await using(NODES[type_name].by_id, context.loaders).load(pk)
+    row: T | None = await NODES[type_name].loader(context.loaders).load(pk)
     if row is None:
         raise NotFound(f"Could not find a {type_name} with the id {global_id!r}.")
     return row
