@@ -214,7 +214,12 @@ class Pipeline:
         handed_over = False  # to a subscription's stream, which closes it
         try:
             with metrics.operation_span("graphql " + (name or "anonymous")):
-                viewer = await self._viewer(caller, session)
+                try:
+                    viewer = await self._viewer(caller, session)
+                except TransientError:  # a read, safe to run again: on another connection
+                    await session.close()
+                    session = self.database.session()
+                    viewer = await self._viewer(caller, session)
                 user = viewer.user
                 key = f"user:{user.id}" if user else f"address:{caller.address}"
                 state = await self._spend(key, analysis.cost, signed_in=user is not None)

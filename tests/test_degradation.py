@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
+from unittest.mock import ANY
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -21,8 +22,17 @@ import pytest
 from core.db import Database
 from tests.conftest import app_client, running_app
 from tests.servers import free_port
+from tests.sessions import access_token
 
 QUERY = '{ organization(slug: "acme") { name } }'
+
+
+async def _kill_backend(database_url: str, connection: asyncpg.Connection) -> None:
+    killer = await asyncpg.connect(database_url)
+    try:
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", connection.get_server_pid())
+    finally:
+        await killer.close()
 
 
 async def test_releasing_a_connection_whose_backend_died_is_no_error(
@@ -31,18 +41,42 @@ async def test_releasing_a_connection_whose_backend_died_is_no_error(
     """PostgreSQL ends the connection while a request holds it (a restart, a kill): giving
     it back must not fail the request."""
     connection = await database.acquire()
-    pid = connection.get_server_pid()
-    killer = await asyncpg.connect(database_url)
-    try:
-        assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await killer.close()
+    await _kill_backend(database_url, connection)
     await database.release(connection)
-    again = await database.acquire()
+
+
+CREATE = """mutation($p: ID!) { createIssue(input: {projectId: $p, title: "After a restart"}) {
+  issue { number } } }"""
+
+
+async def test_a_pooled_connection_whose_backend_died_idle_costs_no_request(
+    database_url: str, committed: dict[str, Any]
+) -> None:
+    """The pool keeps connections without a reset query, so one whose backend died while it
+    sat in the pool is only found by the next request's first statement: that request still
+    answers, a read and a mutation alike, because nothing had run on the dead connection."""
+    single = await Database.connect(database_url, min_size=1, max_size=1)
+    token = await access_token(database_url, committed["user"])
+    answers = []
     try:
-        assert await again.fetchval("SELECT 1") == 1
+        async with app_client(single) as http:
+            for document, variables in ((QUERY, {}), (CREATE, {"p": committed["project"]})):
+                pooled = await single.acquire()  # the pool's one connection, idle in between
+                await _kill_backend(database_url, pooled)
+                await single.release(pooled)  # back in the pool before its end is noticed
+                response = await http.post(
+                    "/graphql",
+                    json={"query": document, "variables": variables},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                answers.append((response.status_code, response.json()))
     finally:
-        await database.release(again)
+        await single.close()
+    assert answers[0] == (200, {"data": {"organization": {"name": "Acme Inc."}}, "extensions": ANY})
+    assert answers[1] == (
+        200,
+        {"data": {"createIssue": {"issue": {"number": 1}}}, "extensions": ANY},
+    )
 
 
 async def test_a_read_that_failed_on_the_database_is_a_504_not_an_empty_200(
