@@ -374,7 +374,11 @@ class Session:
     def _terminate(self) -> None:
         self._closed = True
         if self._owns_connection and self._connection is not None:
-            self._connection.terminate()  # the pool drops a closed connection when given it
+            connection, self._connection = self._connection, None
+            # asyncpg gives a terminated connection's place in the pool back at once; once
+            # given back, its proxy refuses every call (so this runs once)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
 
     async def close(self) -> None:
         """Wait for a statement still running (graphql-core may answer before every field

@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import bcrypt
@@ -63,6 +65,10 @@ def run(workers: int) -> None:
     os.environ["DATABASE_URL"] = url  # worker processes share the database just prepared
     get_settings.cache_clear()
     log.info("serving on http://%s:%s/graphql", settings.host, settings.port)
+    # uvicorn shuts down gracefully on SIGTERM or SIGINT, then raises the signal again for
+    # the handler it found: that one ends the process with status 0, as a requested stop.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, _stopped)
     uvicorn.run(
         "server.main:create_app",
         factory=True,
@@ -76,6 +82,10 @@ def run(workers: int) -> None:
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def write_schema(path: Path) -> None:

@@ -3,16 +3,25 @@
 The lifespan opens the database pool (on DATABASE_URL, or on the embedded PostgreSQL), the
 event hub and the rate budget store, and, once everything is loaded, freezes the garbage
 collector's view of start-up objects and raises its thresholds: on large responses the
-collector otherwise costs more than half of a request's CPU. On SIGTERM uvicorn stops
-accepting, closes WebSockets with 1012 (service restart) and waits for in-flight requests;
-the lifespan then closes any socket still open with 1001 (going away).
+collector otherwise costs more than half of a request's CPU.
+
+Shutdown (SIGTERM or SIGINT) ends within SHUTDOWN_TIMEOUT, whatever the database does:
+uvicorn stops accepting and waits for the requests in flight; the app, told by the same
+signal, closes its WebSockets with 1001 (going away) and brings every request's deadline
+forward to SHUTDOWN_MARGIN seconds before the bound. A request still running then is
+answered 503 `UNAVAILABLE` and its database connection ended (a transaction not committed
+rolls back). The last second closes the pool, the event hub and Redis, and ends any
+connection that does not close in time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,6 +57,8 @@ from server.metrics import metrics_endpoint
 from server.websocket import GraphQLWebSocket
 
 GC_THRESHOLDS = (50_000, 50, 100)
+SHUTDOWN_MARGIN = 1.0  # seconds of SHUTDOWN_TIMEOUT kept for closing connections
+log = logging.getLogger(__name__)
 # The endpoint answers other methods itself: a GraphQL-shaped 405 rather than plain text.
 ENDPOINT_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
@@ -104,17 +115,39 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        closing: set[asyncio.Task[None]] = set()
+
+        def drain() -> None:
+            if pipeline.drain.started:
+                return
+            bound = settings.shutdown_timeout
+            pipeline.drain.start(max(bound / 2, bound - SHUTDOWN_MARGIN))
+            task = asyncio.create_task(state["websocket"].close_all())
+            closing.add(task)
+            task.add_done_callback(closing.discard)
+
+        restore_signals = _on_shutdown_signals(asyncio.get_running_loop(), drain)
         try:
             yield
         finally:
-            await state["websocket"].close_all()
-            await services.hub.stop()
-            stop_pool()
-            await budget.aclose()
-            if redis is not None:
-                await redis.aclose()
-            if database is None:
-                await db.close()
+            restore_signals()
+            loop = asyncio.get_running_loop()
+            until = (pipeline.drain.until or loop.time()) + SHUTDOWN_MARGIN
+            try:
+                async with asyncio.timeout_at(until):
+                    await state["websocket"].close_all()
+                    await services.hub.stop()
+                    await budget.aclose()
+                    if redis is not None:
+                        await redis.aclose()
+                    if database is None:
+                        await db.close()
+            except TimeoutError:
+                log.warning("shutdown bound reached: ending the connections still open")
+                if database is None:
+                    db.pool.terminate()
+            finally:
+                stop_pool()
 
     async def graphql(request: Request) -> Response:
         return await state["endpoint"](request)  # type: ignore[no-any-return]
@@ -149,6 +182,32 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     return Starlette(
         routes=routes, lifespan=lifespan, middleware=[Middleware(observability.RequestIdMiddleware)]
     )
+
+
+def _on_shutdown_signals(
+    loop: asyncio.AbstractEventLoop, on_signal: Callable[[], None]
+) -> Callable[[], None]:
+    """Call `on_signal` in the loop when SIGTERM or SIGINT arrives, then the handler that was
+    there (uvicorn's, which starts its own shutdown). Returns what puts the old ones back.
+    (Signals are only handled in the main thread; elsewhere, as in tests, nothing changes.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+    for number in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(number)
+
+        def chained(signum: int, frame: Any, handler: Any = handler) -> None:
+            loop.call_soon_threadsafe(on_signal)
+            if callable(handler):
+                handler(signum, frame)
+
+        previous[number] = signal.signal(number, chained)
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    return restore
 
 
 def _limits(settings: Settings) -> Limits:
