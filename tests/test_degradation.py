@@ -20,6 +20,8 @@ import asyncpg
 import pytest
 
 from core.db import Database
+from core.redis import RedisHealth
+from execution.limits import Budget
 from tests.conftest import app_client, running_app
 from tests.servers import free_port
 from tests.sessions import access_token
@@ -182,6 +184,39 @@ async def test_a_frozen_redis_costs_one_short_timeout_not_one_per_request(
     assert all(a.status_code == 200 for a in answers)
     # a request that waited for Redis each time would take 20 times 0.25 s and more
     assert took < 4, f"20 requests took {took:.1f} s"
+
+
+async def test_budgets_spent_while_redis_was_away_are_added_to_it_when_it_is_back(
+    own_redis: subprocess.Popen[bytes],
+) -> None:
+    """An outage does not give clients a fresh budget: what a process counted in memory
+    while Redis was frozen is added to Redis once it answers, where every process reads it."""
+    url = own_redis.url  # type: ignore[attr-defined]
+    health = RedisHealth(retry_after=0.2)
+    budget = Budget(url, anonymous_per_hour=1_000, health=health)
+    other = Budget(url, anonymous_per_hour=1_000)  # another process's view of Redis
+    try:
+        before = await budget.spend("address:a", 10, signed_in=False)
+        own_redis.send_signal(signal.SIGSTOP)
+        try:
+            during = [await budget.spend("address:a", 100, signed_in=False) for _ in range(3)]
+            assert health.degraded
+        finally:
+            own_redis.send_signal(signal.SIGCONT)
+        while not health.usable:  # Redis is skipped for a moment after it failed
+            await asyncio.sleep(0.05)
+        after = await budget.spend("address:a", 1, signed_in=False)
+        seen_elsewhere = await other.peek("address:a", signed_in=False)
+    finally:
+        await budget.aclose()
+        await other.aclose()
+    assert before.remaining == 990
+    assert [state.remaining for state in during] == [900, 800, 700]  # counted in memory
+    assert not health.degraded
+    assert after.remaining == seen_elsewhere.remaining
+    # The first spend during the freeze timed out on Redis, which may still have applied it
+    # on waking (a timeout is ambiguous): then it is counted twice, never not at all.
+    assert after.remaining in (1_000 - 10 - 300 - 1, 1_000 - 10 - 400 - 1)
 
 
 class Blackhole:
