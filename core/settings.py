@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     persisted_queries_only: bool = False
     persisted_queries_file: str | None = None
     persisted_queries_cache: int = 10_000
+    persisted_queries_cache_bytes: int = 32_000_000  # characters of the documents kept
     circuit_failures: int = Field(default=3, description="Failures that open the breaker.")
     circuit_reset: float = Field(default=2.0, description="Seconds before a retry probe.")
     shutdown_timeout: int = Field(default=10, description="Graceful shutdown bound (s).")

@@ -102,7 +102,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             signed_in_per_hour=settings.rate_limit_signed_in,
             health=health,
         )
-        memory = MemoryStore(settings.persisted_queries_cache)
+        memory = MemoryStore(
+            settings.persisted_queries_cache, settings.persisted_queries_cache_bytes
+        )
         store: Store = RedisStore(redis, memory, health) if redis else memory
         persisted = PersistedQueries.from_file(
             store, settings.persisted_queries_only, settings.persisted_queries_file
