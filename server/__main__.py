@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import bcrypt
 
-from core import seed
+from core import logs, seed
 from core.embedded import start_embedded
 from core.migrate import migrate
 from core.settings import get_settings
@@ -70,6 +70,7 @@ def run(workers: int) -> None:
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        log_config=logs.uvicorn_log_config(settings.log_level, settings.log_json),
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
         timeout_keep_alive=settings.keepalive_timeout,
@@ -85,12 +86,13 @@ def write_schema(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    logs.configure_logging(settings.log_level, json=settings.log_json)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="python -m server")
     commands = parser.add_subparsers(dest="command", required=True)
     run_cmd = commands.add_parser("run", help="prepare the database and serve the API")
-    run_cmd.add_argument("--workers", type=int, default=get_settings().workers)
+    run_cmd.add_argument("--workers", type=int, default=settings.workers)
     commands.add_parser("migrate", help="apply migrations")
     seed_cmd = commands.add_parser("seed", help="recreate the database with generated data")
     seed_cmd.add_argument("--scale", type=float, default=1.0)

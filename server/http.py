@@ -38,6 +38,7 @@ from core.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from core.logs import access_note
 from core.settings import Settings
 from execution.documents import error_entries
 from execution.pipeline import (
@@ -129,8 +130,9 @@ class GraphQLEndpoint:
             for entry in errors:
                 entry.setdefault("extensions", {})["requestId"] = request_id
         codes = [e.get("extensions", {}).get("code") for e in errors]
-        if codes and "INTERNAL" not in codes:  # client errors: one line, no traceback
-            log.info("client error", extra={"codes": codes[:10], "status": status})
+        note = access_note(request.scope)
+        if note is not None:  # client errors: in the access line, never a traceback
+            note.error_codes = [str(code) for code in codes[:10]]
         operation = None if isinstance(outcome, Refused) else outcome.operation
         metrics.record_request(operation, status, time.perf_counter() - started)
         metrics.record_errors(codes)
@@ -174,6 +176,7 @@ def _caller(request: Request) -> Caller:
         credentials=request.headers.get("authorization"),
         operations=QUERIES if request.method == "GET" else QUERIES_AND_MUTATIONS,
         request=request,
+        note=access_note(request.scope),
     )
 
 
