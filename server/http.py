@@ -24,6 +24,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 
+from core import encoding
 from core import observability as metrics
 from core.errors import (
     BadRequest,
@@ -238,7 +239,7 @@ def _respond(
     body: dict[str, Any], status: int, media_type: str, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(body),
+        encoding.dumps(body),
         status_code=status,
         headers=headers,
         media_type=f"{media_type}; charset=utf-8",

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from core import encoding
 from core import observability as metrics
 from core.errors import ServerError, Unauthenticated
 from core.logs import access_note
@@ -279,7 +280,7 @@ class _Connection:
             self._end(TOKEN_EXPIRED)  # (the timer may not have fired yet)
         if self.ending is not None:
             raise self.ending
-        await self.websocket.send_text(orjson.dumps(message).decode())
+        await self.websocket.send_text(encoding.dumps(message).decode())
 
     async def cancel_all(self) -> None:
         self._bound.close()
