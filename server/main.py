@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         settings.document_cache_size,
         _limits(settings),
         introspection=settings.introspection,
+        suggestions=settings.field_suggestions,
         compiled=compiled,
         cache_bytes=settings.document_cache_bytes,
     )
