@@ -280,7 +280,7 @@ _PAGE: Final = """\
   </head>
   <body>
     <div id="graphiql">Loading GraphiQL…</div>
-    <script>
+    <script{nonce}>
       (function () {{
         "use strict";
         var config = {config};
@@ -393,12 +393,15 @@ _PAGE: Final = """\
 """
 
 
-def render_graphiql(endpoint: str, static_prefix: str = "/static/graphiql") -> str:
+def render_graphiql(
+    endpoint: str, static_prefix: str = "/static/graphiql", nonce: str | None = None
+) -> str:
     """The full HTML page of GraphiQL, querying `endpoint` (a URL, relative or absolute).
 
     Assets come from `static_prefix` (where `STATIC_DIR` is mounted) when installed, else
     from the CDN, logging a warning once per process. Serve the page as
-    `text/html; charset=utf-8`.
+    `text/html; charset=utf-8`, with `content_security_policy(nonce)` when a nonce is given
+    (it marks the page's inline script as the page's own).
     """
     config = {
         "endpoint": endpoint,
@@ -411,4 +414,25 @@ def render_graphiql(endpoint: str, static_prefix: str = "/static/graphiql") -> s
         title=html.escape(TITLE),
         assets=_asset_tags(static_prefix),
         config=_script_json(config),
+        nonce=f' nonce="{html.escape(nonce, quote=True)}"' if nonce else "",
+    )
+
+
+def content_security_policy(nonce: str) -> str:
+    """What the page may load and where it may connect: its own origin only (and the CDN's
+    pinned files when the assets are not installed), so a browser enforces what the page
+    promises, and an injected script could neither run nor send anything elsewhere."""
+    cdn = "" if assets_available() else f" {CDN_BASE}"
+    return "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src 'self' 'nonce-{nonce}'{cdn}",
+            f"style-src 'self' 'unsafe-inline'{cdn}",  # CodeMirror and GraphiQL set styles
+            "img-src 'self' data:",
+            "font-src 'self' data:",
+            "connect-src 'self'",  # the endpoint, and its WebSocket on the same origin
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
     )

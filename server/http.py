@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -101,9 +102,13 @@ class GraphQLEndpoint:
         return _respond(body, status, media_type, headers)
 
     def _graphiql(self, request: Request) -> Response:
-        from server.graphiql import render_graphiql
+        from server.graphiql import content_security_policy, render_graphiql
 
-        return HTMLResponse(render_graphiql(request.url.path))
+        nonce = secrets.token_urlsafe(16)
+        page = render_graphiql(request.url.path, nonce=nonce)
+        return HTMLResponse(
+            page, headers={"Content-Security-Policy": content_security_policy(nonce)}
+        )
 
     def _map(self, outcome: Outcome, media_type: str) -> tuple[dict[str, Any], int, dict[str, str]]:
         if isinstance(outcome, Refused):

@@ -83,6 +83,8 @@ class Page:
     def __init__(self, page: Any) -> None:
         self.page = page
         self.urls: list[str] = []
+        self.console: list[str] = []
+        page.on("console", lambda message: self.console.append(message.text))
         page.on("request", lambda request: self.urls.append(request.url))
         page.on("websocket", lambda socket: self.urls.append(socket.url))
 
@@ -165,6 +167,7 @@ async def test_graphiql_signs_in_queries_and_subscribes_from_its_own_origin(
     ]
     assert off_origin == []
     assert any(url.startswith(f"ws://{origin}/graphql") for url in page.urls)
+    assert not [m for m in page.console if "Content Security Policy" in m], page.console
     await context.close()
 
 

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from graphql import OperationDefinitionNode, parse, validate
@@ -200,3 +201,30 @@ def test_installed_files_match_the_cdn_integrity_hashes() -> None:
     for asset in graphiql.ASSETS:
         digest = hashlib.sha384((graphiql.STATIC_DIR / asset.filename).read_bytes()).digest()
         assert f"sha384-{base64.b64encode(digest).decode()}" == asset.integrity, asset.filename
+
+
+def test_the_policy_lets_the_page_reach_its_own_origin_only(local_assets: None) -> None:
+    policy = graphiql.content_security_policy("n0nce")
+    assert "default-src 'none'" in policy
+    assert "script-src 'self' 'nonce-n0nce';" in policy
+    assert "connect-src 'self';" in policy
+    assert "unpkg" not in policy
+    page = graphiql.render_graphiql("/graphql", nonce="n0nce")
+    assert '<script nonce="n0nce">' in page
+
+
+def test_the_policy_allows_the_cdn_only_when_it_serves_the_assets(cdn_assets: None) -> None:
+    policy = graphiql.content_security_policy("n0nce")
+    assert f"script-src 'self' 'nonce-n0nce' {graphiql.CDN_BASE};" in policy
+
+
+async def test_the_page_is_served_with_its_policy_and_a_fresh_nonce(client: Any) -> None:
+    nonces = []
+    for _ in range(2):
+        page = await client.get("/graphql", headers={"Accept": "text/html"})
+        assert page.headers["content-type"].startswith("text/html")
+        match = re.search(r'<script nonce="([^"]+)">', page.text)
+        assert match is not None
+        nonces.append(match.group(1))
+        assert f"'nonce-{match.group(1)}'" in page.headers["content-security-policy"]
+    assert nonces[0] != nonces[1]
