@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # settings are read, so that they are booleans wherever they are used.
     graphiql: bool = _BY_PROFILE
     introspection: bool = _BY_PROFILE
-    field_suggestions: bool = _BY_PROFILE  # unset: as introspection
+    field_suggestions: bool | None = None  # unset: as introspection, wherever that is set
     server_timing: bool = Field(
         default=True, description="Send a Server-Timing header with SQL statement counts."
     )
@@ -121,8 +121,6 @@ class Settings(BaseSettings):
             self.graphiql = not production
         if self.introspection is None:
             self.introspection = not production
-        if self.field_suggestions is None:
-            self.field_suggestions = self.introspection
         if production:
             missing = []
             if not self.database_url:

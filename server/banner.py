@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
-
-import httpx
 
 from core import seed
 from core.settings import Settings
@@ -63,10 +62,11 @@ def announce_when_ready(settings: Settings, data: Data) -> threading.Thread:
 def _announce(settings: Settings, data: Data) -> None:
     deadline = time.monotonic() + READY_WITHIN
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url(settings)}/healthz", timeout=1).status_code == 200:
-                print(text(settings, data), flush=True)
-                return
-        except httpx.HTTPError:
+        try:  # urllib rather than httpx, which would log every probe
+            with urllib.request.urlopen(f"{base_url(settings)}/healthz", timeout=1) as answer:
+                if answer.status == 200:
+                    print(text(settings, data), flush=True)
+                    return
+        except OSError:  # refused until the server listens; URLError is an OSError
             pass
         time.sleep(0.1)

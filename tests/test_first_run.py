@@ -106,20 +106,20 @@ def test_production_turns_off_graphiql_introspection_and_suggestions() -> None:
     assert (production.graphiql, production.introspection, production.field_suggestions) == (
         False,
         False,
-        False,
+        None,  # as introspection
     )
     development = Settings(_env_file=None, app_env="development")  # type: ignore[call-arg]
     assert (development.graphiql, development.introspection, development.field_suggestions) == (
         True,
         True,
-        True,
+        None,
     )
     switched = Settings(  # type: ignore[call-arg]
-        _env_file=None, jwt_secret="s" * 32, graphiql=True, introspection=True, **PRODUCTION
+        _env_file=None, jwt_secret="s" * 32, graphiql=True, field_suggestions=True, **PRODUCTION
     )
     assert (switched.graphiql, switched.introspection, switched.field_suggestions) == (
         True,
-        True,
+        False,
         True,
     )
 
