@@ -9,16 +9,19 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from pydantic import ValidationError
 
+from core import seed
 from core.seed import DEMO_USERS
 from core.settings import Settings
-from tests.conftest import TEST_SCALE, TEST_SETTINGS, app_client
+from tests.conftest import TEST_SCALE, TEST_SETTINGS, _with_database, app_client
 from tests.servers import command_line_server
 
 SECRET = {"JWT_SECRET": TEST_SETTINGS.jwt_secret or "", "BCRYPT_ROUNDS": "4"}
@@ -178,3 +181,47 @@ async def test_a_production_server_hides_the_schema(database: Any) -> None:
     (unknown,) = typo.json()["errors"]
     assert "Did you mean" not in unknown["message"]
     assert "organisation" in unknown["message"]
+
+
+# --- make reset ---------------------------------------------------------------------------
+
+
+def reset(url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = os.environ | {"DATABASE_URL": url, "BCRYPT_ROUNDS": "4"} | env
+    return subprocess.run(
+        [sys.executable, "-m", "server", "reset"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def users_and_scale(url: str) -> tuple[int, float | None]:
+    connection = await asyncpg.connect(url)
+    try:
+        users = await connection.fetchval("SELECT count(*) FROM users")
+        return int(users), await seed.loaded_scale(connection)
+    finally:
+        await connection.close()
+
+
+async def test_reset_loads_the_demo_data_again_at_seed_scale(database_url: str) -> None:
+    name = f"issuegraph_reset_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(database_url, name)
+    try:
+        assert reset(url, SEED_SCALE="0.02").returncode == 0
+        assert await users_and_scale(url) == (40, 0.02)
+        assert reset(url, SEED_SCALE="0.05").returncode == 0
+        assert await users_and_scale(url) == (100, 0.05)
+
+        production = {"APP_ENV": "production", "JWT_SECRET": "s" * 32, "SEED_SCALE": "0.02"}
+        refused = reset(url, **production)
+        assert refused.returncode == 2
+        assert "refused under APP_ENV=production" in refused.stderr
+        assert await users_and_scale(url) == (100, 0.05)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
