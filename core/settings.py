@@ -1,18 +1,35 @@
 """Settings, read once from the environment (and an optional `.env` file).
 
 Every knob an operator may turn lives here, with its default; README.md lists them.
+
+`APP_ENV` picks a profile. `development` (the default, what `make run` serves) turns on
+what helps a person explore: GraphiQL, introspection and field suggestions.
+`production` turns them off unless each is switched on by its own variable, and refuses
+to start without `DATABASE_URL` (no embedded PostgreSQL) and without a `JWT_SECRET` of at
+least 32 characters.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PRODUCTION = "production"
+MIN_SECRET_LENGTH = 32  # characters: HS256 wants a key of 256 bits at least (RFC 7518, 3.2)
+# A switch left unset: None, not validated as a boolean; `Settings._profile` decides it.
+_BY_PROFILE: bool = Field(default=None, validate_default=False)  # type: ignore[assignment]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Literal["development", "production"] = Field(
+        default="development",
+        description="The profile: production turns off GraphiQL, introspection, suggestions.",
+    )
 
     database_url: str | None = Field(
         default=None,
@@ -29,8 +46,11 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = 1
 
-    graphiql: bool = True
-    introspection: bool = True
+    # Unset (None): on in development, off in production. `_profile` resolves them as the
+    # settings are read, so that they are booleans wherever they are used.
+    graphiql: bool = _BY_PROFILE
+    introspection: bool = _BY_PROFILE
+    field_suggestions: bool | None = None  # unset: as introspection, wherever that is set
     server_timing: bool = Field(
         default=True, description="Send a Server-Timing header with SQL statement counts."
     )
@@ -94,6 +114,23 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token /metrics requires; unset: served to loopback clients only.",
     )
+
+    @model_validator(mode="after")
+    def _profile(self) -> Self:
+        production = self.app_env == PRODUCTION
+        if self.graphiql is None:
+            self.graphiql = not production
+        if self.introspection is None:
+            self.introspection = not production
+        if production:
+            missing = []
+            if not self.database_url:
+                missing.append("DATABASE_URL (production runs no embedded PostgreSQL)")
+            if len(self.jwt_secret or "") < MIN_SECRET_LENGTH:
+                missing.append(f"JWT_SECRET of at least {MIN_SECRET_LENGTH} characters")
+            if missing:
+                raise ValueError("APP_ENV=production needs " + " and ".join(missing))
+        return self
 
 
 @lru_cache(maxsize=1)

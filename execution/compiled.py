@@ -111,8 +111,8 @@ _ERROR = object()
 
 def _serializer(named: Any) -> Any:
     """How a leaf's value becomes its JSON value; None: as it is. DateTime values stay
-    datetimes: the response's encoder (orjson) writes them as the same ISO 8601 text as
-    the scalar's `isoformat`, several times faster."""
+    datetimes: the response's encoder (core/encoding.py) writes them as the same RFC 3339
+    text as the scalar, several times faster."""
     if isinstance(named, GraphQLEnumType):
         return enum_value
     return None

@@ -85,6 +85,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import Redis
 
+from core.encoding import rfc3339
 from core.errors import QueryTooComplex, RateLimited
 from core.redis import TIMEOUT as REDIS_TIMEOUT
 from core.redis import RedisHealth
@@ -376,7 +377,7 @@ class BudgetState:
             "requested": cost,
             "limit": self.limit,
             "remaining": self.remaining,
-            "resetAt": _iso(self.reset_at),
+            "resetAt": rfc3339(self.reset_at),
         }
 
     def headers(self) -> dict[str, str]:
@@ -545,7 +546,7 @@ def _limits_uri(redis_url: str) -> str:
 
 
 def _refusal(state: BudgetState, points: int) -> RateLimited:
-    reset_at = _iso(state.reset_at)
+    reset_at = rfc3339(state.reset_at)
     retry_after: int | None
     if points > state.limit:  # waiting does not help: say so, with no retryAfter
         message = (
@@ -567,7 +568,3 @@ def _refusal(state: BudgetState, points: int) -> RateLimited:
         resetAt=reset_at,
         retryAfter=retry_after,
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -58,6 +58,7 @@ from core.errors import (
     TransientError,
     Unauthenticated,
 )
+from core.logs import AccessNote
 from domain.auth import Claims
 from domain.context import Context, Services, build_context
 from domain.policy import ANONYMOUS, Viewer
@@ -95,6 +96,7 @@ class Caller:
     viewer: Viewer | None = None  # set when the transport authenticated the caller already
     operations: frozenset[OperationType] = QUERIES_AND_MUTATIONS
     request: Any = None  # the transport's request, for the context
+    note: AccessNote | None = None  # what the request did, for its access line
 
 
 @dataclass(slots=True)
@@ -249,6 +251,10 @@ class Pipeline:
         operation = _operation(prepared, request.operation_name, caller.operations)
         analysis = self._limits(query, prepared, request)
         name = request.operation_name or _name(operation)
+        note = caller.note
+        if note is not None:
+            note.operation_name, note.operation_type = name, operation.operation.value
+            note.cost = analysis.cost
         sessions = [self.database.session()]
         handed_over = False  # to a subscription's stream, which closes it
         try:
@@ -256,6 +262,8 @@ class Pipeline:
                 async with self._deadline(sessions):
                     viewer = await self._viewer(caller, sessions)
                     user = viewer.user
+                    if note is not None and user is not None:
+                        note.viewer_id = user.id
                     key = f"user:{user.id}" if user else f"address:{caller.address}"
                     state = await self._spend(key, analysis.cost, signed_in=user is not None)
                     context = build_context(sessions[-1], viewer, self.services, caller.request)
@@ -267,6 +275,8 @@ class Pipeline:
                     handed_over = True
                     return await self._subscribe(prepared, request, context, name, state)
         finally:
+            if note is not None:  # a retry's statements included
+                note.sql_statements = sum(session.statements for session in sessions)
             if not handed_over:
                 for session in sessions:
                     await session.close()

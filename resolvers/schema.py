@@ -10,6 +10,7 @@ from resolvers.mutations.issues import IssueMutations
 from resolvers.mutations.organizations import OrganizationMutations
 from resolvers.mutations.projects import ProjectMutations
 from resolvers.query import Query
+from resolvers.scalars import SCALAR_OVERRIDES
 from resolvers.subscriptions import Subscription
 from resolvers.types import NODE_TYPES
 
@@ -25,4 +26,5 @@ schema = strawberry.Schema(
     subscription=Subscription,
     types=list(NODE_TYPES),
     config=StrawberryConfig(auto_camel_case=True),
+    scalar_overrides=SCALAR_OVERRIDES,
 )

@@ -34,7 +34,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from core import observability
+from core import logs, observability
 from core.db import Breaker, Database
 from core.embedded import start_embedded
 from core.redis import TIMEOUT as REDIS_TIMEOUT
@@ -65,7 +65,7 @@ ENDPOINT_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> Starlette:
     settings = settings or get_settings()
-    observability.configure_logging(settings.log_level, json=settings.log_json)
+    logs.configure_logging(settings.log_level, json=settings.log_json)
     observability.configure_tracing("issuegraph")
     for chatty in ("casbin", "pgserver"):  # both log their whole state at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         settings.document_cache_size,
         _limits(settings),
         introspection=settings.introspection,
+        suggestions=settings.field_suggestions,
         compiled=compiled,
         cache_bytes=settings.document_cache_bytes,
     )
@@ -181,9 +182,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     ]
     if STATIC_DIR.is_dir():  # fetched at setup; without it the page falls back to a CDN
         routes.append(Mount("/static/graphiql", StaticFiles(directory=STATIC_DIR)))
-    return Starlette(
-        routes=routes, lifespan=lifespan, middleware=[Middleware(observability.RequestIdMiddleware)]
-    )
+    middleware = [  # the first is the outermost: the access line carries the request id
+        Middleware(observability.RequestIdMiddleware),
+        Middleware(logs.AccessLogMiddleware),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
 def _on_shutdown_signals(

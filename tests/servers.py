@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -161,3 +162,33 @@ class AppSocket:
             self._task.result()  # raises what the app raised
             raise SocketClosed(1006)  # the app returned without closing
         raise TimeoutError(f"the app sent nothing within {timeout} s")
+
+
+@contextmanager
+def command_line_server(
+    database_url: str, log: Path, *, stderr: int | None = None, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m server run` (what `make run` starts) on the test database and a free port,
+    its standard error written to `log` (or to the file descriptor `stderr`) and its standard
+    output to `log` with the suffix `.stdout`; yields its base URL and the process, and stops
+    it with SIGTERM as an operator would."""
+    port = free_port()
+    environment = os.environ | {"DATABASE_URL": database_url, "PORT": str(port)} | env
+    with open(log, "wb") as written, open(log.with_suffix(".stdout"), "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "run"],
+            env=environment,
+            stdout=out,
+            stderr=written if stderr is None else stderr,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(url, process)
+            yield url, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
