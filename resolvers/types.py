@@ -16,11 +16,11 @@ from domain.context import Context
 from execution.connection import Argument, Connection, PageSource, connection, edges
 from execution.fields import flag, node, to_one, value
 from execution.ids import NAMES, encode_id
-from loaders import Loaders, Order
+from loaders import Loaders
 from loaders._base import CountLoader, PageLoader
 from loaders.accounts import NEWEST_FIRST
 from loaders.comments import BY_CREATED_AT
-from loaders.issues import IssueFilter, order
+from loaders.issues import Condition, IssueFilter, order
 from loaders.labels import BY_NAME
 from loaders.projects import project_ref
 from loaders.rows import (
@@ -53,7 +53,8 @@ class Node:
     id: strawberry.ID = value(_global_id, "The object's opaque global id.")
 
 
-def _issue_filter(given: IssueFilters | None) -> IssueFilter | None:
+def _issue_filter(given: IssueFilters | None, context: Context) -> IssueFilter | None:
+    """The loaders' filter of a `filterBy`: the same conditions a search query makes."""
     if given is None:
         return None
     labels = given.labels
@@ -61,14 +62,27 @@ def _issue_filter(given: IssueFilters | None) -> IssueFilter | None:
         raise BadUserInput(
             f"At most {MAX_LABEL_NAMES} label names may be given.", argument="filterBy"
         )
-    return IssueFilter(
-        states=tuple(sorted({s.value for s in given.states})) if given.states is not None else None,
-        assignee_login=given.assignee,
-        label_names=tuple(sorted(set(labels))) if labels is not None else None,
-    )
+    conditions: list[Condition] = []
+    if given.states is not None:
+        conditions.append(Condition("state", tuple(sorted({s.value for s in given.states}))))
+    if given.assignee is not None:
+        conditions.append(Condition("assignee", given.assignee.lower()))
+    if given.unassigned is not None:
+        conditions.append(Condition("unassigned", None, negated=not given.unassigned))
+    if given.author is not None:
+        conditions.append(Condition("author", given.author.lower()))
+    conditions += [Condition("label", name) for name in sorted(set(labels or ()))]
+    if given.priorities is not None:
+        if any(not 0 <= p <= 4 for p in given.priorities):
+            raise BadUserInput("`priorities` are 0 to 4.", argument="filterBy")
+        conditions.append(Condition("priority", tuple(sorted(set(given.priorities)))))
+    for kind, span in (("created", given.created), ("updated", given.updated)):
+        if span is not None:
+            conditions.append(Condition(kind, (span.since, span.until)))
+    return IssueFilter(tuple(conditions))
 
 
-def _issue_order(given: IssueOrder | None) -> Any:
+def _issue_order(given: IssueOrder | None, context: Context) -> Any:
     if given is None:
         return order("CREATED_AT", False)
     return order(given.field.value, given.direction is OrderDirection.DESC)
@@ -80,17 +94,15 @@ FILTER_ISSUES = Argument(
 ORDER_ISSUES = Argument(
     "order_by", IssueOrder, "How to order the issues; oldest first when not given.", _issue_order
 )
-BY_CREATION = order("CREATED_AT", False)
 
 
 def issue_connection(
     pages: Callable[[Loaders], PageLoader[IssueRow]],
     counts: Callable[[Loaders], CountLoader],
     description: str,
-    order: Order | Argument = BY_CREATION,
 ) -> Any:
-    """A list of issues: every one takes the same `filterBy`."""
-    return connection(pages, counts, description, order=order, filters=FILTER_ISSUES)
+    """A list of issues: every one takes the same `filterBy` and `orderBy`."""
+    return connection(pages, counts, description, order=ORDER_ISSUES, filters=FILTER_ISSUES)
 
 
 def _email(context: Context, row: UserRow) -> Awaitable[str | None]:
@@ -123,12 +135,12 @@ class User(Node):
     authored_issues: Connection[Issue] = issue_connection(
         Loaders.issues_by_author,
         Loaders.issue_count_by_author,
-        "Issues the user opened, oldest first.",
+        "Issues the user opened (oldest first by default) that the viewer may see.",
     )
     assigned_issues: Connection[Issue] = issue_connection(
         Loaders.issues_by_assignee,
         Loaders.issue_count_by_assignee,
-        "Issues assigned to the user, oldest first.",
+        "Issues assigned to the user (oldest first by default) that the viewer may see.",
     )
     sessions: Connection[Session] = connection(
         Loaders.sessions_by_user,
@@ -192,6 +204,12 @@ class Organization(Node):
         Loaders.project_count_by_organization,
         "The projects the viewer may see, oldest first.",
     )
+    issues: Connection[Issue] = issue_connection(
+        Loaders.issues_by_organization,
+        Loaders.issue_count_by_organization,
+        "The issues of every project of the organization the viewer may see, filtered and "
+        "ordered (oldest first by default).",
+    )
     members: OrganizationMemberConnection = connection(
         Loaders.members_by_organization,
         Loaders.member_count,
@@ -235,7 +253,6 @@ class Project(Node):
         Loaders.issues_by_project,
         Loaders.issue_count_by_project,
         "The project's issues, filtered and ordered (oldest first by default).",
-        order=ORDER_ISSUES,
     )
     labels: Connection[Label] = connection(
         Loaders.labels_by_project,

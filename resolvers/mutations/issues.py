@@ -218,6 +218,7 @@ class IssueMutations:
                 datetime.now(),
                 datetime.now(),
                 None,
+                None,
             )
             _may(context, project, draft, "update")
         assignee, not_member = await _assignee(context, input.assignee_id, project)
