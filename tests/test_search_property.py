@@ -81,8 +81,9 @@ class World:
 
 
 moments = st.builds(
-    lambda day, minute: datetime.combine(DAY0, datetime.min.time(), UTC)
-    + timedelta(days=day, minutes=minute),
+    lambda day, minute: (
+        datetime.combine(DAY0, datetime.min.time(), UTC) + timedelta(days=day, minutes=minute)
+    ),
     st.integers(0, 8),
     st.sampled_from([0, 0, 30, 600]),  # ties happen: the id breaks them
 )
@@ -228,9 +229,7 @@ def reference(
         issue
         for issue in world.issues
         if issue.project in visible
-        and all(
-            _qualifier(issue, t) != t.negated for t in query if t.kind == "qualifier"
-        )
+        and all(_qualifier(issue, t) != t.negated for t in query if t.kind == "qualifier")
         and _words(issue, words)
     ]
     sorts = [t.value for t in query if t.kind == "sort"]
@@ -255,9 +254,7 @@ WORLDS: list[World] = []
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(issues(), min_size=4, max_size=14),
-    st.lists(
-        st.tuples(st.lists(terms(), max_size=5), st.integers(1, 4)), min_size=5, max_size=9
-    ),
+    st.lists(st.tuples(st.lists(terms(), max_size=5), st.integers(1, 4)), min_size=5, max_size=9),
 )
 def _collect(made: list[IssueSpec], queries: list[tuple[list[Term], int]]) -> None:
     cleaned = []
