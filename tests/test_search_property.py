@@ -12,6 +12,7 @@ by it, then by id, as the search must.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,8 @@ SORTS = (
     "priority-desc",
     "comments-desc",
 )
+QUALIFIERS = ("is", "org", "project", "author", "assignee", "no", "label", "priority")
+QUALIFIERS += ("created", "updated")
 DAY0 = date(2026, 1, 1)
 SEARCH = """
 query($q: String!, $first: Int, $after: String, $last: Int, $before: String) {
@@ -132,12 +135,7 @@ def terms(draw: Any) -> Term:
         sort = draw(st.sampled_from(SORTS))
         return Term("sort", f"sort:{sort}", value=sort)
     negated = draw(st.integers(0, 2)) == 0
-    name = draw(
-        st.sampled_from(
-            ["is", "org", "project", "author", "assignee", "no", "label", "priority"]
-            + ["created", "updated"]
-        )
-    )
+    name = draw(st.sampled_from(QUALIFIERS))
     if name == "is":
         text, value = (state := draw(st.sampled_from(["open", "closed"]))), state.upper()
     elif name == "org":
@@ -214,8 +212,7 @@ def _words(issue: IssueSpec, found: list[Term]) -> bool:
             return False
         if term.kind == "phrase":
             first, second = term.value
-            pairs = zip(tokens, tokens[1:], strict=False)
-            if not any(a == first and b == second for a, b in pairs):
+            if not any(a == first and b == second for a, b in pairwise(tokens)):
                 return False
     return True
 
