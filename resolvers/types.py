@@ -11,7 +11,7 @@ from typing import Any
 import strawberry
 
 from core.errors import BadUserInput, Forbidden
-from domain import permissions
+from domain import markdown, permissions
 from domain.context import Context
 from execution.connection import Argument, Connection, PageSource, connection, edges
 from execution.fields import flag, node, to_one, value
@@ -262,11 +262,60 @@ class Project(Node):
     )
 
 
+async def _project_and_slug(context: Context, project_id: int) -> tuple[ProjectRow, str]:
+    """A visible row's project and its organization's slug (two batched loads a level)."""
+    project = await permissions.project_of(context, project_id)
+    organization = await context.loaders.organization_by_id.load(project.organization_id)
+    assert organization is not None
+    return project, organization.slug
+
+
+async def _identifier(context: Context, row: IssueRow) -> str:
+    project = await permissions.project_of(context, row.project_id)
+    return f"{project.key}-{row.number}"
+
+
+async def _issue_url(context: Context, row: IssueRow) -> str:
+    project, slug = await _project_and_slug(context, row.project_id)
+    origin = context.services.settings.public_url.rstrip("/")
+    return f"{origin}/{slug}/{project.key}/issues/{row.number}"
+
+
+async def _html(context: Context, kind: str, row: Any, project_id: int) -> str:
+    """A row's stored bodyHTML, or (none stored) its body rendered once per process."""
+    html = row.body_html
+    if html is None:
+        project, slug = await _project_and_slug(context, project_id)
+        path = f"/{slug}/{project.key}"
+        html = markdown.RENDERED.get((kind, row.id, row.updated_at, path), row.body, path)
+    return markdown.absolute(html, context.services.settings.public_url)
+
+
+async def _issue_html(context: Context, row: IssueRow) -> str:
+    return await _html(context, "Issue", row, row.project_id)
+
+
+async def _comment_html(context: Context, row: CommentRow) -> str:
+    issue = await context.loaders.issue_by_id.load(row.issue_id)
+    assert issue is not None, "a visible comment's issue is visible"
+    return await _html(context, "Comment", row, issue.project_id)
+
+
 @node(IssueRow, Loaders.issue_by_id, "A task, bug or idea tracked in a project.")
 class Issue(Node):
     number: int = strawberry.field(description="The issue's number, 1, 2, 3 … per project.")
     title: str = strawberry.field(description="A one-line summary.")
     body: str = strawberry.field(description="The description, in Markdown.")
+    body_html: str = value(
+        _issue_html,
+        "The description rendered to HTML (CommonMark with tables, strikethrough and task "
+        "lists), sanitized: no script, no event handler, no javascript: link. `#123` links "
+        "to that issue of the project, `@login` to that user.",
+        reads=("body", "body_html"),
+        name="bodyHTML",
+    )
+    identifier: str = value(_identifier, "The project's key and the number: WEB-123.")
+    url: str = value(_issue_url, "Where people open the issue: PUBLIC_URL/org/KEY/issues/123.")
     state: IssueState = strawberry.field(description="Open or closed.")
     priority: int = strawberry.field(description="0 (none) to 4 (urgent).")
     created_at: datetime = strawberry.field(description="When it was opened.")
@@ -321,6 +370,12 @@ class Label(Node):
 @node(CommentRow, Loaders.comment_by_id, "A message on an issue.")
 class Comment(Node):
     body: str = strawberry.field(description="The message, in Markdown.")
+    body_html: str = value(
+        _comment_html,
+        "The message rendered to HTML and sanitized, as Issue.bodyHTML.",
+        reads=("body", "body_html", "updated_at"),
+        name="bodyHTML",
+    )
     created_at: datetime = strawberry.field(description="When it was written.")
     updated_at: datetime = strawberry.field(description="When it was last edited.")
     viewer_can_update: bool = flag(

@@ -15,8 +15,9 @@ NEXT_NUMBER = (
     "UPDATE projects SET issue_count = issue_count + 1 WHERE id = $1 RETURNING issue_count"
 )
 INSERT_ISSUE = f"""
-INSERT INTO issues AS i (project_id, number, title, body, priority, author_id, assignee_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO issues AS i (project_id, number, title, body, priority, author_id, assignee_id,
+                         body_html)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING {ISSUE_COLUMNS}
 """
 SET_STATE = f"""
@@ -41,11 +42,11 @@ SELECT_LABEL_IDS_IN_PROJECT = """
 SELECT id FROM labels WHERE id = ANY($1::bigint[]) AND project_id = $2
 """
 INSERT_COMMENT = f"""
-INSERT INTO comments AS c (issue_id, author_id, body) VALUES ($1, $2, $3)
+INSERT INTO comments AS c (issue_id, author_id, body, body_html) VALUES ($1, $2, $3, $4)
 RETURNING {COMMENT_COLUMNS}
 """
 UPDATE_COMMENT = f"""
-UPDATE comments AS c SET body = $2, updated_at = clock_timestamp()
+UPDATE comments AS c SET body = $2, body_html = $4, updated_at = clock_timestamp()
 WHERE id = $1 AND ($3::timestamptz IS NULL OR updated_at = $3)
 RETURNING {COMMENT_COLUMNS}
 """
@@ -59,7 +60,7 @@ SELECT pg_notify('{EVENTS_CHANNEL}', json_build_object(
     'id', id, 'project', project_id, 'issue', issue_id)::text) FROM event
 """
 # Columns updateIssue may set; the statement is written from the ones given.
-UPDATABLE = ("title", "body", "priority", "assignee_id")
+UPDATABLE = ("title", "body", "body_html", "priority", "assignee_id")
 
 
 async def create(
@@ -70,10 +71,11 @@ async def create(
     body: str,
     priority: int,
     assignee_id: int | None,
+    body_html: str | None = None,
 ) -> IssueRow:
     number = await session.fetchval(NEXT_NUMBER, project_id)  # locks the project row
     row = await session.fetchrow(
-        INSERT_ISSUE, project_id, number, title, body, priority, author_id, assignee_id
+        INSERT_ISSUE, project_id, number, title, body, priority, author_id, assignee_id, body_html
     )
     assert row is not None
     return IssueRow(*row)
@@ -133,16 +135,22 @@ async def remove_labels(session: Session, issue_id: int, label_ids: Sequence[int
     return [r[0] for r in await session.fetch(REMOVE_LABELS, issue_id, list(label_ids))]
 
 
-async def create_comment(session: Session, issue_id: int, author_id: int, body: str) -> CommentRow:
-    row = await session.fetchrow(INSERT_COMMENT, issue_id, author_id, body)
+async def create_comment(
+    session: Session, issue_id: int, author_id: int, body: str, body_html: str | None = None
+) -> CommentRow:
+    row = await session.fetchrow(INSERT_COMMENT, issue_id, author_id, body, body_html)
     assert row is not None
     return CommentRow(*row)
 
 
 async def update_comment(
-    session: Session, comment_id: int, body: str, expected_updated_at: datetime | None
+    session: Session,
+    comment_id: int,
+    body: str,
+    expected_updated_at: datetime | None,
+    body_html: str | None = None,
 ) -> CommentRow | None:
-    row = await session.fetchrow(UPDATE_COMMENT, comment_id, body, expected_updated_at)
+    row = await session.fetchrow(UPDATE_COMMENT, comment_id, body, expected_updated_at, body_html)
     return CommentRow(*row) if row is not None else None
 
 

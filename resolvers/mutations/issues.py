@@ -12,6 +12,7 @@ from typing import Any
 import strawberry
 
 from core.errors import BadUserInput
+from domain import markdown
 from domain import permissions as _access
 from domain.context import Context
 from execution.ids import decode_id
@@ -184,6 +185,13 @@ async def _issue(context: Context, global_id: str) -> tuple[IssueRow, ProjectRow
     return issue, await _access.project_of(context, issue.project_id)
 
 
+async def _rendered(context: Context, body: str, project: ProjectRow) -> str:
+    """A body's HTML as stored beside it (see domain/markdown.py)."""
+    organization = await context.loaders.organization_by_id.load(project.organization_id)
+    assert organization is not None
+    return markdown.render(body, f"/{organization.slug}/{project.key}")
+
+
 def _may(context: Context, project: ProjectRow, issue: IssueRow, action: str) -> None:
     policy = context.policy
     allow(
@@ -230,6 +238,7 @@ class IssueMutations:
         )
         if errors:
             return _issue_payload(None, errors, input.client_mutation_id)
+        body_html = await _rendered(context, input.body, project)
 
         async def create() -> IssueRow:
             session = context.session
@@ -247,6 +256,7 @@ class IssueMutations:
                 input.body,
                 input.priority,
                 assignee,
+                body_html,
             )
             await writes.add_labels(session, issue.id, project.id, labels)
             await writes.record_event(session, "OPENED", issue, me.id, label_ids=labels)
@@ -288,6 +298,8 @@ class IssueMutations:
         )
         if errors:
             return _issue_payload(None, errors, input.client_mutation_id)
+        if input.body is not None:
+            changes["body_html"] = await _rendered(context, input.body, project)
         if input.priority is not None:
             changes["priority"] = input.priority
         if assignee_given:
@@ -337,9 +349,12 @@ class IssueMutations:
         )
         if errors:
             return _comment_payload(None, None, errors, input.client_mutation_id)
+        body_html = await _rendered(context, input.body, project)
 
         async def create() -> CommentRow:
-            comment = await writes.create_comment(context.session, issue.id, me.id, input.body)
+            comment = await writes.create_comment(
+                context.session, issue.id, me.id, input.body, body_html
+            )
             touched = await writes.touch(context.session, issue.id)
             await writes.record_event(
                 context.session, "COMMENTED", touched, me.id, comment_id=comment.id
@@ -365,10 +380,11 @@ class IssueMutations:
         )
         if errors:
             return _comment_payload(None, None, errors, input.client_mutation_id)
+        body_html = await _rendered(context, input.body, project)
 
         async def work() -> CommentRow | None:
             return await writes.update_comment(
-                context.session, comment.id, input.body, input.expected_updated_at
+                context.session, comment.id, input.body, input.expected_updated_at, body_html
             )
 
         row = await committed(context, work)
