@@ -333,6 +333,14 @@ class Issue(Node):
     viewer_can_comment: bool = flag(
         permissions.on_issue, "comment", "The viewer may comment on the issue."
     )
+    viewer_can_delete: bool = flag(
+        permissions.on_issue, "delete", "The viewer may delete the issue."
+    )
+    viewer_can_transfer: bool = flag(
+        permissions.on_issue,
+        "transfer",
+        "The viewer may move the issue to another project of its organization.",
+    )
     project: Project = to_one(
         Loaders.project_by_id, "project_id", "The project the issue belongs to."
     )
