@@ -45,6 +45,11 @@ CREATE INDEX IF NOT EXISTS issues_created ON issues (created_at, id);
 CREATE INDEX IF NOT EXISTS issues_updated ON issues (updated_at, id);
 CREATE INDEX IF NOT EXISTS issues_priority ON issues (priority, id);
 CREATE INDEX IF NOT EXISTS issues_comments ON issues (comment_count, id);
+-- label:NAME matches names case-insensitively: this index, and the statistics PostgreSQL
+-- keeps on its expression, let a search walk one of the indexes above and probe each
+-- issue's labels (measured at scale 1: 0.8 ms, against 30 ms driving from every issue of
+-- the label when the planner could not tell how many labels have the name).
+CREATE INDEX IF NOT EXISTS labels_lower_name ON labels (lower(name));
 -- User.authoredIssues and User.assignedIssues take every order of Project.issues.
 CREATE INDEX IF NOT EXISTS issues_author_updated ON issues (author_id, updated_at, id);
 CREATE INDEX IF NOT EXISTS issues_author_priority ON issues (author_id, priority, id);
