@@ -100,12 +100,12 @@ query($q: String!, $n: Int!) {
   searchIssues(query: $q, first: $n) {
     totalCount
     nodes {
-      number title
+      number title identifier url bodyHTML
       author { login }
       assignee { login }
       project { key organization { slug } }
       labels(first: $n) { nodes { name } }
-      comments(first: $n) { nodes { body author { login } } }
+      comments(first: $n) { nodes { body bodyHTML author { login } } }
     }
   }
   organization(slug: "s-tree") {
