@@ -139,17 +139,18 @@ def _sort(term: Term, value: str, negated: bool, earlier: str | None) -> str:
     return value.lower()
 
 
-def _state(term: Term, value: str, me: str | None) -> Condition | None:
-    state = value.lower()
-    if state == "issue" and term.text.lower().lstrip("-").startswith("is:"):
+def _is(term: Term, value: str, me: str | None) -> Condition | None:
+    if value.lower() == "issue":
         return None  # every result is an issue
+    return _state(term, value, me)
+
+
+def _state(term: Term, value: str, me: str | None) -> Condition:
+    state = value.lower()
     if state not in ("open", "closed"):
-        raise _bad("`is:` and `state:` take open or closed", term, _name(term))
+        name = term.text.lstrip("-").split(":", 1)[0].lower()
+        raise _bad(f"`{name}:` takes open or closed", term, name)
     return Condition("state", (state.upper(),))
-
-
-def _name(term: Term) -> str:
-    return term.text.lstrip("-").split(":", 1)[0].lower()
 
 
 def _user(kind: str) -> Callable[[Term, str, str | None], Condition]:
@@ -279,7 +280,7 @@ def _bounds(
 
 
 QUALIFIERS: dict[str, Callable[[Term, str, str | None], Condition | None]] = {
-    "is": _state,
+    "is": _is,
     "state": _state,
     "org": _organization,
     "project": _project,

@@ -18,8 +18,8 @@ from domain.context import Context
 from execution.ids import decode_id
 from loaders.rows import IssueRow, ProjectRow
 from loaders.writes import issues as writes
-from resolvers.mutations._base import Ctx, allow, committed, find, signed_in
-from resolvers.mutations.issues import IssuePayload, _issue, _issue_payload
+from resolvers.mutations._base import Ctx, committed, find, signed_in
+from resolvers.mutations.issues import IssuePayload, issue_and_project, issue_payload, may
 from resolvers.mutations.organizations import CMID
 from resolvers.mutations.projects import archived
 from resolvers.payloads import UserError, user_error
@@ -56,14 +56,6 @@ class TransferIssueInput:
     client_mutation_id: str | None = CMID
 
 
-def _may(context: Context, project: ProjectRow, issue: IssueRow, action: str) -> None:
-    policy = context.policy
-    allow(
-        policy.allows(policy.issue_traits(project, issue), "issue", action),
-        f"You may not {action} this issue.",
-    )
-
-
 async def _path(context: Context, project: ProjectRow) -> str:
     organization = await context.loaders.organization_by_id.load(project.organization_id)
     assert organization is not None
@@ -92,8 +84,8 @@ class IssueMoveMutations:
     async def delete_issue(self, info: Ctx, input: DeleteIssueInput) -> DeleteIssuePayload | None:
         context = info.context
         me = signed_in(context)
-        issue, project = await _issue(context, input.issue_id)
-        _may(context, project, issue, "delete")
+        issue, project = await issue_and_project(context, input.issue_id)
+        may(context, project, issue, "delete")
         errors = archived(project)
         if errors:
             return _deleted(None, None, errors, input.client_mutation_id)
@@ -116,14 +108,14 @@ class IssueMoveMutations:
     async def transfer_issue(self, info: Ctx, input: TransferIssueInput) -> IssuePayload | None:
         context = info.context
         me = signed_in(context)
-        issue, source = await _issue(context, input.issue_id)
-        _may(context, source, issue, "transfer")
+        issue, source = await issue_and_project(context, input.issue_id)
+        may(context, source, issue, "transfer")
         decode_id(input.project_id, expected="Project")
         target = await find(context, input.project_id, ProjectRow)
         problem = _target_problem(source, target)
         errors = archived(source) or archived(target) or ([problem] if problem else [])
         if errors:
-            return _issue_payload(None, errors, input.client_mutation_id)
+            return issue_payload(None, errors, input.client_mutation_id)
         body_html = markdown.render(issue.body, await _path(context, target))
 
         async def work() -> IssueRow:
@@ -133,7 +125,7 @@ class IssueMoveMutations:
             )
             return row
 
-        return _issue_payload(await committed(context, work), [], input.client_mutation_id)
+        return issue_payload(await committed(context, work), [], input.client_mutation_id)
 
 
 def _target_problem(source: ProjectRow, target: ProjectRow) -> UserError | None:
