@@ -296,9 +296,12 @@ async def _issue_html(context: Context, row: IssueRow) -> str:
 
 
 async def _comment_html(context: Context, row: CommentRow) -> str:
-    issue = await context.loaders.issue_by_id.load(row.issue_id)
-    assert issue is not None, "a visible comment's issue is visible"
-    return await _html(context, "Comment", row, issue.project_id)
+    project_id = 0  # the project matters only where no HTML is stored
+    if row.body_html is None:
+        issue = await context.loaders.issue_by_id.load(row.issue_id)
+        assert issue is not None, "a visible comment's issue is visible"
+        project_id = issue.project_id
+    return await _html(context, "Comment", row, project_id)
 
 
 @node(IssueRow, Loaders.issue_by_id, "A task, bug or idea tracked in a project.")
