@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     db_acquire_timeout: float = 5.0
     db_command_timeout: float = 10.0
 
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where people open issues: Issue.url and bodyHTML's links start with it.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1

@@ -182,6 +182,22 @@ class Loaders:
         return self._count(issues.ISSUES_BY_ASSIGNEE)
 
     @cached_property
+    def issues_by_organization(self) -> PageLoader[IssueRow]:
+        return self._pages(issues.ISSUES_BY_ORGANIZATION, self.issue_by_id)
+
+    @cached_property
+    def issue_count_by_organization(self) -> CountLoader:
+        return self._count(issues.ISSUES_BY_ORGANIZATION)
+
+    @cached_property
+    def search_issues(self) -> PageLoader[issues.SearchHit]:
+        return self._pages(issues.SEARCH, self.issue_by_id, lambda hit: hit.issue)
+
+    @cached_property
+    def search_issue_count(self) -> CountLoader:
+        return self._count(issues.SEARCH)
+
+    @cached_property
     def label_by_id(self) -> RowLoader[int, LabelRow]:
         return self._rows(labels.SELECT_LABELS_BY_ID, LABELS, _id, scope=self.scope)
 

@@ -80,10 +80,13 @@ class Page(Generic[R]):
 
 
 class Params:
-    """Collects positional parameters while a statement is being written."""
+    """Collects positional parameters while a statement is being written, and `named`
+    pieces of SQL that conditions write for the rest of the statement (a search's rank,
+    which its select list and order read as `{rank}`)."""
 
     def __init__(self, *initial: Any) -> None:
         self.values: list[Any] = list(initial)
+        self.named: dict[str, str] = {}
 
     def add(self, value: Any, cast: str) -> str:
         self.values.append(value)
@@ -136,6 +139,14 @@ class PageSpec(Generic[R]):
     conditions: Conditions = no_conditions
     extra: str = ""
     make_row: Callable[[Sequence[Any]], R] | None = None
+    # `{name}` pieces of `extra` and of the order's column, with the SQL they stand for
+    # when the conditions write none (see `Params.named`)
+    placeholders: tuple[tuple[str, str], ...] = ()
+
+    def fill(self, sql: str, params: Params) -> str:
+        for name, default in self.placeholders:
+            sql = sql.replace("{" + name + "}", params.named.get(name, default))
+        return sql
 
     def columns(self, projection: Projection) -> str:
         if self.make_row is not None:  # rows of its own making: no joins
@@ -174,6 +185,8 @@ def _cast(value: Any) -> str:
         return "timestamptz"
     if isinstance(value, bool):
         return "boolean"
+    if isinstance(value, float):
+        return "real"
     if isinstance(value, int):
         return "bigint"
     return "text"
@@ -198,7 +211,7 @@ def page_statement(
         conditions="".join(f"\n      AND {c}" for c in conditions),
         order=order,
     )
-    return sql, params.values
+    return spec.fill(sql, params), params.values
 
 
 def count_statement(
@@ -211,7 +224,7 @@ def count_statement(
         source=spec.source,
         conditions="".join(f"\n  AND {c}" for c in conditions),
     )
-    return sql, params.values
+    return spec.fill(sql, params), params.values
 
 
 def split_pages(

@@ -65,6 +65,7 @@ class IssueRow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    body_html: str | None  # the body rendered when written (None: not yet)
 
 
 class LabelRow(NamedTuple):
@@ -82,6 +83,7 @@ class CommentRow(NamedTuple):
     body: str
     created_at: datetime
     updated_at: datetime
+    body_html: str | None  # the body rendered when written (None: not yet)
 
 
 class SessionRow(NamedTuple):
@@ -220,9 +222,9 @@ ORGANIZATIONS = Columns(
     OrganizationRow, "organizations", "o", ("name", "description", "created_at")
 )
 PROJECTS = Columns(ProjectRow, "projects", "p", ("name", "description", "created_at"))
-ISSUES = Columns(IssueRow, "issues", "i", ("title", "body", "closed_at"))
+ISSUES = Columns(IssueRow, "issues", "i", ("title", "body", "closed_at", "body_html"))
 LABELS = Columns(LabelRow, "labels", "l", ("color", "created_at"))
-COMMENTS = Columns(CommentRow, "comments", "c", ("body", "updated_at"))
+COMMENTS = Columns(CommentRow, "comments", "c", ("body", "updated_at", "body_html"))
 SESSIONS = Columns(SessionRow, "sessions", "s")
 COLUMNS: dict[type, Columns[Any]] = {
     c.row: c for c in (USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS)

@@ -7,6 +7,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from resolvers.auth import AuthMutations
 from resolvers.mutations.issues import IssueMutations
+from resolvers.mutations.moves import IssueMoveMutations
 from resolvers.mutations.organizations import OrganizationMutations
 from resolvers.mutations.projects import ProjectMutations
 from resolvers.query import Query
@@ -16,7 +17,9 @@ from resolvers.types import NODE_TYPES
 
 
 @strawberry.type(description="Every write of the graph.")
-class Mutation(AuthMutations, OrganizationMutations, ProjectMutations, IssueMutations):
+class Mutation(
+    AuthMutations, OrganizationMutations, ProjectMutations, IssueMutations, IssueMoveMutations
+):
     pass
 
 
