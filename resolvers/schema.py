@@ -9,13 +9,17 @@ from resolvers.auth import AuthMutations
 from resolvers.mutations.issues import IssueMutations
 from resolvers.mutations.organizations import OrganizationMutations
 from resolvers.mutations.projects import ProjectMutations
+from resolvers.mutations.webhooks import WebhookMutations
 from resolvers.query import Query
 from resolvers.subscriptions import Subscription
 from resolvers.types import NODE_TYPES
+from resolvers.webhooks import Webhook, WebhookDelivery
 
 
 @strawberry.type(description="Every write of the graph.")
-class Mutation(AuthMutations, OrganizationMutations, ProjectMutations, IssueMutations):
+class Mutation(
+    AuthMutations, OrganizationMutations, ProjectMutations, IssueMutations, WebhookMutations
+):
     pass
 
 
@@ -23,6 +27,6 @@ schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    types=list(NODE_TYPES),
+    types=[*NODE_TYPES, Webhook, WebhookDelivery],
     config=StrawberryConfig(auto_camel_case=True),
 )

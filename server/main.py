@@ -35,8 +35,10 @@ from domain.auth import Tokens
 from domain.context import Services
 from domain.events import EventHub
 from domain.policy import Access
+from domain.webhooks.delivery import Deliverer
 from execution.compiled import CompiledExecutor
 from execution.documents import Executor
+from execution.ids import encode_id
 from execution.limits import Budget, Limits
 from execution.persisted import MemoryStore, PersistedQueries, RedisStore, Store
 from execution.pipeline import Pipeline
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         state["endpoint"] = GraphQLEndpoint(pipeline, settings)
         state["websocket"] = GraphQLWebSocket(pipeline)
         stop_pool = observability.observe_pool(db.pool.get_size, db.pool.get_idle_size)
+        await (webhooks := Deliverer(db, settings, encode_id)).start()
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
@@ -110,6 +113,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             await state["websocket"].close_all()
             await services.hub.stop()
             stop_pool()
+            await webhooks.stop()
             await budget.aclose()
             if redis is not None:
                 await redis.aclose()
