@@ -135,7 +135,9 @@ async def test_hooks_to_private_addresses_are_refused_without_the_setting(
     run: Run, make: Any, conn: asyncpg.Connection, url: str, says: str
 ) -> None:
     team = await _org(make)
-    refused = await run(CREATE, {"input": _input(url=url, organizationId=team["org"])}, "hook-admin")
+    refused = await run(
+        CREATE, {"input": _input(url=url, organizationId=team["org"])}, "hook-admin"
+    )
     assert refused.codes == ["BAD_USER_INPUT"] and refused.data == {"createWebhook": None}
     assert says in refused.errors[0]["message"]
     assert refused.errors[0]["extensions"]["argument"] == "url"
