@@ -10,7 +10,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,10 +36,17 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, secret: str, fail_first: int = 0, hold_first: bool = False) -> None:
+    def __init__(
+        self,
+        secret: str,
+        fail_first: int = 0,
+        hold_first: bool = False,
+        redirect_to: str | None = None,
+    ) -> None:
         self.secret = secret
         self.fail_first = fail_first
         self.hold_first = hold_first
+        self.redirect_to = redirect_to
         self.release = threading.Event()  # lets a held request answer
         self.held = threading.Event()  # set once a request is being held
         self.received: list[Received] = []
@@ -78,9 +85,13 @@ class Receiver:
             self.release.wait(WAIT)
             return  # no answer: the connection is dropped
         status = 500 if count < self.fail_first or not signed else 200
+        if self.redirect_to is not None:
+            status = 302
         with self._lock:
             self.received.append(Received(headers, body, signed, status))
         handler.send_response(status)
+        if self.redirect_to is not None:
+            handler.send_header("location", self.redirect_to)
         handler.send_header("content-length", "2")
         handler.end_headers()
         handler.wfile.write(b"ok")
@@ -105,6 +116,14 @@ class Receiver:
         while not condition():
             assert time.monotonic() < deadline, f"not within {seconds} s: {self.received}"
             await asyncio.sleep(0.02)
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float = WAIT) -> None:
+    """Wait until `await condition()` holds; an AssertionError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s"
+        await asyncio.sleep(0.05)
 
 
 @contextmanager

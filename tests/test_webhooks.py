@@ -201,7 +201,7 @@ async def test_update_validates_and_turning_on_again_forgets_failures(
     bad = await run(UPDATE, {"input": {"webhookId": hook, "url": "http://10.1.2.3/"}}, "hook-admin")
     assert bad.codes == ["BAD_USER_INPUT"]
     await conn.execute(
-        "UPDATE webhooks SET active = false, disabled_at = now(), failing_since = now(),"
+        "UPDATE webhooks SET active = false, disabled_at = now(),"
         " disabled_reason = 'Every delivery failed' WHERE id = $1",
         await conn.fetchval("SELECT max(id) FROM webhooks"),
     )
@@ -221,7 +221,7 @@ async def test_update_validates_and_turning_on_again_forgets_failures(
         "events": ["CLOSED"],
         "active": True,
     }
-    row = await conn.fetchrow("SELECT secret, failing_since, disabled_at FROM webhooks")
+    row = await conn.fetchrow("SELECT secret, disabled_at, disabled_reason FROM webhooks")
     assert tuple(row) == ("new", None, None)
     deleted = await run(DELETE, {"input": {"webhookId": hook}}, "hook-owner")
     assert deleted.data["deleteWebhook"]["deletedWebhookId"] == hook

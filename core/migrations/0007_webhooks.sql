@@ -9,7 +9,7 @@ CREATE TABLE webhooks (
     events          text[] NOT NULL,  -- the event kinds it receives
     secret          text NOT NULL,    -- the HMAC key; never read back through the API
     active          boolean NOT NULL DEFAULT true,
-    failing_since   timestamptz,      -- the first failed attempt since the last success
+    last_success_at timestamptz,      -- its last delivery answered with 2xx
     disabled_at     timestamptz,
     disabled_reason text,
     created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),

@@ -10,8 +10,8 @@ WEBHOOK_POLL_INTERVAL seconds is only the fallback (a lost listener, a lease tha
 another process). Each attempt POSTs the body with its signature to an address the SSRF
 guard checked, within WEBHOOK_TIMEOUT, follows no redirect, reads at most a few KiB of the
 answer, and is logged with its status, duration and error. A failure is retried after an
-exponential backoff with jitter, for WEBHOOK_FAILURE_WINDOW (a day); a hook whose every
-attempt failed for that long is turned off, with the reason.
+exponential backoff with jitter, until it is WEBHOOK_FAILURE_WINDOW (a day) old; a hook
+that has delivered nothing for that long is then turned off, with the reason.
 
 A process that stops mid-attempt leaves the delivery leased: it is claimed again when the
 lease ends (twice WEBHOOK_TIMEOUT, plus a second), by whichever process is running then.
@@ -175,26 +175,32 @@ class Deliverer:
         except Exception:  # one broken attempt must not stop the task
             log.exception("webhook delivery %s failed unexpectedly", claim.guid)
             error = "The server failed to send it."
-        state, retry_in, disable = self._outcome(claim, error, gone=body is None)
+        duration = time.monotonic() - started
+        state, retry_in = self._outcome(claim, error, duration, gone=body is None)
+        reason = None
+        if error is not None:
+            window = _span(self._settings.webhook_failure_window)
+            reason = f"Every delivery failed for {window}; the last: {error}"
         try:
             session = self._database.session()
             try:
-                await deliveries.finish(
+                turned_off = await deliveries.finish(
                     session,
                     claim,
-                    duration_ms=round((time.monotonic() - started) * 1000),
+                    duration_ms=round(duration * 1000),
                     status_code=status,
                     error=error,
                     state=state,
                     retry_in=retry_in,
-                    disable=disable,
+                    turn_off=reason,
                 )
             finally:
                 await session.close()
         except DatabaseError as exc:  # the lease ends, and the delivery is tried again
             log.warning("webhook delivery %s: outcome not recorded: %s", claim.guid, exc)
-        if disable is not None:
-            log.warning("webhook %s turned off: %s", claim.webhook_id, disable)
+        else:
+            if turned_off:
+                log.warning("webhook %s turned off: %s", claim.webhook_id, reason)
         self._wake.set()  # a free slot, and perhaps a retry due soon
 
     async def _send(self, claim: Claim, body: bytes) -> tuple[int, str | None]:
@@ -228,20 +234,19 @@ class Deliverer:
         return status, f"The receiver answered {status}."
 
     def _outcome(
-        self, claim: Claim, error: str | None, gone: bool
-    ) -> tuple[str, float, str | None]:
-        """The delivery's next state, the wait before its next attempt, and the reason to
-        turn the hook off (None: leave it on)."""
+        self, claim: Claim, error: str | None, duration: float, gone: bool
+    ) -> tuple[str, float]:
+        """The delivery's next state and the wait before its next attempt: retried until
+        it is WEBHOOK_FAILURE_WINDOW old (the last retry falls at the window's end), then
+        given up as FAILED."""
         if error is None:
-            return "DELIVERED", 0.0, None
+            return "DELIVERED", 0.0
         settings = self._settings
-        retry_in = backoff(claim.attempt, settings.webhook_retry_base, settings.webhook_retry_max)
-        window = settings.webhook_failure_window
-        state = "FAILED" if gone or claim.age + retry_in > window else "PENDING"
-        disable = None
-        if claim.failing_for is not None and claim.failing_for >= window:
-            disable = f"Every delivery failed for {_span(window)}; the last: {error}"
-        return state, retry_in, disable
+        left = settings.webhook_failure_window - (claim.age + duration)
+        if gone or left <= 0:
+            return "FAILED", 0.0
+        wait = backoff(claim.attempt, settings.webhook_retry_base, settings.webhook_retry_max)
+        return "PENDING", min(wait, left)
 
 
 def backoff(attempt: int, base: float, longest: float) -> float:

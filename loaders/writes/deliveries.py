@@ -39,8 +39,7 @@ WITH due AS (
 )
 SELECT c.id, c.webhook_id, c.event_id, c.kind, c.guid::text, c.attempts, c.body,
        extract(epoch FROM clock_timestamp() - c.created_at)::float8,
-       s.id, w.url, w.secret,
-       extract(epoch FROM clock_timestamp() - w.failing_since)::float8
+       s.id, w.url, w.secret
 FROM claimed c JOIN started s ON s.delivery_id = c.id JOIN webhooks w ON w.id = c.webhook_id
 ORDER BY c.id
 """
@@ -73,6 +72,8 @@ FROM unnest($1::bigint[], $2::text[]) AS b(id, body)
 WHERE d.id = b.id
 RETURNING d.id, d.body
 """
+# A delivery given up after the window turns its hook off when no delivery of the hook
+# succeeded since it was made: the hook failed for the whole window.
 FINISH = """
 WITH attempt AS (
     UPDATE webhook_attempts SET duration_ms = $2, status_code = $3, error = $4 WHERE id = $1
@@ -82,16 +83,19 @@ WITH attempt AS (
         next_attempt_at = clock_timestamp() + make_interval(secs => $8),
         finished_at = CASE WHEN $7 = 'PENDING' THEN NULL ELSE clock_timestamp() END
     WHERE id = $5 AND attempts = $6 AND state = 'PENDING'
-    RETURNING webhook_id
+    RETURNING webhook_id, created_at
+), verdict AS (
+    SELECT w.id, $7 = 'FAILED' AND $9::text IS NOT NULL AND w.active
+           AND (w.last_success_at IS NULL OR w.last_success_at < d.created_at) AS turn_off
+    FROM delivery d JOIN webhooks w ON w.id = d.webhook_id
 )
 UPDATE webhooks w SET
-    failing_since = CASE WHEN $9 THEN NULL ELSE coalesce(w.failing_since, clock_timestamp()) END,
-    active = w.active AND $10::text IS NULL,
-    disabled_at = CASE WHEN w.active AND $10::text IS NOT NULL
-                       THEN clock_timestamp() ELSE w.disabled_at END,
-    disabled_reason = CASE WHEN w.active AND $10::text IS NOT NULL
-                           THEN $10 ELSE w.disabled_reason END
-FROM delivery WHERE w.id = delivery.webhook_id
+    last_success_at = CASE WHEN $4::text IS NULL THEN clock_timestamp() ELSE last_success_at END,
+    active = active AND NOT v.turn_off,
+    disabled_at = CASE WHEN v.turn_off THEN clock_timestamp() ELSE disabled_at END,
+    disabled_reason = CASE WHEN v.turn_off THEN $9 ELSE disabled_reason END
+FROM verdict v WHERE w.id = v.id
+RETURNING v.turn_off
 """
 
 
@@ -110,7 +114,6 @@ class Claim:
     attempt_id: int
     url: str
     secret: str
-    failing_for: float | None  # seconds the hook has failed without a success
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,12 +174,13 @@ async def finish(
     error: str | None,
     state: str,
     retry_in: float,
-    disable: str | None,
-) -> None:
+    turn_off: str | None,
+) -> bool:
     """Log the attempt's outcome; move the delivery on (if this claim is still current:
-    DELIVERED, FAILED, or PENDING again after `retry_in` seconds); note the hook's success
-    or failure, and turn it off with the reason `disable` when given."""
-    await session.execute(
+    DELIVERED, FAILED, or PENDING again after `retry_in` seconds); note the hook's success.
+    A delivery given up as FAILED turns its hook off with the reason `turn_off` when the
+    hook had no success since the delivery was made; whether it did so."""
+    found = await session.fetchval(
         FINISH,
         claimed.attempt_id,
         duration_ms,
@@ -186,6 +190,6 @@ async def finish(
         claimed.attempt,
         state,
         retry_in,
-        error is None,
-        disable,
+        turn_off,
     )
+    return bool(found)

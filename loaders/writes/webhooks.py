@@ -23,14 +23,13 @@ INSERT INTO webhooks AS w (organization_id, project_id, url, events, secret, act
 VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING {WEBHOOKS.all}
 """
-# NULL leaves a column as it is; turning a hook on again forgets its failures.
+# NULL leaves a column as it is; turning a hook on again forgets why it was turned off.
 UPDATE_WEBHOOK = f"""
 UPDATE webhooks AS w SET
     url = coalesce($2, url),
     events = coalesce($3, events),
     secret = coalesce($4, secret),
     active = coalesce($5, active),
-    failing_since = CASE WHEN $5 THEN NULL ELSE failing_since END,
     disabled_at = CASE WHEN $5 THEN NULL ELSE disabled_at END,
     disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END,
     updated_at = clock_timestamp()
