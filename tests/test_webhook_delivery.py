@@ -68,6 +68,20 @@ async def _log(http: httpx.AsyncClient, token: str, hook: str) -> Any:
     return (await _graphql(http, token, LOG, id=hook))["node"]
 
 
+async def _settled_log(http: httpx.AsyncClient, token: str, hook: str) -> Any:
+    """The hook's log once no delivery is PENDING (a receiver hears of a delivery before
+    its outcome is recorded)."""
+    found: Any = None
+
+    async def settled() -> bool:
+        nonlocal found
+        found = await _log(http, token, hook)
+        return all(d["state"] != "PENDING" for d in found["deliveries"]["nodes"])
+
+    await eventually(settled)
+    return found
+
+
 @pytest.fixture
 async def admin(database: Database, committed: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """The committed organization's ADMIN with a token; its hooks are deleted afterwards."""
@@ -92,7 +106,7 @@ async def test_an_event_reaches_the_receiver_signed_at_once_and_is_logged(
                 "createIssue"
             ]["issue"]
             await got.until(lambda: len(got.delivered()) == 1)
-            log = await _log(app.http, token, hook)
+            log = await _settled_log(app.http, token, hook)
     request = got.received[0]
     assert request.signed and request.status == 200
     assert request.headers["x-issuegraph-event"] == "OPENED"
@@ -121,7 +135,7 @@ async def test_a_failing_receiver_gets_it_once_it_succeeds_and_every_attempt_is_
             hook = await _hook(app.http, token, admin["project"], got.url)
             await _graphql(app.http, token, OPEN_ISSUE, p=admin["project"], t="Retried")
             await got.until(lambda: len(got.delivered()) == 1)
-            log = await _log(app.http, token, hook)
+            log = await _settled_log(app.http, token, hook)
     assert [r.status for r in got.received] == [500, 500, 500, 200]
     assert all(r.signed for r in got.received)
     assert len({r.delivery for r in got.received}) == 1  # one delivery, tried four times
@@ -149,7 +163,7 @@ async def test_a_hook_failing_for_the_whole_window_is_turned_off_then_redelivere
                 return (await _log(app.http, token, hook))["active"] is False
 
             await eventually(turned_off)
-            log = await _log(app.http, token, hook)
+            log = await _settled_log(app.http, token, hook)
             reason = log["disabledReason"]
             assert reason.startswith("Every delivery failed for 0.5 seconds; the last: ")
             assert reason.endswith("The receiver answered 500.")
@@ -163,7 +177,7 @@ async def test_a_hook_failing_for_the_whole_window_is_turned_off_then_redelivere
               redeliverWebhookDelivery(input: {deliveryId: $d}) { delivery { id } } }"""
             await _graphql(app.http, token, again, h=hook, d=failed["id"])
             await got.until(lambda: len(got.delivered()) == 1)
-            log = await _log(app.http, token, hook)
+            log = await _settled_log(app.http, token, hook)
     assert log["active"] is True and log["disabledReason"] is None
     redelivered, original = log["deliveries"]["nodes"]  # newest first
     assert redelivered["isRedelivery"] and redelivered["state"] == "DELIVERED"
@@ -225,9 +239,23 @@ async def test_redirects_are_not_followed(database: Database, admin: dict[str, A
             await _graphql(app.http, token, OPEN_ISSUE, p=admin["project"], t="Moved")
             await redirecting.until(lambda: len(redirecting.received) >= 2)
             log = await _log(app.http, token, hook)
+            assert log["deliveries"]["nodes"][0]["attempts"]["nodes"][0]["durationMs"] is not None
     assert target.received == []
     error = log["deliveries"]["nodes"][0]["attempts"]["nodes"][0]["error"]
     assert error == f"The receiver answered 302 to {target.url}: redirects are not followed."
+
+
+async def _delivered(database_url: str, hook: str, count: int) -> list[asyncpg.Record]:
+    """The hook's deliveries once `count` of them are DELIVERED."""
+    found: list[asyncpg.Record] = []
+
+    async def done() -> bool:
+        nonlocal found
+        found = await _deliveries(database_url, hook)
+        return sum(r["state"] == "DELIVERED" for r in found) == count
+
+    await eventually(done)
+    return found
 
 
 async def _deliveries(database_url: str, hook: str) -> list[asyncpg.Record]:
@@ -259,10 +287,10 @@ async def test_two_processes_deliver_each_event_once_in_the_log_and_at_the_recei
             for n in range(events):  # through both processes
                 await _graphql(clients[n % 2], token, OPEN_ISSUE, p=admin["project"], t=f"#{n}")
             await got.until(lambda: len({r.delivery for r in got.delivered()}) == events)
+            logged = await _delivered(database_url, hook, events)
         finally:
             for client in clients:
                 await client.aclose()
-        logged = await _deliveries(database_url, hook)
     assert len(logged) == events and len({r["event_id"] for r in logged}) == events
     assert all(r["state"] == "DELIVERED" and r["statuses"] == [200] for r in logged)
     assert {r["guid"] for r in logged} == {r.delivery for r in got.delivered()}
@@ -287,9 +315,9 @@ async def test_a_server_killed_mid_delivery_delivers_it_after_restart(
         _, second = spawn_server(database_url, **env)
         try:
             await got.until(lambda: len(got.delivered()) == 1)
+            (logged,) = await _delivered(database_url, hook, 1)
         finally:
             _stop(second)
-        (logged,) = await _deliveries(database_url, hook)
     assert logged["state"] == "DELIVERED" and logged["attempts"] == 2
     assert logged["statuses"] == [None, 200]
     assert logged["errors"] == [INTERRUPTED, None] and logged["durations"][0] is None

@@ -59,7 +59,8 @@ CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, id);
 
 -- Every event a hook matches becomes a delivery in the transaction that records the event:
 -- committed with it, or not at all, so no event is missed and none is delivered that did
--- not happen. A trigger, so that every writer of the event log is covered.
+-- not happen. A trigger, so that every writer of the event log is covered. Only an event
+-- that made a delivery wakes the delivery tasks, with a note on the event channel.
 CREATE FUNCTION enqueue_webhook_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO webhook_deliveries (webhook_id, event_id, kind)
@@ -68,6 +69,9 @@ BEGIN
     WHERE p.id = NEW.project_id
       AND (w.project_id IS NULL OR w.project_id = NEW.project_id)
       AND w.active AND NEW.kind = ANY (w.events);
+    IF FOUND THEN  -- wake the delivery tasks on commit (one note per transaction)
+        PERFORM pg_notify('issuegraph_events', '{"webhooks": true}');
+    END IF;
     RETURN NULL;
 END
 $$;

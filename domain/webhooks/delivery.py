@@ -3,9 +3,9 @@ delivery row at least once.
 
 Deliveries are rows, made from matching events in the transaction that records the event
 (migration 0007), so an event is never missed: it and its deliveries commit together. The
-task LISTENs on the event channel, so the NOTIFY that every event sends on commit wakes it
-at once, and claims due deliveries (loaders/writes/deliveries.py: FOR UPDATE SKIP LOCKED,
-a lease, an attempt counter that fences a late outcome). Polling every
+task LISTENs on the event channel, where a transaction that made deliveries says so on
+commit, so it wakes at once; it claims due deliveries (loaders/writes/deliveries.py: FOR
+UPDATE SKIP LOCKED, a lease, an attempt counter that fences a late outcome). Polling every
 WEBHOOK_POLL_INTERVAL seconds is only the fallback (a lost listener, a lease that ended in
 another process). Each attempt POSTs the body with its signature to an address the SSRF
 guard checked, within WEBHOOK_TIMEOUT, follows no redirect, reads at most a few KiB of the
@@ -62,6 +62,8 @@ class Deliverer:
         return 2 * self._settings.webhook_timeout + 1
 
     async def start(self) -> None:
+        """Listen, deliver what is due, then go on in the background: once started, the
+        task touches the database only when woken, when a retry is due, or to poll."""
         self._client = httpx.AsyncClient(
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment: the guard checks the peer
@@ -71,9 +73,11 @@ class Deliverer:
             limits=httpx.Limits(max_keepalive_connections=0),
             headers={"User-Agent": USER_AGENT},
         )
+        listener = await self._listen()
+        wait = await self._round()  # what was committed before this process listened
         self._tasks = [
-            asyncio.create_task(self._listen_forever()),
-            asyncio.create_task(self._deliver_forever()),
+            asyncio.create_task(self._listen_forever(listener)),
+            asyncio.create_task(self._deliver_forever(wait)),
         ]
 
     async def stop(self) -> None:
@@ -88,43 +92,56 @@ class Deliverer:
             await self._client.aclose()
 
     def _on_notify(self, payload: str) -> None:
-        if '"session"' not in payload:  # an event, a redelivery, a hook turned on
+        if payload.startswith('{"webhooks"'):  # new deliveries, a hook turned on again
             self._wake.set()
 
-    async def _listen_forever(self) -> None:
+    async def _listen(self) -> Listener | None:
+        try:
+            listener = await self._database.listen(EVENTS_CHANNEL, self._on_notify)
+        except Exception as exc:  # any failure to connect: the task tries again
+            log.warning("webhook listener cannot connect (%s)", exc)
+            return None
+        self.listening.set()
+        return listener
+
+    async def _listen_forever(self, listener: Listener | None) -> None:
         delay = 0.1
         while True:
-            try:
-                listener = await self._database.listen(EVENTS_CHANNEL, self._on_notify)
-            except Exception as exc:  # any failure to connect: try again later
-                log.warning("webhook listener cannot connect (%s); retrying in %.1fs", exc, delay)
+            if listener is None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.1
-            self.listening.set()
-            self._wake.set()  # what was committed while no one listened
+                listener = await self._listen()
+                if listener is None:
+                    continue
+                delay = 0.1
+                self._wake.set()  # what was committed while no one listened
             try:
                 await _watch(listener)
             finally:
                 self.listening.clear()
                 await listener.close()
+            listener = None
 
-    async def _deliver_forever(self) -> None:
+    async def _deliver_forever(self, wait: float) -> None:
         while True:
-            self._wake.clear()
-            wait = self._settings.webhook_poll_interval
-            free = self._settings.webhook_concurrency - len(self._running)
-            if free > 0:
-                try:
-                    next_due = await self._claim(free)
-                except DatabaseError as exc:
-                    log.warning("webhook deliveries cannot be claimed: %s", exc)
-                else:
-                    if next_due is not None:
-                        wait = min(wait, max(next_due, MIN_WAIT))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+            wait = await self._round()
+
+    async def _round(self) -> float:
+        """Claim and start what is due; the seconds until the next look."""
+        wait = self._settings.webhook_poll_interval
+        free = self._settings.webhook_concurrency - len(self._running)
+        if free > 0:
+            try:
+                next_due = await self._claim(free)
+            except DatabaseError as exc:
+                log.warning("webhook deliveries cannot be claimed: %s", exc)
+            else:
+                if next_due is not None:
+                    wait = min(wait, max(next_due, MIN_WAIT))
+        return wait
 
     async def _claim(self, free: int) -> float | None:
         """Claim up to `free` due deliveries and start them; when the next one is due."""
