@@ -138,6 +138,8 @@ class Deliverer:
                 next_due = await self._claim(free)
             except DatabaseError as exc:
                 log.warning("webhook deliveries cannot be claimed: %s", exc)
+            except Exception:  # the task must outlive any one failure: what it claimed
+                log.exception("webhook deliveries could not be started")  # leases end
             else:
                 if next_due is not None:
                     wait = min(wait, max(next_due, MIN_WAIT))
