@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -42,6 +43,7 @@ class Receiver:
         fail_first: int = 0,
         hold_first: bool = False,
         redirect_to: str | None = None,
+        tls: tuple[str, str] | None = None,  # certificate and key files: https on localhost
     ) -> None:
         self.secret = secret
         self.fail_first = fail_first
@@ -53,11 +55,19 @@ class Receiver:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
+        self.server_names: list[str | None] = []  # the names TLS clients asked for (SNI)
+        self._scheme = "https" if tls else "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            context.sni_callback = lambda _s, name, _c: self.server_names.append(name)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        host = "localhost" if self._scheme == "https" else "127.0.0.1"
+        return f"{self._scheme}://{host}:{self._server.server_address[1]}/hook"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self

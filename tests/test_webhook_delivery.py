@@ -8,8 +8,10 @@ that checks the guard), and a backoff of a fraction of a second."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -243,6 +245,47 @@ async def test_redirects_are_not_followed(database: Database, admin: dict[str, A
     assert target.received == []
     error = log["deliveries"]["nodes"][0]["attempts"]["nodes"][0]["error"]
     assert error == f"The receiver answered 302 to {target.url}: redirects are not followed."
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[str, str]:
+    """A certificate for localhost, signed by itself, and its key (files)."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "openssl is not installed"
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", key, "-out", cert, "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_https_checks_the_certificate_against_the_hooks_host_name(
+    database: Database, admin: dict[str, Any], self_signed: tuple[str, str]
+) -> None:
+    """The request goes to the address the guard checked, yet TLS asks for the hook's host
+    name (SNI) and verifies the certificate against it: a self-signed one is refused."""
+    token = admin["token"]
+    with receiver(SECRET, tls=self_signed) as got:
+        async with running_app(database, **FAST) as app:
+            hook = await _hook(app.http, token, admin["project"], got.url)
+            await _graphql(app.http, token, OPEN_ISSUE, p=admin["project"], t="Encrypted")
+
+            async def refused() -> bool:
+                deliveries = (await _log(app.http, token, hook))["deliveries"]["nodes"]
+                attempts = deliveries[0]["attempts"]["nodes"] if deliveries else []
+                return any(a["error"] for a in attempts)
+
+            await eventually(refused)
+            log = await _log(app.http, token, hook)
+    error = log["deliveries"]["nodes"][0]["attempts"]["nodes"][0]["error"]
+    assert error.startswith("Could not connect: ") and "CERTIFICATE_VERIFY_FAILED" in error
+    assert "localhost" in got.server_names and got.received == []
 
 
 async def _delivered(database_url: str, hook: str, count: int) -> list[asyncpg.Record]:

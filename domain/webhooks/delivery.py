@@ -46,6 +46,8 @@ GONE = "The event no longer exists."
 
 
 class Deliverer:
+    """This process's delivery task; `node_id` writes the global ids of a body."""
+
     def __init__(self, database: Database, settings: Settings, node_id: NodeId) -> None:
         self._database = database
         self._settings = settings
@@ -54,7 +56,6 @@ class Deliverer:
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
-        self.listening = asyncio.Event()
 
     @property
     def lease(self) -> float:
@@ -101,7 +102,6 @@ class Deliverer:
         except Exception as exc:  # any failure to connect: the task tries again
             log.warning("webhook listener cannot connect (%s)", exc)
             return None
-        self.listening.set()
         return listener
 
     async def _listen_forever(self, listener: Listener | None) -> None:
@@ -118,7 +118,6 @@ class Deliverer:
             try:
                 await _watch(listener)
             finally:
-                self.listening.clear()
                 await listener.close()
             listener = None
 
@@ -225,21 +224,27 @@ class Deliverer:
     async def _send(self, claim: Claim, body: bytes) -> tuple[int, str | None]:
         target = guard.parse(claim.url)
         addresses = await guard.resolve(target, allow_private=self._settings.webhook_allow_private)
+        headers = {
+            "Host": target.netloc,
+            "Content-Type": "application/json",
+            "X-Issuegraph-Event": claim.kind,
+            "X-Issuegraph-Delivery": claim.guid,
+            "X-Issuegraph-Signature-256": signature(claim.secret, body),
+        }
+        # TLS checks the certificate against the hook's host name, sent as SNI
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         assert self._client is not None
-        request = self._client.build_request(
-            "POST",
-            target.url_to(addresses[0]),
-            content=body,
-            headers={
-                "Host": target.netloc,
-                "Content-Type": "application/json",
-                "X-Issuegraph-Event": claim.kind,
-                "X-Issuegraph-Delivery": claim.guid,
-                "X-Issuegraph-Signature-256": signature(claim.secret, body),
-            },
-            extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
-        )
-        response = await self._client.send(request, stream=True)
+        for n, address in enumerate(addresses):  # the next address when one refuses
+            request = self._client.build_request(
+                "POST", target.url_to(address), content=body, headers=headers, extensions=extensions
+            )
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.ConnectError:
+                if n == len(addresses) - 1:
+                    raise
+                continue
+            break
         try:
             await _read_some(response)
         finally:
