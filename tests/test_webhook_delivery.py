@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
+from core import observability
 from core.db import Database
 from loaders.writes.deliveries import INTERRUPTED
 from tests.conftest import TEST_SETTINGS, running_app
@@ -84,6 +85,14 @@ async def _settled_log(http: httpx.AsyncClient, token: str, hook: str) -> Any:
     return found
 
 
+def _attempts(outcome: str) -> float:
+    """Webhook attempts of this outcome counted so far in this process (/metrics)."""
+    found = observability.registry.get_sample_value(
+        "issuegraph_webhook_attempts_total", {"outcome": outcome}
+    )
+    return found or 0.0
+
+
 @pytest.fixture
 async def admin(database: Database, committed: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """The committed organization's ADMIN with a token; its hooks are deleted afterwards."""
@@ -132,6 +141,7 @@ async def test_a_failing_receiver_gets_it_once_it_succeeds_and_every_attempt_is_
     database: Database, admin: dict[str, Any]
 ) -> None:
     token = admin["token"]
+    retrying, delivered = _attempts("retrying"), _attempts("delivered")
     with receiver(SECRET, fail_first=3) as got:
         async with running_app(database, **FAST) as app:
             hook = await _hook(app.http, token, admin["project"], got.url)
@@ -139,6 +149,7 @@ async def test_a_failing_receiver_gets_it_once_it_succeeds_and_every_attempt_is_
             await got.until(lambda: len(got.delivered()) == 1)
             log = await _settled_log(app.http, token, hook)
     assert [r.status for r in got.received] == [500, 500, 500, 200]
+    assert _attempts("retrying") - retrying == 3 and _attempts("delivered") - delivered == 1
     assert all(r.signed for r in got.received)
     assert len({r.delivery for r in got.received}) == 1  # one delivery, tried four times
     assert len({r.body for r in got.received}) == 1

@@ -27,6 +27,7 @@ import time
 
 import httpx
 
+from core import observability
 from core.db import Database, Listener, Session
 from core.errors import DatabaseError
 from core.settings import Settings
@@ -43,6 +44,7 @@ READ_LIMIT = 4_096  # bytes of an answer read before the connection is closed
 MIN_WAIT = 0.02
 HEALTH_CHECK_SECONDS = 5.0
 GONE = "The event no longer exists."
+_OUTCOMES = {"DELIVERED": "delivered", "PENDING": "retrying", "FAILED": "failed"}
 
 
 class Deliverer:
@@ -195,6 +197,7 @@ class Deliverer:
             error = "The server failed to send it."
         duration = time.monotonic() - started
         state, retry_in = self._outcome(claim, error, duration, gone=body is None)
+        observability.record_webhook_attempt(_OUTCOMES[state], duration)
         reason = None
         if error is not None:
             window = _span(self._settings.webhook_failure_window)
