@@ -58,7 +58,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     settings = settings or get_settings()
     observability.configure_logging(settings.log_level, json=settings.log_json)
     observability.configure_tracing("issuegraph")
-    for chatty in ("casbin", "pgserver"):  # both log their whole state at INFO
+    # casbin and pgserver log their whole state at INFO; httpx each webhook's URL, which
+    # may hold a token
+    for chatty in ("casbin", "pgserver", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     compiled = CompiledExecutor(schema) if settings.executor == "compiled" else None
     executor = Executor(
