@@ -72,6 +72,8 @@ def parse(url: str) -> Target:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
+    if port == 0:
+        raise Refused("The URL's port must be 1 to 65535.")
     default = 443 if scheme == "https" else 80
     return Target(scheme, host, port or default, parts.netloc, path)
 
