@@ -357,3 +357,16 @@ async def test_redelivery_sends_the_same_body_as_a_new_delivery(
     new = again.data["redeliverWebhookDelivery"]["delivery"]
     assert new["state"] == "PENDING" and new["isRedelivery"] is True
     assert new["payload"] == '{"x": 1}' and new["guid"] != str(first["guid"])
+
+
+async def test_a_create_retried_with_its_client_mutation_id_makes_one_hook(
+    run: Run, make: Any, conn: asyncpg.Connection
+) -> None:
+    team = await _org(make)
+    given = _input(organizationId=team["org"], clientMutationId="hook-once")
+    first = await run(CREATE, {"input": given}, "hook-admin")
+    again = await run(CREATE, {"input": given}, "hook-admin")
+    other = await run(CREATE, {"input": given | {"secret": "another"}}, "hook-admin")
+    assert again.data["createWebhook"]["webhook"] == first.data["createWebhook"]["webhook"]
+    assert other.data["createWebhook"]["userErrors"] == [{"code": "IDEMPOTENCY_KEY_REUSED"}]
+    assert await _hooks(conn) == 1
