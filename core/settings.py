@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Seconds between looks for due deliveries."
     )
     webhook_concurrency: int = Field(default=8, ge=1, description="Deliveries at once.")
+    webhook_retention: float = Field(
+        default=30 * 86_400.0, gt=0, description="Seconds finished deliveries are kept."
+    )
     metrics_token: str | None = Field(
         default=None,
         description="Bearer token /metrics requires; unset: served to loopback clients only.",

@@ -299,6 +299,44 @@ async def test_https_checks_the_certificate_against_the_hooks_host_name(
     assert "localhost" in got.server_names and got.received == []
 
 
+async def test_finished_deliveries_are_deleted_after_the_retention(
+    database: Database, admin: dict[str, Any]
+) -> None:
+    connection = await database.acquire()
+    try:
+        hook = await connection.fetchval(
+            "INSERT INTO webhooks (organization_id, project_id, url, events, secret, active)"
+            " SELECT organization_id, id, 'https://93.184.216.34/', '{OPENED}', 's', false"
+            " FROM projects WHERE id = $1 RETURNING id",
+            admin["project_id"],
+        )
+        kept = await connection.fetch(
+            "INSERT INTO webhook_deliveries (webhook_id, kind, state, created_at, finished_at)"
+            " VALUES ($1, 'OPENED', 'DELIVERED', now() - interval '31 days',"
+            "         now() - interval '31 days'),"
+            "        ($1, 'OPENED', 'FAILED', now() - interval '2 days', now() - interval '1 day'),"
+            "        ($1, 'OPENED', 'PENDING', now() - interval '40 days', NULL)"
+            " RETURNING id, state",
+            hook,
+        )
+        await connection.execute(
+            "INSERT INTO webhook_attempts (delivery_id, status_code) SELECT id, 200"
+            " FROM webhook_deliveries WHERE webhook_id = $1",
+            hook,
+        )
+        async with running_app(database):  # its delivery task starts by deleting old ones
+            left = await connection.fetch(
+                "SELECT d.state, count(a.id) FROM webhook_deliveries d LEFT JOIN"
+                " webhook_attempts a ON a.delivery_id = d.id WHERE d.webhook_id = $1"
+                " GROUP BY d.id ORDER BY d.id",
+                hook,
+            )
+    finally:
+        await database.release(connection)
+    assert [r["state"] for r in kept] == ["DELIVERED", "FAILED", "PENDING"]
+    assert [tuple(r) for r in left] == [("FAILED", 1), ("PENDING", 1)]
+
+
 async def _delivered(database_url: str, hook: str, count: int) -> list[asyncpg.Record]:
     """The hook's deliveries once `count` of them are DELIVERED."""
     found: list[asyncpg.Record] = []

@@ -46,6 +46,9 @@ CREATE UNIQUE INDEX webhook_deliveries_event ON webhook_deliveries (webhook_id, 
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE state = 'PENDING';
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, id);
+-- finished deliveries are deleted once WEBHOOK_RETENTION has passed
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at)
+    WHERE state <> 'PENDING';
 
 CREATE TABLE webhook_attempts (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

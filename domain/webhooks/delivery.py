@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 USER_AGENT = "issuegraph-webhooks/1"
 READ_LIMIT = 4_096  # bytes of an answer read before the connection is closed
 MIN_WAIT = 0.02
+PRUNE_EVERY = 3_600.0  # seconds between deletions of old deliveries
+PRUNE_BATCH = 1_000
 HEALTH_CHECK_SECONDS = 5.0
 GONE = "The event no longer exists."
 _OUTCOMES = {"DELIVERED": "delivered", "PENDING": "retrying", "FAILED": "failed"}
@@ -58,6 +60,7 @@ class Deliverer:
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._pruned_at: float | None = None
 
     @property
     def lease(self) -> float:
@@ -131,8 +134,13 @@ class Deliverer:
             wait = await self._round()
 
     async def _round(self) -> float:
-        """Claim and start what is due; the seconds until the next look."""
+        """Claim and start what is due (and now and then delete deliveries past
+        WEBHOOK_RETENTION); the seconds until the next look."""
         wait = self._settings.webhook_poll_interval
+        now = time.monotonic()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            await self._prune()
         free = self._settings.webhook_concurrency - len(self._running)
         if free > 0:
             try:
@@ -145,6 +153,15 @@ class Deliverer:
                 if next_due is not None:
                     wait = min(wait, max(next_due, MIN_WAIT))
         return wait
+
+    async def _prune(self) -> None:
+        session = self._database.session()
+        try:
+            await deliveries.prune(session, self._settings.webhook_retention, PRUNE_BATCH)
+        except DatabaseError as exc:
+            log.warning("old webhook deliveries cannot be deleted: %s", exc)
+        finally:
+            await session.close()
 
     async def _claim(self, free: int) -> float | None:
         """Claim up to `free` due deliveries and start them; when the next one is due."""

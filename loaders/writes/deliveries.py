@@ -65,6 +65,13 @@ LEFT JOIN users u ON u.id = e.actor_id
 LEFT JOIN comments c ON c.id = e.comment_id
 WHERE e.id = ANY ($1::bigint[])
 """
+PRUNE = """
+DELETE FROM webhook_deliveries WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE state <> 'PENDING' AND finished_at < clock_timestamp() - make_interval(secs => $1)
+    LIMIT $2
+)
+"""
 # A body is written once: every later attempt and redelivery sends it as it is.
 STORE_BODIES = """
 UPDATE webhook_deliveries d SET body = coalesce(d.body, b.body)
@@ -152,6 +159,13 @@ async def seconds_to_next_due(session: Session) -> float | None:
     """When the next delivery of an active hook is due (it may be now), if any is pending."""
     value = await session.fetchval(NEXT_DUE)
     return float(value) if value is not None else None
+
+
+async def prune(session: Session, older_than: float, limit: int) -> int:
+    """Delete up to `limit` deliveries finished more than `older_than` seconds ago, with
+    their attempts; how many."""
+    status = await session.execute(PRUNE, older_than, limit)
+    return int(status.split()[-1])
 
 
 async def events(session: Session, event_ids: Sequence[int]) -> dict[int, EventRecord]:
