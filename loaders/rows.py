@@ -121,7 +121,7 @@ class WebhookDeliveryRow(NamedTuple):
     attempts: int
     next_attempt_at: datetime
     body: str | None
-    redelivery_of: int | None
+    redelivery: bool
     created_at: datetime
     finished_at: datetime | None
 

@@ -83,7 +83,7 @@ class WebhookDelivery(Node):
         reads=("body",),
     )
     is_redelivery: bool = value(
-        lambda context, row: row.redelivery_of is not None,
+        lambda context, row: row.redelivery,
         "It was asked for with redeliverWebhookDelivery.",
     )
     webhook: Webhook = to_one(Loaders.webhook_by_id, "webhook_id", "The webhook it goes to.")

@@ -36,13 +36,13 @@ CREATE TABLE webhook_deliveries (
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     body            text,
-    redelivery_of   bigint REFERENCES webhook_deliveries (id) ON DELETE SET NULL,
+    redelivery      boolean NOT NULL DEFAULT false,  -- asked for by redeliverWebhookDelivery
     created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished_at     timestamptz
 );
 -- an event is delivered once per hook; redeliveries are rows of their own
 CREATE UNIQUE INDEX webhook_deliveries_event ON webhook_deliveries (webhook_id, event_id)
-    WHERE redelivery_of IS NULL;
+    WHERE NOT redelivery;
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE state = 'PENDING';
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, id);

@@ -38,8 +38,8 @@ RETURNING {WEBHOOKS.all}
 """
 DELETE_WEBHOOK = "DELETE FROM webhooks WHERE id = $1"
 REDELIVER = f"""
-INSERT INTO webhook_deliveries AS d (webhook_id, event_id, kind, body, redelivery_of)
-SELECT webhook_id, event_id, kind, body, id FROM webhook_deliveries WHERE id = $1
+INSERT INTO webhook_deliveries AS d (webhook_id, event_id, kind, body, redelivery)
+SELECT webhook_id, event_id, kind, body, true FROM webhook_deliveries WHERE id = $1
 RETURNING {WEBHOOK_DELIVERIES.all}
 """
 
