@@ -20,6 +20,7 @@ import pytest
 
 from core import observability
 from core.db import Database
+from domain.webhooks.delivery import GONE
 from loaders.writes.deliveries import INTERRUPTED
 from tests.conftest import TEST_SETTINGS, running_app
 from tests.receivers import WAIT, eventually, receiver
@@ -335,6 +336,37 @@ async def test_finished_deliveries_are_deleted_after_the_retention(
         await database.release(connection)
     assert [r["state"] for r in kept] == ["DELIVERED", "FAILED", "PENDING"]
     assert [tuple(r) for r in left] == [("FAILED", 1), ("PENDING", 1)]
+
+
+async def test_a_delivery_whose_event_is_gone_fails_at_once(
+    database: Database, admin: dict[str, Any]
+) -> None:
+    with receiver(SECRET) as got:
+        connection = await database.acquire()
+        try:
+            delivery = await connection.fetchval(
+                "WITH hook AS (INSERT INTO webhooks"
+                " (organization_id, project_id, url, events, secret)"
+                " SELECT organization_id, id, $2, '{OPENED}', 's' FROM projects WHERE id = $1"
+                " RETURNING id)"
+                " INSERT INTO webhook_deliveries (webhook_id, event_id, kind)"
+                " SELECT id, 0, 'OPENED' FROM hook RETURNING id",
+                admin["project_id"],
+                got.url,
+            )
+
+            async def failed() -> bool:
+                state = "SELECT state FROM webhook_deliveries WHERE id = $1"
+                return bool(await connection.fetchval(state, delivery) == "FAILED")
+
+            async with running_app(database, **FAST):
+                await eventually(failed)
+            errors = await connection.fetch(
+                "SELECT error FROM webhook_attempts WHERE delivery_id = $1", delivery
+            )
+        finally:
+            await database.release(connection)
+    assert [r["error"] for r in errors] == [GONE] and got.received == []
 
 
 async def _delivered(database_url: str, hook: str, count: int) -> list[asyncpg.Record]:
