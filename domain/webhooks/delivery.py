@@ -335,4 +335,4 @@ def _span(seconds: float) -> str:
     if seconds >= 3600 and seconds % 3600 == 0:
         hours = int(seconds // 3600)
         return f"{hours} hour{'s' if hours != 1 else ''}"
-    return f"{seconds:g} seconds"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
