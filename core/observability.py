@@ -133,6 +133,19 @@ _executions = Counter(
     ("executor", "operation_type"),
     registry=registry,
 )
+_webhook_attempts = Counter(
+    "issuegraph_webhook_attempts",
+    "Webhook delivery attempts by outcome: delivered, retrying (failed, tried again later) "
+    "or failed (given up).",
+    ("outcome",),
+    registry=registry,
+)
+_webhook_latency = Histogram(
+    "issuegraph_webhook_attempt_seconds",
+    "How long webhook delivery attempts took, answer or not.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=registry,
+)
 
 
 class BoundedLabels:
@@ -208,6 +221,12 @@ def record_execution(executor: str, operation_type: str) -> None:
     """Count one operation run by `executor` ("compiled" or "standard"); `operation_type` is
     "query", "mutation" or "subscription"."""
     _executions.labels(executor, operation_type).inc()
+
+
+def record_webhook_attempt(outcome: str, seconds: float) -> None:
+    """Count one webhook delivery attempt: "delivered", "retrying" or "failed"."""
+    _webhook_attempts.labels(outcome).inc()
+    _webhook_latency.observe(seconds)
 
 
 _POOL_SIZE = ("issuegraph_db_pool_size", "Open database connections.")

@@ -114,6 +114,23 @@ class Settings(BaseSettings):
     circuit_failures: int = Field(default=3, description="Failures that open the breaker.")
     circuit_reset: float = Field(default=2.0, description="Seconds before a retry probe.")
     shutdown_timeout: int = Field(default=10, description="Graceful shutdown bound (s).")
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks reach private, loopback and link-local addresses.",
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds per attempt.")
+    webhook_retry_base: float = Field(default=10.0, gt=0, description="First retry after (s).")
+    webhook_retry_max: float = Field(default=3600.0, gt=0, description="Longest wait (s).")
+    webhook_failure_window: float = Field(
+        default=86_400.0, gt=0, description="Seconds of failures before giving up."
+    )
+    webhook_poll_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between looks for due deliveries."
+    )
+    webhook_concurrency: int = Field(default=8, ge=1, description="Deliveries at once.")
+    webhook_retention: float = Field(
+        default=30 * 86_400.0, gt=0, description="Seconds finished deliveries are kept."
+    )
     metrics_token: str | None = Field(
         default=None,
         description="Bearer token /metrics requires; unset: served to loopback clients only.",

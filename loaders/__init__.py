@@ -13,7 +13,16 @@ from typing import Any, TypeVar
 from aiodataloader import DataLoader
 
 from core.db import Session
-from loaders import accounts, comments, issues, labels, organizations, projects, users
+from loaders import (
+    accounts,
+    comments,
+    issues,
+    labels,
+    organizations,
+    projects,
+    users,
+    webhooks,
+)
 from loaders._base import CountLoader, PageLoader, RowLoader, by_id
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope
 from loaders.rows import (
@@ -23,6 +32,8 @@ from loaders.rows import (
     ORGANIZATIONS,
     PROJECTS,
     USERS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOKS,
     CommentRow,
     IssueRow,
     Join,
@@ -33,6 +44,9 @@ from loaders.rows import (
     ProjectRow,
     SessionRow,
     UserRow,
+    WebhookAttemptRow,
+    WebhookDeliveryRow,
+    WebhookRow,
 )
 
 __all__ = ["BY_ID", "PUBLIC", "Loaders", "Order", "Page", "PageRequest", "Scope", "using"]
@@ -228,6 +242,56 @@ class Loaders:
     @cached_property
     def comment_count_by_issue(self) -> CountLoader:
         return self._count(comments.COMMENTS_BY_ISSUE)
+
+    @cached_property
+    def webhook_by_id(self) -> RowLoader[int, WebhookRow]:
+        return self._rows(
+            webhooks.SELECT_WEBHOOKS_BY_ID,
+            WEBHOOKS,
+            _id,
+            arguments=lambda keys: webhooks.arguments(self.scope, list(keys)),
+        )
+
+    @cached_property
+    def webhooks_by_organization(self) -> PageLoader[WebhookRow]:
+        return self._pages(webhooks.WEBHOOKS_BY_ORGANIZATION, self.webhook_by_id)
+
+    @cached_property
+    def webhook_count_by_organization(self) -> CountLoader:
+        return self._count(webhooks.WEBHOOKS_BY_ORGANIZATION)
+
+    @cached_property
+    def webhooks_by_project(self) -> PageLoader[WebhookRow]:
+        return self._pages(webhooks.WEBHOOKS_BY_PROJECT, self.webhook_by_id)
+
+    @cached_property
+    def webhook_count_by_project(self) -> CountLoader:
+        return self._count(webhooks.WEBHOOKS_BY_PROJECT)
+
+    @cached_property
+    def webhook_delivery_by_id(self) -> RowLoader[int, WebhookDeliveryRow]:
+        return self._rows(
+            webhooks.SELECT_DELIVERIES_BY_ID,
+            WEBHOOK_DELIVERIES,
+            _id,
+            arguments=lambda keys: webhooks.arguments(self.scope, list(keys)),
+        )
+
+    @cached_property
+    def deliveries_by_webhook(self) -> PageLoader[WebhookDeliveryRow]:
+        return self._pages(webhooks.DELIVERIES_BY_WEBHOOK, self.webhook_delivery_by_id)
+
+    @cached_property
+    def delivery_count_by_webhook(self) -> CountLoader:
+        return self._count(webhooks.DELIVERIES_BY_WEBHOOK)
+
+    @cached_property
+    def attempts_by_delivery(self) -> PageLoader[WebhookAttemptRow]:
+        return self._pages(webhooks.ATTEMPTS_BY_DELIVERY)
+
+    @cached_property
+    def attempt_count_by_delivery(self) -> CountLoader:
+        return self._count(webhooks.ATTEMPTS_BY_DELIVERY)
 
     def project(
         self,

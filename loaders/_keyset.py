@@ -100,6 +100,9 @@ class Scope:
     all_projects: bool = False
     public: bool = True
     organization_ids: tuple[int, ...] = ()
+    # whose webhooks it may see and manage: every organization's, or those listed
+    all_webhooks: bool = False
+    webhook_organization_ids: tuple[int, ...] = ()
 
     def visible(self, params: Params, project: str = "p") -> str:
         """A condition on the projects aliased `project`; the one visibility rule in SQL."""
@@ -110,6 +113,15 @@ class Scope:
             orgs = params.add(list(self.organization_ids), "bigint[]")
             parts.append(f"{project}.organization_id = ANY({orgs})")
         return f"({' OR '.join(parts)})" if parts else "FALSE"
+
+    def webhooks_visible(self, params: Params, hook: str = "w") -> str:
+        """A condition on the webhooks aliased `hook`: those the request may manage."""
+        if self.all_webhooks:
+            return "TRUE"
+        if not self.webhook_organization_ids:
+            return "FALSE"
+        organizations = params.add(list(self.webhook_organization_ids), "bigint[]")
+        return f"{hook}.organization_id = ANY({organizations})"
 
     def arguments(self) -> list[object]:
         """The values of the $2, $3, $4 of a statement written with `VISIBLE`."""

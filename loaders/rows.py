@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, Generic, NamedTuple, TypeVar, cast
+from uuid import UUID
 
 R = TypeVar("R")
 
@@ -95,6 +96,45 @@ class SessionRow(NamedTuple):
     last_used_at: datetime
     client: str
     address: str | None
+
+
+class WebhookRow(NamedTuple):
+    """A webhook as the API shows it: never its secret (loaders/webhooks.py)."""
+
+    id: int
+    organization_id: int
+    project_id: int | None
+    url: str
+    events: list[str]
+    active: bool
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookDeliveryRow(NamedTuple):
+    id: int
+    webhook_id: int
+    event_id: int | None
+    kind: str
+    guid: UUID
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    body: str | None
+    redelivery: bool
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class WebhookAttemptRow(NamedTuple):
+    id: int
+    delivery_id: int
+    started_at: datetime
+    duration_ms: int | None
+    status_code: int | None
+    error: str | None
 
 
 class MemberRow(NamedTuple):
@@ -226,8 +266,15 @@ ISSUES = Columns(IssueRow, "issues", "i", ("title", "body", "closed_at", "body_h
 LABELS = Columns(LabelRow, "labels", "l", ("color", "created_at"))
 COMMENTS = Columns(CommentRow, "comments", "c", ("body", "updated_at", "body_html"))
 SESSIONS = Columns(SessionRow, "sessions", "s")
+WEBHOOKS = Columns(WebhookRow, "webhooks", "w")
+WEBHOOK_DELIVERIES = Columns(WebhookDeliveryRow, "webhook_deliveries", "d", ("body",))
+WEBHOOK_ATTEMPTS = Columns(WebhookAttemptRow, "webhook_attempts", "a")
 COLUMNS: dict[type, Columns[Any]] = {
-    c.row: c for c in (USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS)
+    c.row: c
+    for c in (
+        *(USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS),
+        *(WEBHOOKS, WEBHOOK_DELIVERIES, WEBHOOK_ATTEMPTS),
+    )
 }
 
 USER_COLUMNS = USERS.all

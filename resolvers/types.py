@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -41,7 +41,12 @@ from resolvers.enums import (
 )
 from resolvers.sessions import Session, own_sessions
 
+if TYPE_CHECKING:
+    from resolvers.webhooks import Webhook
+
 MAX_LABEL_NAMES = 100
+# Webhooks are declared in their own module, which reads the types of this one.
+LazyWebhook = Annotated["Webhook", strawberry.lazy("resolvers.webhooks")]
 
 
 def _global_id(context: Context, row: Any) -> str:
@@ -196,6 +201,9 @@ class Organization(Node):
     viewer_can_create_projects: bool = flag(
         _on_organization, "create_project", "The viewer may create projects here."
     )
+    viewer_can_manage_webhooks: bool = flag(
+        _on_organization, "manage_webhooks", "The viewer may see and manage webhooks here."
+    )
     project: Project | None = value(
         _project_by_key, "The project with this key, if the viewer may see it."
     )
@@ -215,6 +223,12 @@ class Organization(Node):
         Loaders.member_count,
         "The members, with their roles.",
         unwrap=lambda member: member.user,
+    )
+    webhooks: Connection[LazyWebhook] = connection(
+        Loaders.webhooks_by_organization,
+        Loaders.webhook_count_by_organization,
+        "The organization's webhooks, its projects' included, oldest first: for those who "
+        "may manage them (for anyone else the list is empty).",
     )
 
 
@@ -259,6 +273,12 @@ class Project(Node):
         Loaders.label_count_by_project,
         "The project's labels, by name.",
         order=BY_NAME,
+    )
+    webhooks: Connection[LazyWebhook] = connection(
+        Loaders.webhooks_by_project,
+        Loaders.webhook_count_by_project,
+        "The webhooks of this project alone, oldest first: for those who may manage them "
+        "(for anyone else the list is empty).",
     )
 
 

@@ -44,8 +44,10 @@ from domain.auth import Tokens
 from domain.context import Services
 from domain.events import EventHub
 from domain.policy import Access
+from domain.webhooks.delivery import Deliverer
 from execution.compiled import CompiledExecutor
 from execution.documents import Executor
+from execution.ids import encode_id
 from execution.limits import Budget, Limits
 from execution.persisted import MemoryStore, PersistedQueries, RedisStore, Store
 from execution.pipeline import Pipeline
@@ -67,7 +69,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     settings = settings or get_settings()
     logs.configure_logging(settings.log_level, json=settings.log_json)
     observability.configure_tracing("issuegraph")
-    for chatty in ("casbin", "pgserver"):  # both log their whole state at INFO
+    # casbin and pgserver log their whole state at INFO; httpx each webhook's URL, which
+    # may hold a token
+    for chatty in ("casbin", "pgserver", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     compiled = CompiledExecutor(schema) if settings.executor == "compiled" else None
     executor = Executor(
@@ -115,6 +119,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         state["endpoint"] = GraphQLEndpoint(pipeline, settings)
         state["websocket"] = GraphQLWebSocket(pipeline)
         stop_pool = observability.observe_pool(db.pool.get_size, db.pool.get_idle_size)
+        await (webhooks := Deliverer(db, settings, encode_id)).start()
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
@@ -140,6 +145,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 async with asyncio.timeout_at(until):
                     await state["websocket"].close_all()
                     await services.hub.stop()
+                    await webhooks.stop()
                     await budget.aclose()
                     if redis is not None:
                         await redis.aclose()

@@ -31,25 +31,7 @@ def server_processes(count: int, database_url: str, **env: str) -> Iterator[list
     """Start `count` uvicorn processes of the app; yield their base URLs; stop them."""
     environment = os.environ | {"DATABASE_URL": database_url, "LOG_LEVEL": "warning"} | env
     ports = [free_port() for _ in range(count)]
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "server.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=environment,
-        )
-        for port in ports
-    ]
+    processes = [_start(port, environment) for port in ports]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         for url, process in zip(urls, processes, strict=True):
@@ -64,6 +46,41 @@ def server_processes(count: int, database_url: str, **env: str) -> Iterator[list
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _start(port: int, environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "server.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=environment,
+    )
+
+
+def spawn_server(database_url: str, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """One server process, started and answering: its base URL and the process, which
+    the caller stops (or kills)."""
+    environment = os.environ | {"DATABASE_URL": database_url, "LOG_LEVEL": "warning"} | env
+    port = free_port()
+    process = _start(port, environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return url, process
 
 
 def _wait_healthy(

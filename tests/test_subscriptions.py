@@ -273,7 +273,7 @@ async def test_lost_listener_reconnects_and_asks_to_resync(
         " application_name = 'issuegraph-listener' AND datname = current_database()"
     )
     await connection.close()
-    assert killed == 2
+    assert killed == 4  # each process's event hub and webhook delivery task listen
     resync = await _next(ws)
     assert resync["payload"]["data"]["issueEvents"] == {
         "kind": "RESYNC",
