@@ -6,9 +6,9 @@ collector's view of start-up objects and raises its thresholds: on large respons
 collector otherwise costs more than half of a request's CPU.
 
 Shutdown (SIGTERM or SIGINT) ends within SHUTDOWN_TIMEOUT, whatever the database does:
-uvicorn stops accepting and waits for the requests in flight; the app, told by the same
-signal, closes its WebSockets with 1001 (going away) and brings every request's deadline
-forward to SHUTDOWN_MARGIN seconds before the bound. A request still running then is
+uvicorn stops accepting, closes WebSockets with 1012 (service restart: reconnect) and waits
+for the requests in flight; the app, told by the same signal, brings every request's
+deadline forward to SHUTDOWN_MARGIN seconds before the bound. A request still running then is
 answered 503 `UNAVAILABLE` and its database connection ended (a transaction not committed
 rolls back). The last second closes the pool, the event hub and Redis, and ends any
 connection that does not close in time.
@@ -123,16 +123,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        closing: set[asyncio.Task[None]] = set()
 
         def drain() -> None:
-            if pipeline.drain.started:
-                return
-            bound = settings.shutdown_timeout
-            pipeline.drain.start(max(bound / 2, bound - SHUTDOWN_MARGIN))
-            task = asyncio.create_task(state["websocket"].close_all())
-            closing.add(task)
-            task.add_done_callback(closing.discard)
+            if not pipeline.drain.started:
+                bound = settings.shutdown_timeout
+                pipeline.drain.start(max(bound / 2, bound - SHUTDOWN_MARGIN))
 
         restore_signals = _on_shutdown_signals(asyncio.get_running_loop(), drain)
         try:
