@@ -63,7 +63,7 @@ def _sort_value(value: Any, order: Order, argument: str) -> Any:
                 pass
         raise _bad(argument, "is not a valid cursor")
     else:
-        expected = int if order.attribute == "priority" else str
+        expected = int if order.attribute == "priority" or order.attribute.endswith("_id") else str
     if type(value) is not expected:
         raise _bad(argument, "is not a valid cursor")
     if isinstance(value, int) and not -(2**63) <= value < 2**63:

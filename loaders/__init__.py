@@ -13,7 +13,16 @@ from typing import Any, TypeVar
 from aiodataloader import DataLoader
 
 from core.db import Session
-from loaders import accounts, comments, issues, labels, organizations, projects, users
+from loaders import (
+    accounts,
+    comments,
+    issues,
+    labels,
+    organizations,
+    projects,
+    timeline,
+    users,
+)
 from loaders._base import CountLoader, PageLoader, RowLoader, by_id
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope
 from loaders.rows import (
@@ -32,6 +41,7 @@ from loaders.rows import (
     Projection,
     ProjectRow,
     SessionRow,
+    TimelineEntry,
     UserRow,
 )
 
@@ -212,6 +222,14 @@ class Loaders:
     @cached_property
     def comment_count_by_issue(self) -> CountLoader:
         return self._count(comments.COMMENTS_BY_ISSUE)
+
+    @cached_property
+    def timeline_by_issue(self) -> PageLoader[TimelineEntry]:
+        return self._pages(timeline.TIMELINE_BY_ISSUE)
+
+    @cached_property
+    def timeline_count_by_issue(self) -> CountLoader:
+        return self._count(timeline.TIMELINE_BY_ISSUE)
 
     def project(
         self,

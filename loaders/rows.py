@@ -107,6 +107,29 @@ class MemberRow(NamedTuple):
         return self.user.id
 
 
+class TimelineEventRow(NamedTuple):
+    """An event as an issue's timeline shows it (loaders/timeline.py has a subclass per
+    kind of item, so that the item's GraphQL type is known by its class)."""
+
+    id: int  # the event's
+    issue_id: int
+    actor_id: int | None
+    created_at: datetime
+    ref_id: int | None  # the label, assignee, project or user the item names
+    previous_title: str | None
+    current_title: str | None
+    comment_id: int | None
+
+
+class TimelineEntry(NamedTuple):
+    """A timeline item with its place: the event, then the item's rank in it (an event
+    that assigns and renames at once shows two items)."""
+
+    id: int  # the rank, 1, 2 …
+    event_id: int
+    node: Any  # a CommentRow or a TimelineEventRow
+
+
 class Columns(Generic[R]):
     """A row type's select list: the columns of `table` under the alias `alias`."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -31,6 +31,7 @@ from loaders.rows import (
     ProjectRow,
     UserRow,
 )
+from loaders.timeline import OLDEST_FIRST
 from resolvers.enums import (
     IssueFilters,
     IssueOrder,
@@ -40,6 +41,20 @@ from resolvers.enums import (
     ProjectVisibility,
 )
 from resolvers.sessions import Session, own_sessions
+from resolvers.timeline import (
+    EVENT_TYPES,
+    AssignedEvent,
+    ClosedEvent,
+    IssueTimelineItemType,
+    LabeledEvent,
+    MentionedEvent,
+    RenamedTitleEvent,
+    ReopenedEvent,
+    TransferredEvent,
+    UnassignedEvent,
+    UnlabeledEvent,
+    item_types,
+)
 
 MAX_LABEL_NAMES = 100
 
@@ -81,6 +96,12 @@ ORDER_ISSUES = Argument(
     "order_by", IssueOrder, "How to order the issues; oldest first when not given.", _issue_order
 )
 BY_CREATION = order("CREATED_AT", False)
+ITEM_TYPES = Argument(
+    "item_types",
+    list[IssueTimelineItemType],
+    "Only items of these types (all when not given).",
+    item_types,
+)
 
 
 def issue_connection(
@@ -283,6 +304,15 @@ class Issue(Node):
         "The issue's comments, oldest first.",
         order=BY_CREATED_AT,
     )
+    timeline_items: Connection[IssueTimelineItem] = connection(
+        Loaders.timeline_by_issue,
+        Loaders.timeline_count_by_issue,
+        "What happened to the issue, oldest first: its comments and events, read from the "
+        "log every change writes.",
+        order=OLDEST_FIRST,
+        filters=ITEM_TYPES,
+        unwrap=lambda entry: entry.node,
+    )
 
 
 @node(LabelRow, Loaders.label_by_id, "A named, colored tag for a project's issues.")
@@ -316,9 +346,24 @@ class Comment(Node):
     issue: Issue = to_one(Loaders.issue_by_id, "issue_id", "The issue the comment is on.")
 
 
+IssueTimelineItem = Annotated[
+    Comment
+    | ClosedEvent
+    | ReopenedEvent
+    | RenamedTitleEvent
+    | LabeledEvent
+    | UnlabeledEvent
+    | AssignedEvent
+    | UnassignedEvent
+    | TransferredEvent
+    | MentionedEvent,
+    strawberry.union("IssueTimelineItem", description="An item of an issue's timeline."),
+]
 NODE_TYPES = (User, Organization, Project, Issue, Label, Comment)
+OTHER_TYPES = EVENT_TYPES
 __all__ = [
     "NODE_TYPES",
+    "OTHER_TYPES",
     "Comment",
     "Issue",
     "Label",

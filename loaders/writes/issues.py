@@ -6,10 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from core.db import Session
 from loaders.rows import COMMENT_COLUMNS, ISSUE_COLUMNS, CommentRow, IssueRow
 
 EVENTS_CHANNEL = "issuegraph_events"
+EVENT_LOCK = 7_241_006  # advisory lock class of the per-project event order
 
 NEXT_NUMBER = (
     "UPDATE projects SET issue_count = issue_count + 1 WHERE id = $1 RETURNING issue_count"
@@ -50,12 +53,19 @@ WHERE id = $1 AND ($3::timestamptz IS NULL OR updated_at = $3)
 RETURNING {COMMENT_COLUMNS}
 """
 DELETE_COMMENT = "DELETE FROM comments WHERE id = $1"
+# Events of a project are numbered in the order they commit: the event takes a lock on
+# its project (held to commit) before its id, so a reader that has seen event n has seen
+# every earlier event of the project (resumable subscriptions rely on it). OFFSET 0 keeps
+# the lock in a subquery of its own, evaluated before the row (and its id) is made.
 RECORD_EVENT = f"""
 WITH event AS (
-    INSERT INTO events (kind, project_id, issue_id, actor_id, comment_id, label_ids)
-    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, project_id, issue_id
+    INSERT INTO events (kind, project_id, issue_id, actor_id, comment_id, label_ids, payload)
+    SELECT $1::text, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint[], $7::jsonb
+    FROM (SELECT pg_advisory_xact_lock({EVENT_LOCK}, ($2::bigint % 2147483647)::int)::text
+          OFFSET 0) AS l
+    RETURNING id, project_id, issue_id
 )
-SELECT pg_notify('{EVENTS_CHANNEL}', json_build_object(
+SELECT id, pg_notify('{EVENTS_CHANNEL}', json_build_object(
     'id', id, 'project', project_id, 'issue', issue_id)::text) FROM event
 """
 # Columns updateIssue may set; the statement is written from the ones given.
@@ -81,19 +91,23 @@ async def create(
 
 async def update(
     session: Session, issue_id: int, changes: dict[str, Any], expected_updated_at: datetime | None
-) -> IssueRow | None:
-    """The updated row, or None when `expected_updated_at` is stale."""
+) -> tuple[IssueRow, str, int | None] | None:
+    """The updated row with the title and assignee it had before, or None when
+    `expected_updated_at` is stale."""
     assignments = [
         f"{column} = ${n}" for n, column in enumerate(changes, start=3) if column in UPDATABLE
     ]
     assert len(assignments) == len(changes), "unknown column"
     sql = (
         f"UPDATE issues AS i SET {', '.join([*assignments, 'updated_at = clock_timestamp()'])}"
-        " WHERE id = $1 AND ($2::timestamptz IS NULL OR updated_at = $2)"
-        f" RETURNING {ISSUE_COLUMNS}"
+        " FROM (SELECT id, title, assignee_id FROM issues WHERE id = $1 FOR UPDATE) AS old"
+        " WHERE i.id = old.id AND ($2::timestamptz IS NULL OR i.updated_at = $2)"
+        f" RETURNING {ISSUE_COLUMNS}, old.title, old.assignee_id"
     )
     row = await session.fetchrow(sql, issue_id, expected_updated_at, *changes.values())
-    return IssueRow(*row) if row is not None else None
+    if row is None:
+        return None
+    return IssueRow(*tuple(row)[:-2]), row[-2], row[-1]
 
 
 async def set_state(session: Session, issue_id: int, state: str) -> IssueRow | None:
@@ -157,8 +171,18 @@ async def record_event(
     actor_id: int | None,
     comment_id: int | None = None,
     label_ids: Sequence[int] = (),
-) -> None:
-    """Write the event to the outbox and announce it; both take effect on commit."""
-    await session.execute(
-        RECORD_EVENT, kind, issue.project_id, issue.id, actor_id, comment_id, list(label_ids)
+    payload: dict[str, Any] | None = None,
+) -> int:
+    """Write the event to the outbox and announce it; both take effect on commit. Returns
+    the event's id."""
+    found = await session.fetchval(
+        RECORD_EVENT,
+        kind,
+        issue.project_id,
+        issue.id,
+        actor_id,
+        comment_id,
+        list(label_ids),
+        orjson.dumps(payload or {}).decode(),
     )
+    return int(found)

@@ -248,7 +248,14 @@ class IssueMutations:
                 assignee,
             )
             await writes.add_labels(session, issue.id, project.id, labels)
-            await writes.record_event(session, "OPENED", issue, me.id, label_ids=labels)
+            await writes.record_event(
+                session,
+                "OPENED",
+                issue,
+                me.id,
+                label_ids=labels,
+                payload={"assignee_id": assignee} if assignee is not None else None,
+            )
             return issue
 
         row = await create_once(context, "createIssue", input, create, context.loaders.issue_by_id)
@@ -293,9 +300,15 @@ class IssueMutations:
             changes["assignee_id"] = assignee
 
         async def work() -> IssueRow | None:
-            row = await writes.update(context.session, issue.id, changes, input.expected_updated_at)
-            if row is not None:
-                await writes.record_event(context.session, "UPDATED", row, me.id)
+            found = await writes.update(
+                context.session, issue.id, changes, input.expected_updated_at
+            )
+            if found is None:
+                return None
+            row, title, assignee_id = found
+            await writes.record_event(
+                context.session, "UPDATED", row, me.id, payload=_changed(row, title, assignee_id)
+            )
             return row
 
         row = await committed(context, work)
@@ -397,6 +410,17 @@ class IssueMutations:
 
         await committed(context, work)
         return _comment_payload(None, issue, [], input.client_mutation_id, deleted=input.comment_id)
+
+
+def _changed(row: IssueRow, title: str, assignee_id: int | None) -> dict[str, Any]:
+    """What an UPDATED event records for the timeline: the title and the assignee, before
+    and after, where they changed."""
+    payload: dict[str, Any] = {}
+    if row.title != title:
+        payload |= {"previous_title": title, "title": row.title}
+    if row.assignee_id != assignee_id:
+        payload |= {"previous_assignee_id": assignee_id, "assignee_id": row.assignee_id}
+    return payload
 
 
 async def _issue_of(context: Context, comment: CommentRow) -> tuple[IssueRow, ProjectRow]:
