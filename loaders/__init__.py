@@ -18,6 +18,7 @@ from loaders import (
     comments,
     issues,
     labels,
+    notifications,
     organizations,
     projects,
     timeline,
@@ -37,6 +38,7 @@ from loaders.rows import (
     Join,
     LabelRow,
     MemberRow,
+    NotificationRow,
     OrganizationRow,
     Projection,
     ProjectRow,
@@ -222,6 +224,20 @@ class Loaders:
     @cached_property
     def comment_count_by_issue(self) -> CountLoader:
         return self._count(comments.COMMENTS_BY_ISSUE)
+
+    @cached_property
+    def notifications_by_user(self) -> PageLoader[NotificationRow]:
+        return self._pages(notifications.NOTIFICATIONS_BY_USER)
+
+    @cached_property
+    def notification_count_by_user(self) -> CountLoader:
+        return self._count(notifications.NOTIFICATIONS_BY_USER)
+
+    @cached_property
+    def unread_notifications_by_user(self) -> RowLoader[int, tuple[int, int]]:
+        return self._rows(
+            notifications.SELECT_UNREAD_COUNTS, notifications.unread_row, lambda r: r[0]
+        )
 
     @cached_property
     def timeline_by_issue(self) -> PageLoader[TimelineEntry]:

@@ -107,6 +107,20 @@ class MemberRow(NamedTuple):
         return self.user.id
 
 
+class NotificationRow(NamedTuple):
+    """Something that happened that its user should know of (loaders/notifications.py)."""
+
+    id: int
+    user_id: int
+    issue_id: int
+    comment_id: int | None
+    actor_id: int | None
+    reason: str
+    event_id: int | None
+    read_at: datetime | None
+    created_at: datetime
+
+
 class TimelineEventRow(NamedTuple):
     """An event as an issue's timeline shows it (loaders/timeline.py has a subclass per
     kind of item, so that the item's GraphQL type is known by its class)."""
@@ -247,8 +261,10 @@ ISSUES = Columns(IssueRow, "issues", "i", ("title", "body", "closed_at"))
 LABELS = Columns(LabelRow, "labels", "l", ("color", "created_at"))
 COMMENTS = Columns(CommentRow, "comments", "c", ("body", "updated_at"))
 SESSIONS = Columns(SessionRow, "sessions", "s")
+NOTIFICATIONS = Columns(NotificationRow, "notifications", "n")
 COLUMNS: dict[type, Columns[Any]] = {
-    c.row: c for c in (USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS)
+    c.row: c
+    for c in (USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS, NOTIFICATIONS)
 }
 
 USER_COLUMNS = USERS.all
@@ -257,3 +273,4 @@ PROJECT_COLUMNS = PROJECTS.all
 ISSUE_COLUMNS = ISSUES.all
 LABEL_COLUMNS = LABELS.all
 COMMENT_COLUMNS = COMMENTS.all
+NOTIFICATION_COLUMNS = NOTIFICATIONS.all

@@ -6,6 +6,7 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers.auth import AuthMutations
+from resolvers.mutations.follow import NotificationMutations
 from resolvers.mutations.issues import IssueMutations
 from resolvers.mutations.organizations import OrganizationMutations
 from resolvers.mutations.projects import ProjectMutations
@@ -15,7 +16,9 @@ from resolvers.types import NODE_TYPES
 
 
 @strawberry.type(description="Every write of the graph.")
-class Mutation(AuthMutations, OrganizationMutations, ProjectMutations, IssueMutations):
+class Mutation(
+    AuthMutations, OrganizationMutations, ProjectMutations, IssueMutations, NotificationMutations
+):
     pass
 
 

@@ -22,6 +22,7 @@ from loaders.accounts import NEWEST_FIRST
 from loaders.comments import BY_CREATED_AT
 from loaders.issues import IssueFilter, order
 from loaders.labels import BY_NAME
+from loaders.notifications import NEWEST_FIRST as NEWEST_NOTIFICATIONS_FIRST
 from loaders.projects import project_ref
 from loaders.rows import (
     CommentRow,
@@ -40,6 +41,7 @@ from resolvers.enums import (
     OrderDirection,
     ProjectVisibility,
 )
+from resolvers.notifications import Notification, own, unread_count, unread_only
 from resolvers.sessions import Session, own_sessions
 from resolvers.timeline import (
     EVENT_TYPES,
@@ -96,6 +98,7 @@ ORDER_ISSUES = Argument(
     "order_by", IssueOrder, "How to order the issues; oldest first when not given.", _issue_order
 )
 BY_CREATION = order("CREATED_AT", False)
+UNREAD_ONLY = Argument("unread_only", bool, "Only the notifications not marked read.", unread_only)
 ITEM_TYPES = Argument(
     "item_types",
     list[IssueTimelineItemType],
@@ -158,6 +161,18 @@ class User(Node):
         "else, site admins included, the list is empty).",
         order=NEWEST_FIRST,
         parent=own_sessions,
+    )
+    notifications: Connection[Notification] = connection(
+        Loaders.notifications_by_user,
+        Loaders.notification_count_by_user,
+        "What happened that concerns the user, newest first, of the issues the user may "
+        "read: only the user sees them (for anyone else the list is empty).",
+        order=NEWEST_NOTIFICATIONS_FIRST,
+        filters=UNREAD_ONLY,
+        parent=own,
+    )
+    unread_notification_count: int | None = value(
+        unread_count, "How many of the user's notifications are unread; null for anyone else."
     )
 
 

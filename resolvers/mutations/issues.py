@@ -14,8 +14,10 @@ import strawberry
 from core.errors import BadUserInput
 from domain import permissions as _access
 from domain.context import Context
+from domain.following import follow_up
 from execution.ids import decode_id
 from loaders.rows import CommentRow, IssueRow, ProjectRow, UserRow
+from loaders.writes import follow
 from loaders.writes import issues as writes
 from resolvers.mutations._base import (
     MAX_BODY,
@@ -248,13 +250,16 @@ class IssueMutations:
                 assignee,
             )
             await writes.add_labels(session, issue.id, project.id, labels)
-            await writes.record_event(
+            event = await writes.record_event(
                 session,
                 "OPENED",
                 issue,
                 me.id,
                 label_ids=labels,
                 payload={"assignee_id": assignee} if assignee is not None else None,
+            )
+            await follow_up(
+                session, issue, me.id, event_id=event, body=issue.body, assignee_id=assignee
             )
             return issue
 
@@ -306,8 +311,16 @@ class IssueMutations:
             if found is None:
                 return None
             row, title, assignee_id = found
-            await writes.record_event(
+            event = await writes.record_event(
                 context.session, "UPDATED", row, me.id, payload=_changed(row, title, assignee_id)
+            )
+            await follow_up(
+                context.session,
+                row,
+                me.id,
+                event_id=event,
+                body=input.body,
+                assignee_id=row.assignee_id if row.assignee_id != assignee_id else None,
             )
             return row
 
@@ -352,9 +365,20 @@ class IssueMutations:
 
         async def create() -> CommentRow:
             comment = await writes.create_comment(context.session, issue.id, me.id, input.body)
-            touched = await writes.touch(context.session, issue.id)
-            await writes.record_event(
-                context.session, "COMMENTED", touched, me.id, comment_id=comment.id
+            session = context.session
+            touched = await writes.touch(session, issue.id)
+            event = await writes.record_event(
+                session, "COMMENTED", touched, me.id, comment_id=comment.id
+            )
+            await follow.participate(session, issue.id, me.id)
+            await follow_up(
+                session,
+                touched,
+                me.id,
+                event_id=event,
+                comment_id=comment.id,
+                body=comment.body,
+                followers=True,
             )
             return comment
 
@@ -367,6 +391,7 @@ class IssueMutations:
     @strawberry.mutation(description="Edit a comment (its author).")
     async def update_comment(self, info: Ctx, input: UpdateCommentInput) -> CommentPayload | None:
         context = info.context
+        me = context.viewer.user
         comment = await find(context, input.comment_id, CommentRow)
         allow(
             await _access.on_comment(context, comment, "update"), "You may not edit this comment."
@@ -379,9 +404,13 @@ class IssueMutations:
             return _comment_payload(None, None, errors, input.client_mutation_id)
 
         async def work() -> CommentRow | None:
-            return await writes.update_comment(
+            row = await writes.update_comment(
                 context.session, comment.id, input.body, input.expected_updated_at
             )
+            if row is not None:  # new mentions in the edit notify those mentioned
+                assert me is not None
+                await follow_up(context.session, issue, me.id, comment_id=row.id, body=row.body)
+            return row
 
         row = await committed(context, work)
         if row is None:
@@ -443,7 +472,8 @@ async def _set_state(
         row = await writes.set_state(context.session, issue.id, state)
         if row is None:  # already in that state: nothing to do, nothing to announce
             return await writes.get(context.session, issue.id)
-        await writes.record_event(context.session, event, row, me.id)
+        found = await writes.record_event(context.session, event, row, me.id)
+        await follow_up(context.session, row, me.id, event_id=found, followers=True)
         return row
 
     return _issue_payload(await committed(context, work), [], input.client_mutation_id)
