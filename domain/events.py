@@ -33,8 +33,8 @@ from core.db import Database, Listener, Session
 from core.errors import DatabaseError
 from domain.policy import Access, Policy, Viewer
 from loaders import Loaders, Scope, accounts
-from loaders.events import EventRow, read_event
-from loaders.rows import UserRow
+from loaders.events import EventRow, read_event, read_notification
+from loaders.rows import NotificationRow, UserRow
 from loaders.writes.issues import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class Delivery:
     organization_id: int | None = None
     role: str | None = None
     shared: SharedReads | None = None
+    notification: NotificationRow | None = None  # for `notifications` inboxes
 
     def done(self) -> None:
         if self.shared is not None:
@@ -122,6 +123,7 @@ class EventHub:
         self._database = database
         self._access = access
         self._inboxes: dict[int, set[Inbox]] = defaultdict(set)
+        self._notified: dict[int, set[Inbox]] = defaultdict(set)  # by user id
         self._pending: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._sessions: dict[int, set[Callable[[], None]]] = defaultdict(set)
@@ -155,6 +157,22 @@ class EventHub:
             self._inboxes[project_id].discard(inbox)
             if not self._inboxes[project_id]:
                 del self._inboxes[project_id]
+
+    @contextlib.asynccontextmanager
+    async def notifications(self, viewer: Viewer) -> AsyncIterator[Inbox]:
+        """The signed-in viewer's new notifications, each delivered only while the viewer
+        may read its issue."""
+        assert viewer.user is not None
+        user_id = viewer.user.id
+        inbox = Inbox(0, viewer)
+        self._notified[user_id].add(inbox)
+        try:
+            yield inbox
+        finally:
+            inbox.drop()
+            self._notified[user_id].discard(inbox)
+            if not self._notified[user_id]:
+                del self._notified[user_id]
 
     @contextlib.contextmanager
     def watch_session(self, session_id: int, ended: Callable[[], None]) -> Iterator[None]:
@@ -234,11 +252,11 @@ class EventHub:
         session_id = note.get("session")
         if session_id is not None:
             self._session_ended(int(session_id))
-        elif note.get("project") in self._inboxes:
+        elif note.get("project") in self._inboxes or note.get("user") in self._notified:
             self._pending.put_nowait(note)
 
     def _broadcast_resync(self) -> None:
-        for inboxes in self._inboxes.values():
+        for inboxes in [*self._inboxes.values(), *self._notified.values()]:
             for inbox in inboxes:
                 inbox.offer(Delivery(None))
 
@@ -247,9 +265,34 @@ class EventHub:
             note = await self._pending.get()
             await self._sessions_known.wait()  # no event to a session that may have ended
             try:
-                await self._deliver(int(note["id"]), int(note["project"]))
+                if "notification" in note:
+                    await self._deliver_notification(int(note["notification"]), int(note["user"]))
+                else:
+                    await self._deliver(int(note["id"]), int(note["project"]))
             except Exception:  # one bad event must not stop the stream for everyone
-                log.exception("could not deliver event %s", note.get("id"))
+                log.exception("could not deliver %s", note)
+
+    async def _deliver_notification(self, notification_id: int, user_id: int) -> None:
+        inboxes = list(self._notified.get(user_id, ()))
+        if not inboxes:
+            return
+        session = self._database.session()
+        try:
+            found = await read_notification(session, notification_id)
+        finally:
+            await session.close()
+        if found is None:
+            return
+        notification, project, user, role = found
+        viewer = Viewer(user, {project.organization_id: role} if role else {})
+        if not Policy(viewer, self._access).can_read(project):
+            return
+        shared = SharedReads(self._database)
+        for inbox in inboxes:
+            shared.hold()
+            inbox.offer(
+                Delivery(None, project.organization_id, role, shared, notification=notification)
+            )
 
     async def _deliver(self, event_id: int, project_id: int) -> None:
         inboxes = list(self._inboxes.get(project_id, ()))

@@ -1,5 +1,6 @@
 """The event log as the live hub reads it: an event, its project and the subscribers'
-current roles, three statements whatever the number of subscribers."""
+current roles, three statements whatever the number of subscribers; a notification with
+its project and its user's current role, one statement."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.db import Session
-from loaders.rows import PROJECT_COLUMNS, USER_COLUMNS, ProjectRow, UserRow
+from loaders.rows import (
+    NOTIFICATION_COLUMNS,
+    PROJECT_COLUMNS,
+    USER_COLUMNS,
+    NotificationRow,
+    ProjectRow,
+    UserRow,
+)
 
 SELECT_EVENT = """
 SELECT id, kind, project_id, issue_id, actor_id, comment_id, label_ids, created_at
@@ -19,6 +27,14 @@ SELECT {USER_COLUMNS}, m.role FROM users u
 LEFT JOIN memberships m ON m.user_id = u.id AND m.organization_id = $2
 WHERE u.id = ANY($1::bigint[])
 """
+SELECT_NOTIFICATION = f"""
+SELECT {NOTIFICATION_COLUMNS}, {PROJECT_COLUMNS}, {USER_COLUMNS}, m.role
+FROM notifications n JOIN issues i ON i.id = n.issue_id JOIN projects p ON p.id = i.project_id
+JOIN users u ON u.id = n.user_id
+LEFT JOIN memberships m ON m.user_id = n.user_id AND m.organization_id = p.organization_id
+WHERE n.id = $1
+"""
+_SPANS = (len(NotificationRow._fields), len(ProjectRow._fields), len(UserRow._fields))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +62,21 @@ async def read_event(
     rows = await session.fetch(SELECT_SUBSCRIBERS, users, project.organization_id)
     now = {row[0]: (UserRow(*tuple(row)[:7]), row[7]) for row in rows}
     return EventRow(*event_record), project, now
+
+
+async def read_notification(
+    session: Session, notification_id: int
+) -> tuple[NotificationRow, ProjectRow, UserRow, str | None] | None:
+    """The notification, its issue's project, its user and the user's role in the
+    project's organization now; None when it is gone."""
+    record = await session.fetchrow(SELECT_NOTIFICATION, notification_id)
+    if record is None:
+        return None
+    values = tuple(record)
+    a, b, c = _SPANS
+    return (
+        NotificationRow(*values[:a]),
+        ProjectRow(*values[a : a + b]),
+        UserRow(*values[a + b : a + b + c]),
+        values[-1],
+    )

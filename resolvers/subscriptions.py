@@ -1,4 +1,5 @@
-"""Live updates: issueEvents(projectId:) and issueCommentAdded(issueId:).
+"""Live updates: issueEvents(projectId:), issueCommentAdded(issueId:) and the viewer's
+notificationAdded.
 
 Subscribing needs the right to read the project. Each event is checked against the access
 rules again when it is delivered (see domain/events.py) and resolved with fresh loaders."""
@@ -17,8 +18,9 @@ from domain.events import Delivery
 from execution.fields import to_one, value
 from loaders import Loaders
 from loaders.events import EventRow
-from loaders.rows import IssueRow, LabelRow, ProjectRow
-from resolvers.mutations._base import Ctx, find
+from loaders.rows import IssueRow, LabelRow, NotificationRow, ProjectRow
+from resolvers.mutations._base import Ctx, find, signed_in
+from resolvers.notifications import Notification
 from resolvers.types import Comment, Issue, Label, User
 
 
@@ -72,6 +74,23 @@ class IssueEvent:
     labels: list[Label] = value(_labels, "The labels added or removed (LABELED, UNLABELED).")
 
 
+@strawberry.enum(description="What a notificationAdded message brings.")
+class NotificationAddedKind(Enum):
+    NOTIFICATION = "NOTIFICATION"
+    RESYNC = "RESYNC"
+
+
+@strawberry.type(
+    description="A new notification of the viewer; RESYNC (with no notification) means "
+    "some may have been missed: fetch `viewer.notifications` again."
+)
+class NotificationAdded:
+    kind: NotificationAddedKind = strawberry.field(description="What this message brings.")
+    notification: NotificationRow | None = strawberry.field(
+        graphql_type=Notification | None, description="The notification (NOTIFICATION)."
+    )
+
+
 async def _stream(
     info: Ctx, project_id: int, issue_id: int | None, kinds: set[str] | None
 ) -> AsyncGenerator[EventSource, None]:
@@ -115,3 +134,28 @@ class Subscription:
         project = await permissions.project_of(info.context, issue.project_id)
         async for event in _stream(info, project.id, issue.id, {"COMMENTED"}):
             yield event
+
+    @strawberry.subscription(
+        graphql_type=NotificationAdded,
+        description="The viewer's notifications as they are made (signed-in viewers only); "
+        "each is delivered only while the viewer may read its issue.",
+    )
+    async def notification_added(self, info: Ctx) -> AsyncGenerator[NotificationAdded, None]:
+        context = info.context
+        signed_in(context)
+        hub = context.services.hub
+        assert hub is not None, "subscriptions need the event hub"
+        async with hub.notifications(context.viewer) as inbox:
+            await context.session.close()  # hold no connection while waiting
+            async for delivery in inbox:
+                try:
+                    await context.renew_for_event(delivery)
+                    found = delivery.notification
+                    yield NotificationAdded(
+                        kind=NotificationAddedKind.NOTIFICATION
+                        if found is not None
+                        else NotificationAddedKind.RESYNC,
+                        notification=found,
+                    )
+                finally:
+                    delivery.done()
