@@ -21,6 +21,7 @@ from loaders import (
     notifications,
     organizations,
     projects,
+    reactions,
     timeline,
     users,
 )
@@ -237,6 +238,19 @@ class Loaders:
     def unread_notifications_by_user(self) -> RowLoader[int, tuple[int, int]]:
         return self._rows(
             notifications.SELECT_UNREAD_COUNTS, notifications.unread_row, lambda r: r[0]
+        )
+
+    @cached_property
+    def reactions_by_issue(self) -> RowLoader[tuple[int, int], reactions.ReactionGroupsRow]:
+        return self._reactions(reactions.SELECT_ISSUE_GROUPS)
+
+    @cached_property
+    def reactions_by_comment(self) -> RowLoader[tuple[int, int], reactions.ReactionGroupsRow]:
+        return self._reactions(reactions.SELECT_COMMENT_GROUPS)
+
+    def _reactions(self, sql: str) -> RowLoader[tuple[int, int], reactions.ReactionGroupsRow]:
+        return self._rows(
+            sql, reactions.groups_row, reactions.groups_key, arguments=reactions.groups_arguments
         )
 
     @cached_property

@@ -42,6 +42,7 @@ from resolvers.enums import (
     ProjectVisibility,
 )
 from resolvers.notifications import Notification, own, unread_count, unread_only
+from resolvers.reactions import Reactable
 from resolvers.sessions import Session, own_sessions
 from resolvers.timeline import (
     EVENT_TYPES,
@@ -282,7 +283,7 @@ class Project(Node):
 
 
 @node(IssueRow, Loaders.issue_by_id, "A task, bug or idea tracked in a project.")
-class Issue(Node):
+class Issue(Node, Reactable):
     number: int = strawberry.field(description="The issue's number, 1, 2, 3 … per project.")
     title: str = strawberry.field(description="A one-line summary.")
     body: str = strawberry.field(description="The description, in Markdown.")
@@ -347,7 +348,7 @@ class Label(Node):
 
 
 @node(CommentRow, Loaders.comment_by_id, "A message on an issue.")
-class Comment(Node):
+class Comment(Node, Reactable):
     body: str = strawberry.field(description="The message, in Markdown.")
     created_at: datetime = strawberry.field(description="When it was written.")
     updated_at: datetime = strawberry.field(description="When it was last edited.")

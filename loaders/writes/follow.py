@@ -71,6 +71,14 @@ PARTICIPATE = """
 INSERT INTO issue_subscriptions (issue_id, user_id, subscribed) VALUES ($1, $2, true)
 ON CONFLICT (issue_id, user_id) DO NOTHING
 """
+ADD_REACTION = """
+INSERT INTO reactions (issue_id, comment_id, user_id, content) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
+"""
+REMOVE_REACTION = {
+    subject: f"DELETE FROM reactions WHERE {subject} = $1 AND user_id = $2 AND content = $3"
+    for subject in ("issue_id", "comment_id")
+}
 MARK_READ = """
 UPDATE notifications SET read_at = clock_timestamp()
 WHERE user_id = $1 AND read_at IS NULL AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[]))
@@ -127,3 +135,23 @@ async def mark_read(session: Session, user_id: int, ids: Sequence[int] | None) -
     """Mark the user's notifications read (these, or all); how many were unread."""
     status = await session.execute(MARK_READ, user_id, None if ids is None else list(ids))
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def react(
+    session: Session,
+    issue_id: int | None,
+    comment_id: int | None,
+    user_id: int,
+    content: str,
+    adding: bool,
+) -> bool:
+    """Add or remove the user's reaction to an issue or (issue_id None) a comment; whether
+    it changed anything."""
+    if adding:
+        status = await session.execute(ADD_REACTION, issue_id, comment_id, user_id, content)
+    else:
+        subject = "issue_id" if issue_id is not None else "comment_id"
+        status = await session.execute(
+            REMOVE_REACTION[subject], issue_id or comment_id, user_id, content
+        )
+    return not status.endswith(" 0")

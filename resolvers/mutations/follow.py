@@ -1,19 +1,25 @@
-"""markNotificationsRead and subscribeToIssue: the viewer's notifications and the issues
-they follow or mute."""
+"""markNotificationsRead, subscribeToIssue, addReaction and removeReaction: the viewer's
+notifications, the issues they follow or mute, their reactions."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import strawberry
 
 from core.errors import BadUserInput
+from domain import permissions
+from domain.context import Context
 from execution.ids import decode_id
 from execution.pagination import MAX_NODES
-from loaders.rows import IssueRow, UserRow
+from loaders.rows import CommentRow, IssueRow, UserRow
 from loaders.writes import follow
 from resolvers.mutations._base import Ctx, committed, find, signed_in
 from resolvers.mutations.organizations import CMID
+from resolvers.mutations.projects import archived
 from resolvers.notifications import NOTIFICATION
 from resolvers.payloads import UserError, user_error
+from resolvers.reactions import Reactable, ReactionContent
 from resolvers.types import Issue, User
 
 
@@ -51,6 +57,58 @@ class SubscribeToIssuePayload:
     issue: IssueRow | None = strawberry.field(graphql_type=Issue | None, description="The issue.")
     user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")
+
+
+@strawberry.input(description="A reaction of the viewer to an issue or a comment.")
+class ReactionInput:
+    subject_id: strawberry.ID = strawberry.field(description="The issue or the comment.")
+    content: ReactionContent = strawberry.field(description="The emoji.")
+    client_mutation_id: str | None = CMID
+
+
+@strawberry.type(description="The result of addReaction or removeReaction.")
+class ReactionPayload:
+    subject: Any = strawberry.field(
+        graphql_type=Reactable | None, description="The issue or comment, with its reactions."
+    )
+    user_errors: list[UserError] = strawberry.field(description="Why it failed, if it did.")
+    client_mutation_id: str | None = strawberry.field(description="As given in the input.")
+
+
+async def _react(context: Context, input: ReactionInput, adding: bool) -> ReactionPayload:
+    me = signed_in(context)
+    type_name, _ = decode_id(input.subject_id)
+    if type_name not in ("Issue", "Comment"):
+        raise BadUserInput("Only issues and comments take reactions.", argument="subjectId")
+    subject: IssueRow | CommentRow
+    if type_name == "Issue":
+        subject = issue = await find(context, input.subject_id, IssueRow)
+    else:
+        subject = await find(context, input.subject_id, CommentRow)
+        found = await context.loaders.issue_by_id.load(subject.issue_id)
+        assert found is not None, "a visible comment's issue is visible"
+        issue = found
+    errors = archived(await permissions.project_of(context, issue.project_id))
+    if errors:
+        return ReactionPayload(
+            subject=None, user_errors=errors, client_mutation_id=input.client_mutation_id
+        )
+    on_issue = type_name == "Issue"
+
+    async def work() -> None:
+        await follow.react(
+            context.session,
+            subject.id if on_issue else None,
+            None if on_issue else subject.id,
+            me.id,
+            input.content.value,
+            adding,
+        )
+
+    await committed(context, work)
+    return ReactionPayload(
+        subject=subject, user_errors=[], client_mutation_id=input.client_mutation_id
+    )
 
 
 def _ids(given: list[strawberry.ID]) -> list[int]:
@@ -104,3 +162,13 @@ class NotificationMutations:
         return SubscribeToIssuePayload(
             issue=issue, user_errors=[], client_mutation_id=input.client_mutation_id
         )
+
+    @strawberry.mutation(
+        description="React to an issue or a comment the viewer may read (once per content)."
+    )
+    async def add_reaction(self, info: Ctx, input: ReactionInput) -> ReactionPayload:
+        return await _react(info.context, input, adding=True)
+
+    @strawberry.mutation(description="Take back the viewer's reaction to an issue or a comment.")
+    async def remove_reaction(self, info: Ctx, input: ReactionInput) -> ReactionPayload:
+        return await _react(info.context, input, adding=False)
