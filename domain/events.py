@@ -10,6 +10,12 @@ rules still let read it: a member removed from an organization stops receiving i
 private events at once. When the LISTEN connection is lost the hub reconnects by itself
 and tells every subscriber to resync (events may have been missed meanwhile).
 
+A subscriber may resume after an event it saw (`resume`): the events after it are read
+from the log (replayed) while live ones queue up in its inbox, then the inbox takes over,
+skipping what the replay already gave. Events of a project are numbered in the order they
+commit (loaders/writes/issues.py), so nothing falls between the two and nothing comes
+twice.
+
 The same channel announces ended sessions (`{"session": id}`, by a trigger, migration
 0004): the hub calls what each WebSocket of that session registered (`watch_session`), in
 the order the notes arrive, so a socket hears of its session's end before any event
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,13 +39,14 @@ from core.db import Database, Listener, Session
 from core.errors import DatabaseError
 from domain.policy import Access, Policy, Viewer
 from loaders import Loaders, Scope, accounts
-from loaders.events import EventRow, read_event, read_notification
+from loaders.events import EventRow, events_after, read_event, read_notification
 from loaders.rows import NotificationRow, UserRow
 from loaders.writes.issues import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 
 INBOX_LIMIT = 1_000
+REPLAY_BATCH = 100  # events read from the log per statement when resuming
 HEALTH_CHECK_SECONDS = 5.0
 
 
@@ -157,6 +164,63 @@ class EventHub:
             self._inboxes[project_id].discard(inbox)
             if not self._inboxes[project_id]:
                 del self._inboxes[project_id]
+
+    @contextlib.asynccontextmanager
+    async def resume(
+        self,
+        project_id: int,
+        viewer: Viewer,
+        after: int,
+        kinds: Sequence[str],
+        issue_id: int | None = None,
+    ) -> AsyncIterator[AsyncIterator[Delivery]]:
+        """The events of the project (or of one issue) after event `after` of the kinds
+        given, from the log, then live: see the module docstring."""
+        async with self.subscribe(project_id, viewer, issue_id) as inbox:
+            yield self._resumed(inbox, after, kinds)
+
+    async def _resumed(
+        self, inbox: Inbox, after: int, kinds: Sequence[str]
+    ) -> AsyncIterator[Delivery]:
+        last = after
+        while True:
+            found = await self._replay(inbox, last, kinds)
+            if found is None:
+                break
+            for delivery in found:
+                assert delivery.event is not None
+                last = delivery.event.id
+                yield delivery
+            if len(found) < REPLAY_BATCH:
+                break
+        async for delivery in inbox:
+            if delivery.event is not None and delivery.event.id <= last:
+                delivery.done()  # the replay gave it already
+                continue
+            yield delivery
+
+    async def _replay(
+        self, inbox: Inbox, after: int, kinds: Sequence[str]
+    ) -> list[Delivery] | None:
+        """A batch of the log after `after`, each checked against the subscriber's access
+        now, as live events are; None when the subscriber may no longer read them."""
+        viewer = inbox.viewer
+        users = [viewer.user.id] if viewer.user is not None else []
+        session = self._database.session()
+        try:
+            found = await events_after(
+                session, inbox.project_id, after, inbox.issue_id, kinds, REPLAY_BATCH, users
+            )
+        finally:
+            await session.close()
+        if found is None:
+            return None
+        events, project, now = found
+        current = _current(viewer, now, project.organization_id)
+        if current is None or not Policy(current, self._access).can_read(project):
+            return None
+        role = current.roles.get(project.organization_id)
+        return [Delivery(event, project.organization_id, role) for event in events]
 
     @contextlib.asynccontextmanager
     async def notifications(self, viewer: Viewer) -> AsyncIterator[Inbox]:

@@ -4,8 +4,10 @@ its project and its user's current role, one statement."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from core.db import Session
 from loaders.rows import (
@@ -26,6 +28,25 @@ SELECT_SUBSCRIBERS = f"""
 SELECT {USER_COLUMNS}, m.role FROM users u
 LEFT JOIN memberships m ON m.user_id = u.id AND m.organization_id = $2
 WHERE u.id = ANY($1::bigint[])
+"""
+# The events of a project (or one issue of it) after a position, of the kinds asked for,
+# in the order they committed (events of a project are numbered in commit order).
+SELECT_EVENTS_AFTER = """
+SELECT id, kind, project_id, issue_id, actor_id, comment_id, label_ids, created_at
+FROM events
+WHERE project_id = $1 AND id > $2 AND ($3::bigint IS NULL OR issue_id = $3)
+  AND kind = ANY($4::text[])
+ORDER BY id LIMIT $5
+"""
+# Events older than the retention go, but those an issue's timeline shows (loaders/
+# timeline.py): the log keeps its history, and replays only what is younger.
+PURGE_EVENTS = """
+DELETE FROM events
+WHERE created_at < now() - make_interval(secs => $1)
+  AND NOT (kind IN ('COMMENTED', 'CLOSED', 'REOPENED', 'LABELED', 'UNLABELED', 'MENTIONED',
+                    'issue_transferred')
+           OR (kind = 'OPENED' AND (label_ids <> '{}' OR payload ? 'assignee_id'))
+           OR (kind = 'UPDATED' AND (payload ? 'previous_title' OR payload ? 'assignee_id')))
 """
 SELECT_NOTIFICATION = f"""
 SELECT {NOTIFICATION_COLUMNS}, {PROJECT_COLUMNS}, {USER_COLUMNS}, m.role
@@ -80,3 +101,30 @@ async def read_notification(
         UserRow(*values[a + b : a + b + c]),
         values[-1],
     )
+
+
+async def events_after(
+    session: Session,
+    project_id: int,
+    after: int,
+    issue_id: int | None,
+    kinds: Sequence[str],
+    limit: int,
+    users: list[int],
+) -> tuple[list[EventRow], ProjectRow, dict[int, tuple[UserRow, str | None]]] | None:
+    """Up to `limit` events after event `after`, the project, and the listed users with
+    their roles now (as `read_event`); None when the project is gone."""
+    project_record = await session.fetchrow(SELECT_PROJECT, project_id)
+    if project_record is None:
+        return None
+    project = ProjectRow(*project_record)
+    rows = await session.fetch(SELECT_EVENTS_AFTER, project_id, after, issue_id, list(kinds), limit)
+    subscribers = await session.fetch(SELECT_SUBSCRIBERS, users, project.organization_id)
+    now = {row[0]: (UserRow(*tuple(row)[:7]), row[7]) for row in subscribers}
+    return [EventRow(*row) for row in rows], project, now
+
+
+async def purge_events(connection: Any, retention_seconds: int) -> int:
+    """Delete the events the log no longer keeps (see PURGE_EVENTS); how many went."""
+    status = await connection.execute(PURGE_EVENTS, float(retention_seconds))
+    return int(status.rsplit(" ", 1)[-1])

@@ -2,13 +2,16 @@
 notificationAdded.
 
 Subscribing needs the right to read the project. Each event is checked against the access
-rules again when it is delivered (see domain/events.py) and resolved with fresh loaders."""
+rules again when it is delivered (see domain/events.py) and resolved with fresh loaders.
+Every event carries a cursor: subscribing again with `after:` it replays what came after
+from the log, then goes live (RESYNC first when the log no longer keeps that far back)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from datetime import datetime
+from collections.abc import AsyncGenerator, Sequence
+from datetime import UTC, datetime, timedelta
 from enum import Enum
+from typing import Annotated, Any
 
 import strawberry
 
@@ -16,6 +19,7 @@ from domain import permissions
 from domain.context import Context
 from domain.events import Delivery
 from execution.fields import to_one, value
+from execution.pagination import decode_event_cursor, encode_event_cursor
 from loaders import Loaders
 from loaders.events import EventRow
 from loaders.rows import IssueRow, LabelRow, NotificationRow, ProjectRow
@@ -36,14 +40,27 @@ class IssueEventKind(Enum):
     RESYNC = "RESYNC"
 
 
+REPLAYED_KINDS = tuple(k.value for k in IssueEventKind if k is not IssueEventKind.RESYNC)
+
+
 class EventSource:
     """An event as IssueEvent's fields read it; RESYNC has no row, so nulls throughout."""
 
-    __slots__ = ("actor_id", "comment_id", "created_at", "id", "issue_id", "kind", "label_ids")
+    __slots__ = (
+        "actor_id",
+        "comment_id",
+        "created_at",
+        "cursor",
+        "id",
+        "issue_id",
+        "kind",
+        "label_ids",
+    )
 
     def __init__(self, row: EventRow | None) -> None:
         self.kind = row.kind if row is not None else IssueEventKind.RESYNC.value
         self.id = str(row.id) if row is not None else None
+        self.cursor = encode_event_cursor(row.id, row.created_at) if row is not None else None
         self.created_at = row.created_at if row is not None else None
         self.issue_id = row.issue_id if row is not None else None
         self.actor_id = row.actor_id if row is not None else None
@@ -66,6 +83,9 @@ class IssueEvent:
         description="The event's id, increasing in commit order per process."
     )
     created_at: datetime | None = strawberry.field(description="When it happened.")
+    cursor: str | None = strawberry.field(
+        description="Its place in the log: subscribe with `after:` it to resume after it."
+    )
     issue: Issue | None = to_one(Loaders.issue_by_id, "issue_id", "The issue, as it is now.")
     actor: User | None = to_one(Loaders.user_by_id, "actor_id", "Who did it.")
     comment: Comment | None = to_one(
@@ -92,15 +112,30 @@ class NotificationAdded:
 
 
 async def _stream(
-    info: Ctx, project_id: int, issue_id: int | None, kinds: set[str] | None
+    info: Ctx,
+    project_id: int,
+    issue_id: int | None,
+    kinds: Sequence[str] | None,
+    after: str | None,
 ) -> AsyncGenerator[EventSource, None]:
     context = info.context
     hub = context.services.hub
     assert hub is not None, "subscriptions need the event hub"
-    async with hub.subscribe(project_id, context.viewer, issue_id) as inbox:
+    position = decode_event_cursor(after) if after is not None else None
+    kept_since = datetime.now(UTC) - timedelta(seconds=context.services.settings.event_retention)
+    stream: Any
+    if position is not None and position[1] >= kept_since:
+        stream = hub.resume(
+            project_id, context.viewer, position[0], kinds or REPLAYED_KINDS, issue_id
+        )
+    else:
+        stream = hub.subscribe(project_id, context.viewer, issue_id)
+    async with stream as deliveries:
         await context.session.close()  # hold no connection while waiting
+        if position is not None and position[1] < kept_since:
+            yield EventSource(None)  # the log no longer reaches back there
         delivery: Delivery
-        async for delivery in inbox:
+        async for delivery in deliveries:
             event = delivery.event
             if event is not None and kinds is not None and event.kind not in kinds:
                 delivery.done()
@@ -112,27 +147,36 @@ async def _stream(
                 delivery.done()
 
 
+AFTER = "Resume after this event's `cursor`: first the events since, from the log, then live."
+
+
 @strawberry.type(description="Live updates, over WebSocket (graphql-transport-ws).")
 class Subscription:
     @strawberry.subscription(
         graphql_type=IssueEvent, description="Every change to the issues of a project."
     )
     async def issue_events(
-        self, info: Ctx, project_id: strawberry.ID
+        self,
+        info: Ctx,
+        project_id: strawberry.ID,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
     ) -> AsyncGenerator[EventSource, None]:
         project = await find(info.context, project_id, ProjectRow)
-        async for event in _stream(info, project.id, None, None):
+        async for event in _stream(info, project.id, None, None, after):
             yield event
 
     @strawberry.subscription(
         graphql_type=IssueEvent, description="Comments added to an issue (and RESYNC)."
     )
     async def issue_comment_added(
-        self, info: Ctx, issue_id: strawberry.ID
+        self,
+        info: Ctx,
+        issue_id: strawberry.ID,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
     ) -> AsyncGenerator[EventSource, None]:
         issue = await find(info.context, issue_id, IssueRow)
         project = await permissions.project_of(info.context, issue.project_id)
-        async for event in _stream(info, project.id, issue.id, {"COMMENTED"}):
+        async for event in _stream(info, project.id, issue.id, ("COMMENTED",), after):
             yield event
 
     @strawberry.subscription(

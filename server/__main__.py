@@ -21,6 +21,7 @@ from core import seed
 from core.embedded import start_embedded
 from core.migrate import migrate
 from core.settings import get_settings
+from loaders.events import purge_events
 
 log = logging.getLogger("issuegraph")
 
@@ -42,6 +43,9 @@ async def prepare_database(url: str, scale: float, *, reset: bool = False) -> No
             hashes = demo_password_hashes(get_settings().bcrypt_rounds)
             await seed.load(connection, seed.generate(scale, hashes))
             log.info("loaded demo data at scale %s", scale)
+        purged = await purge_events(connection, get_settings().event_retention)
+        if purged:
+            log.info("purged %d events older than EVENT_RETENTION", purged)
     finally:
         await connection.close()
 
