@@ -241,6 +241,15 @@ class Loaders:
         )
 
     @cached_property
+    def subscription_by_issue(self) -> RowLoader[tuple[int, int], tuple[int, int, bool]]:
+        return self._rows(
+            notifications.SELECT_SUBSCRIPTIONS,
+            notifications.subscription_row,
+            lambda r: (r[0], r[1]),
+            arguments=notifications.subscription_arguments,
+        )
+
+    @cached_property
     def reactions_by_issue(self) -> RowLoader[tuple[int, int], reactions.ReactionGroupsRow]:
         return self._reactions(reactions.SELECT_ISSUE_GROUPS)
 

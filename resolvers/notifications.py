@@ -13,7 +13,7 @@ from domain.context import Context
 from execution.fields import to_one, typed, value
 from execution.ids import encode_id
 from loaders import Loaders
-from loaders.rows import NotificationRow, UserRow
+from loaders.rows import IssueRow, NotificationRow, UserRow
 
 if TYPE_CHECKING:
     from resolvers.types import Comment, Issue, User
@@ -44,6 +44,25 @@ async def unread_count(context: Context, row: UserRow) -> int | None:
         return None
     found = await context.loaders.unread_notifications_by_user.load(row.id)
     return found[1] if found is not None else 0
+
+
+@strawberry.enum(description="Whether the viewer hears of an issue's news.")
+class SubscriptionState(Enum):
+    SUBSCRIBED = "SUBSCRIBED"  # notified of its comments, closing and reopening
+    UNSUBSCRIBED = "UNSUBSCRIBED"  # notified only when mentioned or assigned
+    IGNORED = "IGNORED"  # muted: as UNSUBSCRIBED, even for the issue's author
+
+
+async def viewer_subscription(context: Context, row: IssueRow) -> SubscriptionState | None:
+    user = context.viewer.user
+    if user is None:
+        return None
+    found = await context.loaders.subscription_by_issue.load((row.id, user.id))
+    if found is not None:
+        return SubscriptionState.SUBSCRIBED if found[2] else SubscriptionState.IGNORED
+    if row.author_id == user.id:  # an author hears of their issue unless they mute it
+        return SubscriptionState.SUBSCRIBED
+    return SubscriptionState.UNSUBSCRIBED
 
 
 @typed(NotificationRow, "Something that happened that concerns the user.")

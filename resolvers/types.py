@@ -41,7 +41,14 @@ from resolvers.enums import (
     OrderDirection,
     ProjectVisibility,
 )
-from resolvers.notifications import Notification, own, unread_count, unread_only
+from resolvers.notifications import (
+    Notification,
+    SubscriptionState,
+    own,
+    unread_count,
+    unread_only,
+    viewer_subscription,
+)
 from resolvers.reactions import Reactable
 from resolvers.sessions import Session, own_sessions
 from resolvers.timeline import (
@@ -303,6 +310,11 @@ class Issue(Node, Reactable):
     )
     viewer_can_comment: bool = flag(
         permissions.on_issue, "comment", "The viewer may comment on the issue."
+    )
+    viewer_subscription: SubscriptionState | None = value(
+        viewer_subscription,
+        "Whether the viewer follows the issue (subscribeToIssue; its author and commenters "
+        "do unless they mute it); null when anonymous.",
     )
     project: Project = to_one(
         Loaders.project_by_id, "project_id", "The project the issue belongs to."

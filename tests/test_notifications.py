@@ -191,11 +191,26 @@ async def test_nobody_else_sees_a_users_notifications(run: Run, make: Any) -> No
 async def test_followers_muters_and_assignees(run: Run, make: Any) -> None:
     team = await _team(make)
     subscribe = """mutation($i: ID!, $s: Boolean!) { subscribeToIssue(input: {issueId: $i,
-      subscribed: $s}) { issue { title } userErrors { code } } }"""
+      subscribed: $s}) { issue { title viewerSubscription } userErrors { code } } }"""
+    state = "query($i: ID!) { node(id: $i) { ... on Issue { viewerSubscription } } }"
+    before = {
+        login: (await run(state, {"i": team["issue"]}, viewer=login)).data["node"]
+        for login in ("nf-author", "nf-other")
+    }
     followed = await run(subscribe, {"i": team["issue"], "s": True}, viewer="nf-other")
     muted = await run(subscribe, {"i": team["issue"], "s": False}, viewer="nf-author")
-    assert followed.data["subscribeToIssue"]["issue"] == {"title": "The issue"}
-    assert muted.errors == []
+    assert before == {
+        "nf-author": {"viewerSubscription": "SUBSCRIBED"},
+        "nf-other": {"viewerSubscription": "UNSUBSCRIBED"},
+    }
+    assert followed.data["subscribeToIssue"]["issue"] == {
+        "title": "The issue",
+        "viewerSubscription": "SUBSCRIBED",
+    }
+    assert muted.data["subscribeToIssue"]["issue"]["viewerSubscription"] == "IGNORED"
+    public = await make.issue(await make.project(team["org"]), team["ids"]["author"])
+    anonymous = await run(state, {"i": encode_id("Issue", public)})
+    assert anonymous.data["node"] == {"viewerSubscription": None}
 
     await run(
         "mutation($i: ID!) { closeIssue(input: {issueId: $i}) { userErrors { code } } }",
@@ -250,6 +265,13 @@ async def test_a_member_who_leaves_loses_the_notifications_of_private_projects(
         "unreadNotificationCount": 0,
         "notifications": {"totalCount": 0, "nodes": []},
     }
+    # nor its timeline: the issue is gone for them
+    timeline = await run(
+        "query($i: ID!) { node(id: $i) { ... on Issue { timelineItems { totalCount } } } }",
+        {"i": team["issue"]},
+        viewer="nf-member",
+    )
+    assert timeline.data == {"node": None}
 
 
 async def test_the_sql_read_rule_is_the_policys(conn: asyncpg.Connection, make: Any) -> None:
