@@ -38,10 +38,12 @@ async def follow_up(
     body: str | None = None,
     assignee_id: int | None = None,
     followers: bool = False,
+    participates: bool = False,
 ) -> None:
     """Record the mentions of `body` (the issue's, or the comment's) and notify whom the
     change concerns: the newly mentioned, the new assignee, and with `followers` the
-    issue's author and subscribers."""
+    issue's author and subscribers. With `participates` (a comment) the actor follows the
+    issue from then on, unless they muted it."""
     mentioned = (
         await follow.record_mentions(
             session, issue.id, comment_id, actor_id, mentioned_logins(body)
@@ -58,4 +60,5 @@ async def follow_up(
         mentioned=mentioned,
         assignee_id=assignee_id,
         followers=followers,
+        participant=actor_id if participates else None,
     )

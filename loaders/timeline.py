@@ -10,7 +10,7 @@ order (loaders/writes/issues.py), so this is the order things happened.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from loaders._keyset import Order, PageSpec, Params, Scope
 from loaders.rows import COMMENTS, CommentRow, TimelineEntry, TimelineEventRow
@@ -117,7 +117,8 @@ def _item(values: Sequence[Any]) -> TimelineEntry:
 def _conditions(filters: Hashable, scope: Scope, params: Params) -> list[str]:
     found = ["(t.item <> 'ISSUE_COMMENT' OR c.id IS NOT NULL)"]
     if filters is not None:
-        found.append(f"t.item = ANY({params.add(list(filters), 'text[]')})")  # type: ignore[call-overload]
+        types = cast(tuple[str, ...], filters)  # (resolvers/timeline.py, `item_types`)
+        found.append(f"t.item = ANY({params.add(list(types), 'text[]')})")
     return found
 
 

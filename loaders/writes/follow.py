@@ -36,7 +36,11 @@ SELECT user_id FROM added
 # actor, never a user who may not read the issue. Each is announced for the live
 # `notificationAdded`, on commit.
 NOTIFY = f"""
-WITH wanted AS (
+WITH participant AS (  -- a commenter follows the issue from then on, unless they muted it
+    INSERT INTO issue_subscriptions (issue_id, user_id, subscribed)
+    SELECT $1, $8::bigint, true WHERE $8::bigint IS NOT NULL
+    ON CONFLICT (issue_id, user_id) DO NOTHING
+), wanted AS (
     SELECT m AS user_id, 1 AS strength FROM unnest($5::bigint[]) AS m
     UNION ALL SELECT $6::bigint, 2 WHERE $6::bigint IS NOT NULL
     UNION ALL SELECT i.author_id, 3 FROM issues i WHERE $7::boolean AND i.id = $1
@@ -65,11 +69,6 @@ SELECT count(pg_notify('{EVENTS_CHANNEL}',
 SUBSCRIBE = """
 INSERT INTO issue_subscriptions (issue_id, user_id, subscribed) VALUES ($1, $2, $3)
 ON CONFLICT (issue_id, user_id) DO UPDATE SET subscribed = excluded.subscribed
-"""
-# A commenter follows the issue from then on, unless they muted it.
-PARTICIPATE = """
-INSERT INTO issue_subscriptions (issue_id, user_id, subscribed) VALUES ($1, $2, true)
-ON CONFLICT (issue_id, user_id) DO NOTHING
 """
 ADD_REACTION = """
 INSERT INTO reactions (issue_id, comment_id, user_id, content) VALUES ($1, $2, $3, $4)
@@ -106,9 +105,11 @@ async def notify(
     mentioned: Sequence[int] = (),
     assignee_id: int | None = None,
     followers: bool = False,
+    participant: int | None = None,
 ) -> int:
-    """Notify whom a change concerns (see NOTIFY); how many were notified."""
-    if not mentioned and assignee_id is None and not followers:
+    """Notify whom a change concerns (see NOTIFY), and let `participant` follow the issue;
+    how many were notified."""
+    if not mentioned and assignee_id is None and not followers and participant is None:
         return 0
     found = await session.fetchval(
         NOTIFY,
@@ -119,16 +120,13 @@ async def notify(
         list(mentioned),
         assignee_id,
         followers,
+        participant,
     )
     return int(found)
 
 
 async def subscribe(session: Session, issue_id: int, user_id: int, subscribed: bool) -> None:
     await session.execute(SUBSCRIBE, issue_id, user_id, subscribed)
-
-
-async def participate(session: Session, issue_id: int, user_id: int) -> None:
-    await session.execute(PARTICIPATE, issue_id, user_id)
 
 
 async def mark_read(session: Session, user_id: int, ids: Sequence[int] | None) -> int:

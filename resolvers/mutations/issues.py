@@ -17,7 +17,6 @@ from domain.context import Context
 from domain.following import follow_up
 from execution.ids import decode_id
 from loaders.rows import CommentRow, IssueRow, ProjectRow, UserRow
-from loaders.writes import follow
 from loaders.writes import issues as writes
 from resolvers.mutations._base import (
     MAX_BODY,
@@ -370,7 +369,6 @@ class IssueMutations:
             event = await writes.record_event(
                 session, "COMMENTED", touched, me.id, comment_id=comment.id
             )
-            await follow.participate(session, issue.id, me.id)
             await follow_up(
                 session,
                 touched,
@@ -379,6 +377,7 @@ class IssueMutations:
                 comment_id=comment.id,
                 body=comment.body,
                 followers=True,
+                participates=True,
             )
             return comment
 
