@@ -80,7 +80,7 @@ async def _labels(context: Context, event: EventSource) -> list[LabelRow]:
 class IssueEvent:
     kind: IssueEventKind = strawberry.field(description="What happened.")
     id: strawberry.ID | None = strawberry.field(
-        description="The event's id, increasing in commit order per process."
+        description="The event's id, increasing in commit order within its project."
     )
     created_at: datetime | None = strawberry.field(description="When it happened.")
     cursor: str | None = strawberry.field(
