@@ -731,13 +731,11 @@ async def run(args: argparse.Namespace) -> Result:
     tag = datetime.now(UTC).strftime("%H%M%S") + "-" + secrets.token_hex(2)
     shared = Shared()
     every = args.subscribers // args.resumers if args.resumers else 0
+    resumers = {  # spread over the subscribers, anonymous and signed in alternately
+        min(k * every + k % 2, args.subscribers - 1) for k in range(args.resumers)
+    }
     subscribers = [
-        Subscriber(
-            n,
-            (n // 2) % args.servers,
-            signed_in=n % 2 == 1,
-            resumer=bool(every) and n % every == every - 1 and n // every < args.resumers,
-        )
+        Subscriber(n, (n // 2) % args.servers, signed_in=n % 2 == 1, resumer=n in resumers)
         for n in range(args.subscribers)
     ]
     result.subscribers = subscribers

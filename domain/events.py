@@ -71,7 +71,7 @@ class SharedReads:
             self._session = self._database.session()
         found = self._loaders.get(scope)
         if found is None:
-            found = self._loaders[scope] = Loaders(self._session, scope)
+            found = self._loaders[scope] = Loaders(self._session, scope, shared=True)
         return found
 
     def release(self) -> None:
@@ -187,10 +187,16 @@ class EventHub:
             found = await self._replay(inbox, last, kinds)
             if found is None:
                 break
-            for delivery in found:
-                assert delivery.event is not None
-                last = delivery.event.id
-                yield delivery
+            pending = list(reversed(found))
+            try:
+                while pending:
+                    delivery = pending.pop()
+                    assert delivery.event is not None
+                    last = delivery.event.id
+                    yield delivery
+            finally:  # a subscriber that leaves mid-batch releases the rest
+                for delivery in pending:
+                    delivery.done()
             if len(found) < REPLAY_BATCH:
                 break
         async for delivery in inbox:
@@ -220,7 +226,12 @@ class EventHub:
         if current is None or not Policy(current, self._access).can_read(project):
             return None
         role = current.roles.get(project.organization_id)
-        return [Delivery(event, project.organization_id, role) for event in events]
+        # one session for the batch, released once its last event is resolved: a replaying
+        # subscriber holds no connection after it, as live ones hold none between events
+        shared = SharedReads(self._database)
+        for _ in events:
+            shared.hold()
+        return [Delivery(event, project.organization_id, role, shared) for event in events]
 
     @contextlib.asynccontextmanager
     async def notifications(self, viewer: Viewer) -> AsyncIterator[Inbox]:

@@ -59,9 +59,11 @@ _id = by_id
 class Loaders:
     """All loaders of one request, sharing its database session and scope."""
 
-    def __init__(self, session: Session, scope: Scope = PUBLIC) -> None:
+    def __init__(self, session: Session, scope: Scope = PUBLIC, shared: bool = False) -> None:
+        """`shared`: several tasks use these loaders at once (loaders/_base.py)."""
         self.session = session
         self.scope = scope
+        self.shared = shared
         # Which optional columns the statements read; the compiled executor narrows it
         # to what its operation selects (see `project`).
         self.projection = Projection()
@@ -70,15 +72,23 @@ class Loaders:
     # Each loader is made when first used: a request uses a few of them.
 
     def _rows(self, sql: str, rows: Any, key_of: Any, **options: Any) -> RowLoader[Any, Any]:
-        return RowLoader(self.session, sql, rows, key_of, projection=self.projection, **options)
+        loader: RowLoader[Any, Any] = RowLoader(
+            self.session, sql, rows, key_of, projection=self.projection, **options
+        )
+        loader.shared = self.shared
+        return loader
 
     def _pages(
         self, spec: PageSpec[Any], primes: Any = None, unwrap: Any = None
     ) -> PageLoader[Any]:
-        return PageLoader(self.session, spec, self.scope, primes, unwrap, self.projection)
+        loader = PageLoader(self.session, spec, self.scope, primes, unwrap, self.projection)
+        loader.shared = self.shared
+        return loader
 
     def _count(self, spec: PageSpec[Any]) -> CountLoader:
-        return CountLoader(self.session, spec, self.scope)
+        loader = CountLoader(self.session, spec, self.scope)
+        loader.shared = self.shared
+        return loader
 
     @cached_property
     def user_by_id(self) -> RowLoader[int, UserRow]:

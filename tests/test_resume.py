@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 
 import domain.events
-from core.db import Database
+from core.db import Database, Session
 from execution.pagination import encode_event_cursor
+from loaders import Loaders
 from loaders.events import events_after, purge_events
 from resolvers.subscriptions import REPLAYED_KINDS
 from tests.conftest import running_app
@@ -271,3 +272,27 @@ async def test_the_purge_keeps_what_timelines_show_and_the_young(
         "SELECT kind, payload::text FROM events WHERE issue_id = $1 ORDER BY id", issue
     )
     assert [r[0] for r in left] == ["UPDATED", "CLOSED", "UPDATED"]
+
+
+@pytest.mark.parametrize("read", ["load", "load_all"])
+async def test_a_reader_cancelled_mid_read_fails_no_other_reader_of_shared_loaders(
+    conn: asyncpg.Connection, make: Any, read: str
+) -> None:
+    """Subscribers of one event share loaders: one that disconnects while the event is
+    being resolved (its task cancelled while it waits on a loader) must not fail the
+    others waiting on the same read."""
+    user = await make.user()
+    loaders = Loaders(Session.on_connection(conn), shared=True)
+
+    async def reader() -> Any:
+        if read == "load":
+            return await loaders.user_by_id.load(user)
+        return (await loaders.user_by_id.load_all([user]))[0]
+
+    leaving, staying = asyncio.create_task(reader()), asyncio.create_task(reader())
+    await asyncio.sleep(0)  # both wait on the loader's one pending read
+    leaving.cancel()
+
+    found = await asyncio.wait_for(staying, WAIT)
+    assert found.id == user
+    assert leaving.cancelled()
