@@ -30,6 +30,7 @@ CREATE UNIQUE INDEX mentions_once ON mentions (issue_id, coalesce(comment_id, 0)
 -- "issues that mention user X" (search's mentions: and involves:)
 CREATE INDEX mentions_user_issue ON mentions (user_id, issue_id);
 CREATE INDEX mentions_comment ON mentions (comment_id) WHERE comment_id IS NOT NULL;
+CREATE INDEX mentions_actor ON mentions (actor_id) WHERE actor_id IS NOT NULL;
 
 -- Following (subscribed) or muting (not subscribed) an issue.
 CREATE TABLE issue_subscriptions (
@@ -57,6 +58,7 @@ CREATE INDEX notifications_user ON notifications (user_id, id);
 CREATE INDEX notifications_user_unread ON notifications (user_id, id) WHERE read_at IS NULL;
 CREATE INDEX notifications_issue ON notifications (issue_id);
 CREATE INDEX notifications_comment ON notifications (comment_id) WHERE comment_id IS NOT NULL;
+CREATE INDEX notifications_actor ON notifications (actor_id) WHERE actor_id IS NOT NULL;
 
 -- viewer.unreadNotificationCount reads one row. Triggers keep it, in the transaction of
 -- every change to notifications (cascading deletes included), one statement per change.
