@@ -130,4 +130,5 @@ TIMELINE_BY_ISSUE: PageSpec[TimelineEntry] = PageSpec(
     conditions=_conditions,
     extra=EVENT_COLUMNS,
     make_row=_item,
+    seek=True,  # a page after a cursor starts at its event in the index (issue_id, id)
 )
