@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     shutdown_timeout: int = Field(default=10, description="Graceful shutdown bound (s).")
     event_retention: int = Field(
         default=7 * 86_400,
+        gt=0,
         description="Seconds the event log keeps events for resuming subscriptions (`after:`).",
     )
     metrics_token: str | None = Field(
