@@ -18,6 +18,12 @@
   in one project queue on that lock: the figures include that wait. Both API servers
   run mutations on the standard executor (the compiled one covers queries only).
 
+- search_*: searchIssues, anonymous (public projects only), first 20: a common word and
+  two qualifiers (`crash is:open label:bug`) by relevance and by `updated-desc`; a rare
+  word (`4321`: DEEP #4321 alone, at every scale); qualifiers only (`is:open
+  priority:>=3 label:bug`, newest first and by `updated-desc`); and the 20 results after
+  the 500th (`_deep`), after a cursor the set-up reads from the API.
+
 The report prints what each response really held.
 """
 
@@ -136,6 +142,23 @@ mutation CreateIssue($project: ID!, $title: String!) {
 }
 """
 
+SEARCH = """
+query Search($q: String!, $after: String) {
+  searchIssues(query: $q, first: 20, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    nodes { number title state priority updatedAt author { login } }
+  }
+}
+"""
+SEARCH_CURSOR = """
+query SearchCursor($q: String!, $after: String) {
+  searchIssues(query: $q, first: 100, after: $after) { pageInfo { endCursor } }
+}
+"""
+COMMON = "crash is:open label:bug"
+QUALIFIERS = "is:open priority:>=3 label:bug"
+SEARCH_DEPTH = 500  # a deep page of results starts after this many
+
 DEEP_AFTER = 10_000  # the page starts after this many issues
 
 
@@ -204,6 +227,33 @@ def created(data: Any) -> str | None:
     return None
 
 
+def search_after(query: str) -> Any:
+    """A set-up: the cursor after the first SEARCH_DEPTH results of `query`."""
+
+    async def setup(client: httpx.AsyncClient) -> dict[str, Any]:
+        after = None
+        for _ in range(SEARCH_DEPTH // 100):
+            data = await fetch(client, SEARCH_CURSOR, {"q": query, "after": after})
+            after = data["searchIssues"]["pageInfo"]["endCursor"]
+            if after is None:
+                raise RuntimeError(f"{query!r} finds fewer than {SEARCH_DEPTH} issues")
+        return {"after": after}
+
+    return setup
+
+
+def full_page(data: Any) -> str | None:
+    found = len(data["searchIssues"]["nodes"])
+    return None if found == 20 else f"a search page of {found} issues"
+
+
+def _search(name: str, query: str, deep: bool = False) -> Workload:
+    setup = search_after(query) if deep else None
+    return Workload(
+        name, SEARCH, {"q": query}, setup=setup, check=None if "rare" in name else full_page
+    )
+
+
 WORKLOADS: list[Workload] = [
     Workload("dashboard", DASHBOARD),
     Workload("issue_page", ISSUE_PAGE),
@@ -217,4 +267,12 @@ WORKLOADS: list[Workload] = [
         check=created,
         deterministic=False,
     ),
+    _search("search_words", COMMON),
+    _search("search_words_updated", f"{COMMON} sort:updated-desc"),
+    _search("search_words_deep", COMMON, deep=True),
+    _search("search_words_updated_deep", f"{COMMON} sort:updated-desc", deep=True),
+    _search("search_rare_word", "4321"),
+    _search("search_qualifiers", QUALIFIERS),
+    _search("search_qualifiers_updated", f"{QUALIFIERS} sort:updated-desc"),
+    _search("search_qualifiers_deep", QUALIFIERS, deep=True),
 ]

@@ -2,8 +2,15 @@
 
 `Database` owns the pool for the life of the process. Each request gets a `Session`: it
 acquires one pooled connection on its first statement and keeps it until the request ends
-(an acquire costs a reset round trip, so once per request rather than once per statement),
-serialises the statements of concurrent loaders on that connection, and counts them.
+(once per request rather than once per statement), serialises the statements of concurrent
+loaders on that connection, and counts them.
+
+A connection goes back to the pool without asyncpg's reset query (`RESET ALL`, `UNLISTEN *`
+…), which would cost a round trip per request: no request leaves session state behind (no
+`SET` outside a transaction, no `LISTEN`, no advisory lock, no cursor), and asyncpg still
+rolls back a transaction left open. A pooled connection whose backend died while it sat idle
+is found by its first statement, which fails as a lost connection *before* anything ran:
+reads run again on a new connection (the pipeline retries them), and so does a `BEGIN`.
 """
 
 from __future__ import annotations
@@ -55,6 +62,10 @@ class Breaker:
         self._failures += 1
         if self._failures >= self._threshold:
             self._opened_at = time.monotonic()
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset: nothing beyond the rollback asyncpg does itself (module docstring)."""
 
 
 async def _timestamps_as_text(connection: asyncpg.Connection) -> None:
@@ -112,6 +123,7 @@ class Database:
             command_timeout=command_timeout,
             server_settings=settings,
             init=_timestamps_as_text,
+            reset=_keep_session,
         )
         return cls(pool, acquire_timeout=acquire_timeout, url=url, breaker=breaker)
 
@@ -312,7 +324,11 @@ class Session:
         async with self._lock:
             connection = await self._connect()
             transaction = connection.transaction()
-            await self._driver(transaction.start)
+            try:
+                await self._driver(transaction.start)
+            except TransientError as error:
+                # nothing ran yet: a connection lost on BEGIN hides no commit
+                raise TransientError(str(error), ambiguous=False) from error
         try:
             yield
         except asyncio.CancelledError:
@@ -358,7 +374,11 @@ class Session:
     def _terminate(self) -> None:
         self._closed = True
         if self._owns_connection and self._connection is not None:
-            self._connection.terminate()  # the pool drops a closed connection when given it
+            connection, self._connection = self._connection, None
+            # asyncpg gives a terminated connection's place in the pool back at once; once
+            # given back, its proxy refuses every call (so this runs once)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
 
     async def close(self) -> None:
         """Wait for a statement still running (graphql-core may answer before every field

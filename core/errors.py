@@ -204,6 +204,17 @@ class TransientError(DatabaseError):
         self.ambiguous = ambiguous
 
 
+class ShuttingDown(ServerError):
+    """The server stopped the request because it is shutting down (SHUTDOWN_TIMEOUT)."""
+
+    code = "UNAVAILABLE"
+    status = 503
+    public_message = (
+        "The server is shutting down and stopped this request; retry (a write retried with "
+        "the same clientMutationId is applied once)."
+    )
+
+
 class RequestTimeout(ServerError):
     """The request ran past its deadline (REQUEST_TIMEOUT)."""
 

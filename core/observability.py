@@ -13,8 +13,7 @@ Metrics
     pool gauges are summed over live workers and refreshed at each request, and the process
     and GC collectors, which describe one process, are left out.
 Logs
-    `configure_logging` sends structlog and the standard `logging` module (uvicorn, asyncpg,
-    our own loggers) through one handler: one JSON object per line on stderr.
+    are configured in core/logs.py; the request id bound here appears in each line.
 Request ids
     `RequestIdMiddleware` keeps a sane incoming X-Request-ID or makes one, binds it into the
     log context, puts it in `request.state.request_id` and echoes it in the response.
@@ -35,7 +34,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import entry_points
-from typing import TextIO
 
 import structlog
 from opentelemetry import trace
@@ -135,6 +133,19 @@ _executions = Counter(
     ("executor", "operation_type"),
     registry=registry,
 )
+_webhook_attempts = Counter(
+    "issuegraph_webhook_attempts",
+    "Webhook delivery attempts by outcome: delivered, retrying (failed, tried again later) "
+    "or failed (given up).",
+    ("outcome",),
+    registry=registry,
+)
+_webhook_latency = Histogram(
+    "issuegraph_webhook_attempt_seconds",
+    "How long webhook delivery attempts took, answer or not.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=registry,
+)
 
 
 class BoundedLabels:
@@ -210,6 +221,12 @@ def record_execution(executor: str, operation_type: str) -> None:
     """Count one operation run by `executor` ("compiled" or "standard"); `operation_type` is
     "query", "mutation" or "subscription"."""
     _executions.labels(executor, operation_type).inc()
+
+
+def record_webhook_attempt(outcome: str, seconds: float) -> None:
+    """Count one webhook delivery attempt: "delivered", "retrying" or "failed"."""
+    _webhook_attempts.labels(outcome).inc()
+    _webhook_latency.observe(seconds)
 
 
 _POOL_SIZE = ("issuegraph_db_pool_size", "Open database connections.")
@@ -288,82 +305,6 @@ def _scraped_registry() -> CollectorRegistry:
     # The multiprocess module of prometheus_client has no annotations.
     multiprocess.MultiProcessCollector(merged, path=path)  # type: ignore[no-untyped-call]
     return merged
-
-
-# --- logs ----------------------------------------------------------------------------------
-
-_HANDLER_NAME = "issuegraph"
-_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-
-
-def configure_logging(level: str, json: bool = True, stream: TextIO | None = None) -> None:
-    """Send structlog and `logging` records, one line each, to `stream` (stderr by default).
-
-    Replaces the root logger's handlers (like `logging.basicConfig(force=True)`) and makes
-    uvicorn's loggers propagate to it, so every library logs in the same format. Calling it
-    again replaces the handler rather than adding a second one.
-    """
-    shared = _shared_processors()
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,  # before the chain runs, not after
-            *shared,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(_formatter(shared, json))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    for name in _UVICORN_LOGGERS:  # uvicorn gives these their own plain-text handlers
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
-
-
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """A structlog logger that writes through `logging` (so through `configure_logging`)."""
-    return structlog.stdlib.get_logger(name)
-
-
-def _shared_processors() -> list[structlog.typing.Processor]:
-    return [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.StackInfoRenderer(),
-    ]
-
-
-def _formatter(
-    shared: list[structlog.typing.Processor], json: bool
-) -> structlog.stdlib.ProcessorFormatter:
-    # A string traceback, not dict_tracebacks: that one shows local variables by default,
-    # and locals hold passwords and tokens. Both act only when the event has exc_info.
-    renderer: list[structlog.typing.Processor] = (
-        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
-        if json
-        else [structlog.dev.ConsoleRenderer()]
-    )
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
-    )
-
-
-def _drop_color_message(
-    logger: object, method: str, event: structlog.typing.EventDict
-) -> structlog.typing.EventDict:
-    event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
-    return event
 
 
 # --- request ids ---------------------------------------------------------------------------

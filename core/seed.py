@@ -284,3 +284,32 @@ async def load(connection: asyncpg.Connection, data: DataSet) -> None:
 
 async def is_empty(connection: asyncpg.Connection) -> bool:
     return not await connection.fetchval("SELECT EXISTS (SELECT 1 FROM users)")
+
+
+# The scale the demo data was loaded at is kept as the comment of the schema that holds it
+# (a reset drops both together); a database whose data came from elsewhere has none.
+_SCALE_COMMENT = "issuegraph demo data, SEED_SCALE="
+RECORD_SCALE = "COMMENT ON SCHEMA public IS '" + _SCALE_COMMENT + "{scale}'"
+LOADED_SCALE = "SELECT obj_description('public'::regnamespace, 'pg_namespace')"
+DEMO_LOGINS = "SELECT count(*) FROM users WHERE login = ANY($1::text[])"
+
+
+async def record_scale(connection: asyncpg.Connection, scale: float) -> None:
+    await connection.execute(RECORD_SCALE.format(scale=float(scale)))
+
+
+async def loaded_scale(connection: asyncpg.Connection) -> float | None:
+    """The SEED_SCALE the data was loaded at; None if it was not loaded by `load`."""
+    comment = await connection.fetchval(LOADED_SCALE)
+    if not isinstance(comment, str) or not comment.startswith(_SCALE_COMMENT):
+        return None
+    try:
+        return float(comment.removeprefix(_SCALE_COMMENT))
+    except ValueError:
+        return None
+
+
+async def has_demo_users(connection: asyncpg.Connection) -> bool:
+    """Whether the demo users are there to sign in with."""
+    logins = [user[0] for user in DEMO_USERS]
+    return bool(await connection.fetchval(DEMO_LOGINS, logins) == len(logins))

@@ -1,18 +1,35 @@
 """Settings, read once from the environment (and an optional `.env` file).
 
 Every knob an operator may turn lives here, with its default; README.md lists them.
+
+`APP_ENV` picks a profile. `development` (the default, what `make run` serves) turns on
+what helps a person explore: GraphiQL, introspection and field suggestions.
+`production` turns them off unless each is switched on by its own variable, and refuses
+to start without `DATABASE_URL` (no embedded PostgreSQL) and without a `JWT_SECRET` of at
+least 32 characters.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PRODUCTION = "production"
+MIN_SECRET_LENGTH = 32  # characters: HS256 wants a key of 256 bits at least (RFC 7518, 3.2)
+# A switch left unset: None, not validated as a boolean; `Settings._profile` decides it.
+_BY_PROFILE: bool = Field(default=None, validate_default=False)  # type: ignore[assignment]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Literal["development", "production"] = Field(
+        default="development",
+        description="The profile: production turns off GraphiQL, introspection, suggestions.",
+    )
 
     database_url: str | None = Field(
         default=None,
@@ -25,12 +42,19 @@ class Settings(BaseSettings):
     db_acquire_timeout: float = 5.0
     db_command_timeout: float = 10.0
 
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where people open issues: Issue.url and bodyHTML's links start with it.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
 
-    graphiql: bool = True
-    introspection: bool = True
+    # Unset (None): on in development, off in production. `_profile` resolves them as the
+    # settings are read, so that they are booleans wherever they are used.
+    graphiql: bool = _BY_PROFILE
+    introspection: bool = _BY_PROFILE
+    field_suggestions: bool | None = None  # unset: as introspection, wherever that is set
     server_timing: bool = Field(
         default=True, description="Send a Server-Timing header with SQL statement counts."
     )
@@ -86,6 +110,7 @@ class Settings(BaseSettings):
     persisted_queries_only: bool = False
     persisted_queries_file: str | None = None
     persisted_queries_cache: int = 10_000
+    persisted_queries_cache_bytes: int = 32_000_000  # characters of the documents kept
     circuit_failures: int = Field(default=3, description="Failures that open the breaker.")
     circuit_reset: float = Field(default=2.0, description="Seconds before a retry probe.")
     shutdown_timeout: int = Field(default=10, description="Graceful shutdown bound (s).")
@@ -94,10 +119,44 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds the event log keeps events for resuming subscriptions (`after:`).",
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks reach private, loopback and link-local addresses.",
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds per attempt.")
+    webhook_retry_base: float = Field(default=10.0, gt=0, description="First retry after (s).")
+    webhook_retry_max: float = Field(default=3600.0, gt=0, description="Longest wait (s).")
+    webhook_failure_window: float = Field(
+        default=86_400.0, gt=0, description="Seconds of failures before giving up."
+    )
+    webhook_poll_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between looks for due deliveries."
+    )
+    webhook_concurrency: int = Field(default=8, ge=1, description="Deliveries at once.")
+    webhook_retention: float = Field(
+        default=30 * 86_400.0, gt=0, description="Seconds finished deliveries are kept."
+    )
     metrics_token: str | None = Field(
         default=None,
         description="Bearer token /metrics requires; unset: served to loopback clients only.",
     )
+
+    @model_validator(mode="after")
+    def _profile(self) -> Self:
+        production = self.app_env == PRODUCTION
+        if self.graphiql is None:
+            self.graphiql = not production
+        if self.introspection is None:
+            self.introspection = not production
+        if production:
+            missing = []
+            if not self.database_url:
+                missing.append("DATABASE_URL (production runs no embedded PostgreSQL)")
+            if len(self.jwt_secret or "") < MIN_SECRET_LENGTH:
+                missing.append(f"JWT_SECRET of at least {MIN_SECRET_LENGTH} characters")
+            if missing:
+                raise ValueError("APP_ENV=production needs " + " and ".join(missing))
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -95,18 +95,31 @@ class Policy:
         return self._access.allows(traits, kind, action)
 
     def scope(self) -> Scope:
-        """The projects this viewer may read, as the loaders' SQL applies it."""
+        """The projects this viewer may read, and the organizations whose webhooks it may
+        manage, as the loaders' SQL applies them."""
+        all_webhooks = self.allows(self._base, "organization", "manage_webhooks")
+        hooks = () if all_webhooks else self._organizations("organization", "manage_webhooks")
         if self.allows(self._base, "project", "read"):
-            return Scope(all_projects=True)
-        organizations = tuple(
+            return Scope(
+                all_projects=True, all_webhooks=all_webhooks, webhook_organization_ids=hooks
+            )
+        public = self.allows(self._base | {"public"}, "project", "read")
+        return Scope(
+            public=public,
+            organization_ids=self._organizations("project", "read"),
+            all_webhooks=all_webhooks,
+            webhook_organization_ids=hooks,
+        )
+
+    def _organizations(self, kind: str, action: str) -> tuple[int, ...]:
+        """The organizations in which the viewer's role allows `action` on `kind`."""
+        return tuple(
             sorted(
                 organization_id
                 for organization_id, role in self.viewer.roles.items()
-                if self.allows(self._base | ROLE_TRAITS[role], "project", "read")
+                if self.allows(self._base | ROLE_TRAITS[role], kind, action)
             )
         )
-        public = self.allows(self._base | {"public"}, "project", "read")
-        return Scope(public=public, organization_ids=organizations)
 
     def can_read(self, project: ProjectRow) -> bool:
         return self.allows(self.project_traits(project), "project", "read")

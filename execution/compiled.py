@@ -26,8 +26,8 @@ test runs every query through both and compares data and errors.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from bisect import bisect_right
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +66,7 @@ from loaders.rows import COLUMNS
 
 __all__ = ["ROOT_SOURCE", "CompiledExecutor"]
 TYPENAME = "__typename"
+PLANS_PER_DOCUMENT = 16
 Need = Attr | Row | Each | Pages
 
 
@@ -110,20 +111,23 @@ _ERROR = object()
 
 def _serializer(named: Any) -> Any:
     """How a leaf's value becomes its JSON value; None: as it is. DateTime values stay
-    datetimes: the response's encoder (orjson) writes them as the same ISO 8601 text as
-    the scalar's `isoformat`, several times faster."""
+    datetimes: the response's encoder (core/encoding.py) writes them as the same RFC 3339
+    text as the scalar, several times faster."""
     if isinstance(named, GraphQLEnumType):
         return enum_value
     return None
 
 
 class CompiledExecutor:
-    def __init__(self, schema: Schema, cache_size: int = 512) -> None:
+    def __init__(self, schema: Schema) -> None:
         self.schema: GraphQLSchema = schema._schema
         self._config = schema.config
         self._scalars = schema.schema_converter.scalar_registry
-        self._plans: OrderedDict[tuple[Any, ...], Plan | None] = OrderedDict()
-        self._cache_size = cache_size
+        # A document's plans live as long as it does (the document cache bounds both, by
+        # count and by bytes); keyed by `id(document)`, a plan could outlive its document
+        # and answer a later one given the same address.
+        self._plans: weakref.WeakKeyDictionary[DocumentNode, dict[tuple[Any, ...], Plan | None]]
+        self._plans = weakref.WeakKeyDictionary()
 
     async def execute(
         self,
@@ -153,20 +157,20 @@ class CompiledExecutor:
         self, document: DocumentNode, operation: OperationDefinitionNode, variables: Any
     ) -> Plan | None:
         key = (
-            id(document),
             operation.name.value if operation.name else None,
             *_directive_values(operation, document, variables),
         )
-        if key in self._plans:
-            self._plans.move_to_end(key)
-            return self._plans[key]
+        plans = self._plans.get(document)
+        if plans is None:
+            plans = self._plans[document] = {}
+        elif key in plans:
+            return plans[key]
         try:
             plan: Plan | None = _Planner(self, document, variables).plan(operation)
         except NotCompilable:
             plan = None
-        self._plans[key] = plan
-        if len(self._plans) > self._cache_size:
-            self._plans.popitem(last=False)
+        if len(plans) < PLANS_PER_DOCUMENT:  # one per operation and @skip/@include values
+            plans[key] = plan
         return plan
 
     def _convert(

@@ -49,24 +49,34 @@ PAGE_PARAMETERS = [
 
 @dataclass(frozen=True, slots=True)
 class Argument:
-    """An argument a list takes besides the page arguments (`orderBy`, `filterBy`): its
-    Python name, input type and description, and `convert`, which makes the loaders'
-    order or filter of its value (None when it is not given)."""
+    """An argument a list takes besides the page arguments (`orderBy`, `filterBy`, a
+    search's `query`): its Python name, input type and description, and `convert`, which
+    makes the loaders' order or filter of its value (None when it is not given) for the
+    request's context. A `required` argument may not be null."""
 
     name: str
     type: Any
     description: str
-    convert: Callable[[Any], Any]
+    convert: Callable[[Any, Context], Any]
+    required: bool = False
 
     def parameter(self) -> inspect.Parameter:
+        kind = self.type if self.required else self.type | None
         return inspect.Parameter(
             self.name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                self.type | None, strawberry.argument(description=self.description)
-            ],
+            default=inspect.Parameter.empty if self.required else None,
+            annotation=Annotated[kind, strawberry.argument(description=self.description)],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Ordered:
+    """What a filter argument converts to when it also sets the order (a search query's
+    `sort:`): the loaders' filter and order."""
+
+    filters: Hashable
+    order: Order
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +93,21 @@ class Pages:
     unwrap: Callable[[Any], Any] | None = None
     parent: Callable[[Context, Any], int] | None = None
 
-    def request(self, arguments: Arguments) -> PageRequest:
+    def request(self, arguments: Arguments, context: Context) -> PageRequest:
         order = self.order
         if isinstance(order, Argument):
-            order = order.convert(arguments.get(order.name))
+            order = order.convert(arguments.get(order.name), context)
         filters = self.filters
+        converted = filters.convert(arguments.get(filters.name), context) if filters else None
+        if isinstance(converted, Ordered):
+            order, converted = converted.order, converted.filters
         return page_request(
             order,
             arguments.get("first"),
             arguments.get("after"),
             arguments.get("last"),
             arguments.get("before"),
-            filters.convert(arguments.get(filters.name)) if filters is not None else None,
+            converted,
         )
 
     def loaders(self, loaders: Loaders) -> tuple[PageLoader[Any], CountLoader]:
@@ -146,7 +159,7 @@ def connection(
     parameters += [a.parameter() for a in (filters, order) if isinstance(a, Argument)]
 
     async def resolve(root: Any, info: Info[Context, Any], **arguments: Any) -> PageSource:
-        request = need.request(arguments)
+        request = need.request(arguments, info.context)
         page_loader, count_loader = need.loaders(info.context.loaders)
         key = need.key(info.context, root)
         page = await page_loader.load((key, request))
@@ -159,7 +172,7 @@ async def resolve_pages(
     need: Pages, context: Context, parents: Sequence[Any], arguments: Arguments
 ) -> list[PageSource]:
     """The pages of a whole level of parents, in one statement (the compiled executor)."""
-    request = need.request(arguments)
+    request = need.request(arguments, context)
     page_loader, count_loader = need.loaders(context.loaders)
     ids = (
         [p.id for p in parents] if need.parent is None else [need.key(context, p) for p in parents]

@@ -153,16 +153,17 @@ class Executor:
         introspection: bool = True,
         compiled: Any = None,
         cache_bytes: int = 64_000_000,
+        suggestions: bool | None = None,
     ) -> None:
         self.schema = schema
         # A faster executor for what it covers (execution/compiled.py): its `execute`
         # answers None for an operation it leaves to graphql-core.
         self.compiled = compiled
         self.limits = limits or Limits()
-        # Without introspection, field suggestions ("did you mean …") are off too: they
-        # would leak the schema piece by piece.
+        # Field suggestions ("did you mean …") follow introspection unless said otherwise:
+        # without it they would leak the schema piece by piece.
         self._rules = None if introspection else [*specified_rules, NoSchemaIntrospectionCustomRule]
-        self._hide_suggestions = not introspection
+        self._hide_suggestions = not (introspection if suggestions is None else suggestions)
         self.graphql_schema = schema._schema
         self.executor_kwargs = execution_context_class_kwargs(schema.execution_context_class)
         self._subscription_kwargs = {

@@ -101,6 +101,7 @@ def declared(
     description: str,
     parameters: Sequence[inspect.Parameter] = (),
     module: str = __name__,
+    name: str | None = None,
 ) -> Any:
     """A Strawberry field resolved by `resolve(root, info, **arguments)`, with the given
     argument parameters (their annotations as Strawberry reads them), carrying `need`."""
@@ -112,7 +113,9 @@ def declared(
         ]
     )
     resolve.__module__ = module  # string annotations resolve where they were written
-    return strawberry.field(resolver=resolve, description=description, metadata={NEED: need})
+    return strawberry.field(
+        resolver=resolve, description=description, metadata={NEED: need}, name=name
+    )
 
 
 def to_one(loader: Callable[[Loaders], RowLoader[Any, Any]], key: str, description: str) -> Any:
@@ -132,9 +135,11 @@ def value(
     *,
     reads: tuple[str, ...] = (),
     sized_by: str | None = None,
+    name: str | None = None,
 ) -> Any:
     """A value per object from fn(context, row, **arguments); the field's arguments are fn's
-    parameters after the first two, with their annotations and defaults."""
+    parameters after the first two, with their annotations and defaults. `name` is its
+    GraphQL name where it is not the attribute's in camelCase (`bodyHTML`)."""
     need = Each(fn, reads, sized_by)
 
     def resolve(root: Any, info: Info[Context, Any], **arguments: Any) -> Any:
@@ -142,7 +147,7 @@ def value(
 
     parameters = list(inspect.signature(fn).parameters.values())[2:]
     keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters]
-    return declared(need, resolve, description, keyword, fn.__module__)
+    return declared(need, resolve, description, keyword, fn.__module__, name)
 
 
 def flag(check: Callable[[Context, Any, str], Any], action: str, description: str) -> Any:

@@ -49,6 +49,7 @@ expands past MAX_SELECTIONS selections is refused as QUERY_TOO_COMPLEX (figure "
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -84,6 +85,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import Redis
 
+from core.encoding import rfc3339
 from core.errors import QueryTooComplex, RateLimited
 from core.redis import TIMEOUT as REDIS_TIMEOUT
 from core.redis import RedisHealth
@@ -91,6 +93,8 @@ from execution.connection import Pages
 from execution.fields import Each, need_of
 from execution.pagination import DEFAULT_PAGE_SIZE, MAX_NODES, MAX_PAGE_SIZE
 from execution.selections import collect_fields, fragments_of, pick_operation
+
+log = logging.getLogger(__name__)
 
 INTROSPECTION_COST: Final = 1
 MAX_SELECTIONS: Final = 20_000  # about 0.1 s of walking; real queries stay far below
@@ -373,7 +377,7 @@ class BudgetState:
             "requested": cost,
             "limit": self.limit,
             "remaining": self.remaining,
-            "resetAt": _iso(self.reset_at),
+            "resetAt": rfc3339(self.reset_at),
         }
 
     def headers(self) -> dict[str, str]:
@@ -396,6 +400,10 @@ class Budget:
     key's first spend; before that, `reset_at` is an hour from now, when a window opened now
     would end. `reset_at` is in whole seconds, never early, and on Redis may move by a
     second between calls (Redis reports expiries rounded to the second).
+
+    What a client spends here while Redis is away is owed to Redis: the first call that
+    reaches Redis again adds it to the shared counters, so an outage does not hand every
+    client a fresh budget (nor, with several processes, one per process).
     """
 
     def __init__(
@@ -418,6 +426,7 @@ class Budget:
             if storage is not None
         }
         self._health = health or RedisHealth()
+        self._owed: dict[str, tuple[int, float]] = {}  # counter key: points, window end
         self._items: dict[bool, RateLimitItem] = {
             False: RateLimitItemPerHour(anonymous_per_hour, namespace="anonymous"),
             True: RateLimitItemPerHour(signed_in_per_hour, namespace="viewer"),
@@ -455,12 +464,31 @@ class Budget:
         if shared is None or not self._health.usable:
             return await call(self._local)
         try:
+            if self._owed:
+                await self._settle(shared)
             found = await call(shared)
         except StorageError as error:
             self._health.failed(error)
             return await call(self._local)
         self._health.succeeded()
         return found
+
+    async def _settle(self, shared: Storage) -> None:
+        """Add the points spent in memory while Redis was away to its counters (each with
+        what was left of its window); StorageError keeps what could not be added owed."""
+        owed, self._owed = self._owed, {}
+        now = time.time()
+        try:
+            while owed:
+                counter, (points, ends) = next(iter(owed.items()))
+                if ends > now:
+                    await shared.incr(counter, max(1, math.ceil(ends - now)), amount=points)
+                del owed[counter]
+        finally:
+            for counter, (points, ends) in owed.items():  # not added: still owed
+                was, _ = self._owed.get(counter, (0, ends))
+                self._owed[counter] = (was + points, ends)
+        log.info("budgets spent while redis was away added to it")
 
     async def _spend(
         self, storage: Storage, item: RateLimitItem, key: str, points: int
@@ -473,7 +501,12 @@ class Budget:
             # the window end in between, the next one starts `points` in credit; harmless.)
             await storage.incr(item.key_for(key), item.get_expiry(), amount=-points)
             raise _refusal(await self._state(storage, item, key), points)
-        return await self._state(storage, item, key)
+        state = await self._state(storage, item, key)
+        if storage is self._local and self._shared is not None and points > 0:
+            counter = item.key_for(key)
+            was, _ = self._owed.get(counter, (0, 0.0))
+            self._owed[counter] = (was + points, state.reset_at.timestamp())
+        return state
 
     async def _state(self, storage: Storage, item: RateLimitItem, key: str) -> BudgetState:
         stats = await self._limiters[id(storage)].get_window_stats(item, key)
@@ -513,7 +546,7 @@ def _limits_uri(redis_url: str) -> str:
 
 
 def _refusal(state: BudgetState, points: int) -> RateLimited:
-    reset_at = _iso(state.reset_at)
+    reset_at = rfc3339(state.reset_at)
     retry_after: int | None
     if points > state.limit:  # waiting does not help: say so, with no retryAfter
         message = (
@@ -535,7 +568,3 @@ def _refusal(state: BudgetState, points: int) -> RateLimited:
         resetAt=reset_at,
         retryAfter=retry_after,
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

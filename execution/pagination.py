@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any
@@ -62,8 +63,16 @@ def _sort_value(value: Any, order: Order, argument: str) -> Any:
             except (ValueError, OverflowError):
                 pass
         raise _bad(argument, "is not a valid cursor")
+    elif order.attribute == "rank":  # a search's relevance: a float4, exact in JSON
+        if type(value) is float and math.isfinite(value):
+            return value
+        raise _bad(argument, "is not a valid cursor")
     else:
-        expected = int if order.attribute == "priority" or order.attribute.endswith("_id") else str
+        expected = (
+            int
+            if order.attribute in ("priority", "comment_count") or order.attribute.endswith("_id")
+            else str
+        )
     if type(value) is not expected:
         raise _bad(argument, "is not a valid cursor")
     if isinstance(value, int) and not -(2**63) <= value < 2**63:

@@ -33,8 +33,12 @@ class Store(Protocol):
 
 
 class MemoryStore:
-    def __init__(self, size: int) -> None:
+    """The most recently used documents, at most `size` of them and `max_bytes` of text."""
+
+    def __init__(self, size: int, max_bytes: int = 32_000_000) -> None:
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._documents: OrderedDict[str, str] = OrderedDict()
 
     async def get(self, digest: str) -> str | None:
@@ -44,10 +48,14 @@ class MemoryStore:
         return query
 
     async def put(self, digest: str, query: str) -> None:
+        if len(query) > self._max_bytes:  # would evict everything, and not fit
+            return
+        old = self._documents.pop(digest, None)
+        self._bytes += len(query) - (len(old) if old is not None else 0)
         self._documents[digest] = query
-        self._documents.move_to_end(digest)
-        while len(self._documents) > self._size:
-            self._documents.popitem(last=False)
+        while len(self._documents) > self._size or self._bytes > self._max_bytes:
+            _, evicted = self._documents.popitem(last=False)
+            self._bytes -= len(evicted)
 
 
 class RedisStore:

@@ -13,8 +13,11 @@ it through these steps, each of which may refuse it:
   6. the viewer: from the caller's Bearer token, or the one the transport authenticated
      already (a WebSocket's connection_init)                         UNAUTHENTICATED
   7. the budget: the cost spent from the viewer's hourly budget      RATE_LIMITED
-  8. execution, within REQUEST_TIMEOUT, retried on a transient database failure when that
-     is safe; a subscription instead gets its stream of events       TIMEOUT, UNAVAILABLE
+  8. execution, retried on a transient database failure when that is safe; a
+     subscription instead gets its stream of events                  UNAVAILABLE
+
+Steps 6 to 8 run within REQUEST_TIMEOUT (TIMEOUT), or until shutdown's drain deadline
+(UNAVAILABLE); past it the request's database connections are ended, not waited for.
 
 No SQL runs before step 6. The outcome is one of
   Refused     the request stopped: `error` (its class says the code and HTTP status) and
@@ -51,9 +54,11 @@ from core.errors import (
     RateLimited,
     RequestTimeout,
     ServerError,
+    ShuttingDown,
     TransientError,
     Unauthenticated,
 )
+from core.logs import AccessNote
 from domain.auth import Claims
 from domain.context import Context, Services, build_context
 from domain.policy import ANONYMOUS, Viewer
@@ -91,6 +96,7 @@ class Caller:
     viewer: Viewer | None = None  # set when the transport authenticated the caller already
     operations: frozenset[OperationType] = QUERIES_AND_MUTATIONS
     request: Any = None  # the transport's request, for the context
+    note: AccessNote | None = None  # what the request did, for its access line
 
 
 @dataclass(slots=True)
@@ -124,6 +130,40 @@ class Subscribed:
 Outcome = Refused | Executed | Subscribed
 
 
+class Drain:
+    """The deadlines of the requests in flight. At shutdown `start(seconds)` brings every
+    one of them (and those of requests still to come) forward to `seconds` from now, so that
+    the server stops within its shutdown bound whatever the database does."""
+
+    def __init__(self) -> None:
+        self.until: float | None = None  # the event loop's clock
+        self._scopes: set[asyncio.Timeout] = set()
+
+    @property
+    def started(self) -> bool:
+        return self.until is not None
+
+    def start(self, seconds: float) -> None:
+        self.until = asyncio.get_running_loop().time() + seconds
+        for scope in list(self._scopes):
+            when = scope.when()
+            if not scope.expired() and (when is None or when > self.until):
+                scope.reschedule(self.until)
+
+    @contextlib.asynccontextmanager
+    async def bounded(self, seconds: float) -> AsyncIterator[None]:
+        """A deadline `seconds` from now, or the drain's if that comes first."""
+        when = asyncio.get_running_loop().time() + seconds
+        if self.until is not None:
+            when = min(when, self.until)
+        async with asyncio.timeout_at(when) as scope:
+            self._scopes.add(scope)
+            try:
+                yield
+            finally:
+                self._scopes.discard(scope)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -138,6 +178,7 @@ class Pipeline:
         self.services = services
         self.settings = services.settings
         self.budget = budget
+        self.drain = Drain()
         self.persisted = persisted
 
     async def run(self, payload: Mapping[str, Any], caller: Caller) -> Outcome:
@@ -210,23 +251,50 @@ class Pipeline:
         operation = _operation(prepared, request.operation_name, caller.operations)
         analysis = self._limits(query, prepared, request)
         name = request.operation_name or _name(operation)
-        session = self.database.session()
+        note = caller.note
+        if note is not None:
+            note.operation_name, note.operation_type = name, operation.operation.value
+            note.cost = analysis.cost
+        sessions = [self.database.session()]
         handed_over = False  # to a subscription's stream, which closes it
         try:
             with metrics.operation_span("graphql " + (name or "anonymous")):
-                viewer = await self._viewer(caller, session)
-                user = viewer.user
-                key = f"user:{user.id}" if user else f"address:{caller.address}"
-                state = await self._spend(key, analysis.cost, signed_in=user is not None)
-                context = build_context(session, viewer, self.services, caller.request)
-                context.rate_limit, context.cost = state, analysis.cost
-                if operation.operation is not OperationType.SUBSCRIPTION:
-                    return await self._execute(prepared, request, operation, context, name)
-                handed_over = True
-                return await self._subscribe(prepared, request, context, name, state)
+                async with self._deadline(sessions):
+                    viewer = await self._viewer(caller, sessions)
+                    user = viewer.user
+                    if note is not None and user is not None:
+                        note.viewer_id = user.id
+                    key = f"user:{user.id}" if user else f"address:{caller.address}"
+                    state = await self._spend(key, analysis.cost, signed_in=user is not None)
+                    context = build_context(sessions[-1], viewer, self.services, caller.request)
+                    context.rate_limit, context.cost = state, analysis.cost
+                    if operation.operation is not OperationType.SUBSCRIPTION:
+                        return await self._execute(
+                            prepared, request, operation, context, name, sessions
+                        )
+                    handed_over = True
+                    return await self._subscribe(prepared, request, context, name, state)
         finally:
+            if note is not None:  # a retry's statements included
+                note.sql_statements = sum(session.statements for session in sessions)
             if not handed_over:
-                await session.close()
+                for session in sessions:
+                    await session.close()
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self, sessions: list[Session]) -> AsyncIterator[None]:
+        """REQUEST_TIMEOUT (or the drain's deadline) over the request's database work: past
+        it, answer now, not when the database does."""
+        timeout = self.settings.request_timeout
+        try:
+            async with self.drain.bounded(timeout):
+                yield
+        except TimeoutError:
+            for session in sessions:
+                await session.abort()
+            if self.drain.started:
+                raise ShuttingDown("stopped by the shutdown's drain deadline") from None
+            raise RequestTimeout(f"past the {timeout:g} s deadline") from None
 
     def _limits(self, query: str, prepared: Prepared, request: GraphQLRequest) -> Analysis:
         assert prepared.document is not None
@@ -248,9 +316,14 @@ class Pipeline:
             raise
         return analysis
 
-    async def _viewer(self, caller: Caller, session: Session) -> Viewer:
+    async def _viewer(self, caller: Caller, sessions: list[Session]) -> Viewer:
         if caller.viewer is None:
-            return await self.authenticate(caller.credentials, session)
+            try:
+                return await self.authenticate(caller.credentials, sessions[-1])
+            except TransientError:  # a read, safe to run again: on another connection
+                await sessions[-1].close()
+                sessions.append(self.database.session())
+                return await self.authenticate(caller.credentials, sessions[-1])
         # a copy: an operation may change its viewer's roles (see Viewer.set_role)
         return replace(caller.viewer, roles=dict(caller.viewer.roles))
 
@@ -270,32 +343,22 @@ class Pipeline:
         operation: OperationDefinitionNode,
         context: Context,
         name: str | None,
+        sessions: list[Session],
     ) -> Executed:
-        timeout = self.settings.request_timeout
-        sessions = [context.session]
         retryable = _retryable(operation)
-        try:
-            async with asyncio.timeout(timeout):
-                async for attempt in stamina.retry_context(
-                    on=TransientError,
-                    attempts=ATTEMPTS,
-                    wait_initial=0.05,
-                    wait_max=0.5,
-                    timeout=timeout,
-                ):
-                    with attempt:
-                        if attempt.num > 1:
-                            sessions.append(self.database.session())
-                            context = _renewed(context, sessions[-1])
-                        last = attempt.num == ATTEMPTS
-                        result = await self._attempt(prepared, request, context, retryable, last)
-        except TimeoutError:
-            for session in sessions:  # answer now, not when the database does
-                await session.abort()
-            raise RequestTimeout(f"past the {timeout:g} s deadline") from None
-        finally:
-            for extra in sessions[1:]:
-                await extra.close()
+        async for attempt in stamina.retry_context(
+            on=TransientError,
+            attempts=ATTEMPTS,
+            wait_initial=0.05,
+            wait_max=0.5,
+            timeout=self.settings.request_timeout,
+        ):
+            with attempt:
+                if attempt.num > 1:
+                    sessions.append(self.database.session())
+                    context = _renewed(context, sessions[-1])
+                last = attempt.num == ATTEMPTS
+                result = await self._attempt(prepared, request, context, retryable, last)
         statements = sum(s.statements for s in sessions)
         metrics.record_sql(statements)
         failure = _database_failure(result)

@@ -24,6 +24,7 @@ from loaders import (
     reactions,
     timeline,
     users,
+    webhooks,
 )
 from loaders._base import CountLoader, PageLoader, RowLoader, by_id
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope
@@ -34,6 +35,8 @@ from loaders.rows import (
     ORGANIZATIONS,
     PROJECTS,
     USERS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOKS,
     CommentRow,
     IssueRow,
     Join,
@@ -46,6 +49,9 @@ from loaders.rows import (
     SessionRow,
     TimelineEntry,
     UserRow,
+    WebhookAttemptRow,
+    WebhookDeliveryRow,
+    WebhookRow,
 )
 
 __all__ = ["BY_ID", "PUBLIC", "Loaders", "Order", "Page", "PageRequest", "Scope", "using"]
@@ -205,6 +211,22 @@ class Loaders:
         return self._count(issues.ISSUES_BY_ASSIGNEE)
 
     @cached_property
+    def issues_by_organization(self) -> PageLoader[IssueRow]:
+        return self._pages(issues.ISSUES_BY_ORGANIZATION, self.issue_by_id)
+
+    @cached_property
+    def issue_count_by_organization(self) -> CountLoader:
+        return self._count(issues.ISSUES_BY_ORGANIZATION)
+
+    @cached_property
+    def search_issues(self) -> PageLoader[issues.SearchHit]:
+        return self._pages(issues.SEARCH, self.issue_by_id, lambda hit: hit.issue)
+
+    @cached_property
+    def search_issue_count(self) -> CountLoader:
+        return self._count(issues.SEARCH)
+
+    @cached_property
     def label_by_id(self) -> RowLoader[int, LabelRow]:
         return self._rows(labels.SELECT_LABELS_BY_ID, LABELS, _id, scope=self.scope)
 
@@ -279,6 +301,56 @@ class Loaders:
     @cached_property
     def timeline_count_by_issue(self) -> CountLoader:
         return self._count(timeline.TIMELINE_BY_ISSUE)
+
+    @cached_property
+    def webhook_by_id(self) -> RowLoader[int, WebhookRow]:
+        return self._rows(
+            webhooks.SELECT_WEBHOOKS_BY_ID,
+            WEBHOOKS,
+            _id,
+            arguments=lambda keys: webhooks.arguments(self.scope, list(keys)),
+        )
+
+    @cached_property
+    def webhooks_by_organization(self) -> PageLoader[WebhookRow]:
+        return self._pages(webhooks.WEBHOOKS_BY_ORGANIZATION, self.webhook_by_id)
+
+    @cached_property
+    def webhook_count_by_organization(self) -> CountLoader:
+        return self._count(webhooks.WEBHOOKS_BY_ORGANIZATION)
+
+    @cached_property
+    def webhooks_by_project(self) -> PageLoader[WebhookRow]:
+        return self._pages(webhooks.WEBHOOKS_BY_PROJECT, self.webhook_by_id)
+
+    @cached_property
+    def webhook_count_by_project(self) -> CountLoader:
+        return self._count(webhooks.WEBHOOKS_BY_PROJECT)
+
+    @cached_property
+    def webhook_delivery_by_id(self) -> RowLoader[int, WebhookDeliveryRow]:
+        return self._rows(
+            webhooks.SELECT_DELIVERIES_BY_ID,
+            WEBHOOK_DELIVERIES,
+            _id,
+            arguments=lambda keys: webhooks.arguments(self.scope, list(keys)),
+        )
+
+    @cached_property
+    def deliveries_by_webhook(self) -> PageLoader[WebhookDeliveryRow]:
+        return self._pages(webhooks.DELIVERIES_BY_WEBHOOK, self.webhook_delivery_by_id)
+
+    @cached_property
+    def delivery_count_by_webhook(self) -> CountLoader:
+        return self._count(webhooks.DELIVERIES_BY_WEBHOOK)
+
+    @cached_property
+    def attempts_by_delivery(self) -> PageLoader[WebhookAttemptRow]:
+        return self._pages(webhooks.ATTEMPTS_BY_DELIVERY)
+
+    @cached_property
+    def attempt_count_by_delivery(self) -> CountLoader:
+        return self._count(webhooks.ATTEMPTS_BY_DELIVERY)
 
     def project(
         self,

@@ -80,10 +80,13 @@ class Page(Generic[R]):
 
 
 class Params:
-    """Collects positional parameters while a statement is being written."""
+    """Collects positional parameters while a statement is being written, and `named`
+    pieces of SQL that conditions write for the rest of the statement (a search's rank,
+    which its select list and order read as `{rank}`)."""
 
     def __init__(self, *initial: Any) -> None:
         self.values: list[Any] = list(initial)
+        self.named: dict[str, str] = {}
 
     def add(self, value: Any, cast: str) -> str:
         self.values.append(value)
@@ -97,6 +100,9 @@ class Scope:
     all_projects: bool = False
     public: bool = True
     organization_ids: tuple[int, ...] = ()
+    # whose webhooks it may see and manage: every organization's, or those listed
+    all_webhooks: bool = False
+    webhook_organization_ids: tuple[int, ...] = ()
 
     def visible(self, params: Params, project: str = "p") -> str:
         """A condition on the projects aliased `project`; the one visibility rule in SQL."""
@@ -107,6 +113,15 @@ class Scope:
             orgs = params.add(list(self.organization_ids), "bigint[]")
             parts.append(f"{project}.organization_id = ANY({orgs})")
         return f"({' OR '.join(parts)})" if parts else "FALSE"
+
+    def webhooks_visible(self, params: Params, hook: str = "w") -> str:
+        """A condition on the webhooks aliased `hook`: those the request may manage."""
+        if self.all_webhooks:
+            return "TRUE"
+        if not self.webhook_organization_ids:
+            return "FALSE"
+        organizations = params.add(list(self.webhook_organization_ids), "bigint[]")
+        return f"{hook}.organization_id = ANY({organizations})"
 
     def arguments(self) -> list[object]:
         """The values of the $2, $3, $4 of a statement written with `VISIBLE`."""
@@ -139,6 +154,14 @@ class PageSpec(Generic[R]):
     # The sort column alone bounds a page too: where the id column is no column of an
     # index (an expression), the row comparison cannot seek, the sort column can.
     seek: bool = False
+    # `{name}` pieces of `extra` and of the order's column, with the SQL they stand for
+    # when the conditions write none (see `Params.named`)
+    placeholders: tuple[tuple[str, str], ...] = ()
+
+    def fill(self, sql: str, params: Params) -> str:
+        for name, default in self.placeholders:
+            sql = sql.replace("{" + name + "}", params.named.get(name, default))
+        return sql
 
     def columns(self, projection: Projection) -> str:
         if self.make_row is not None:  # rows of its own making: no joins
@@ -180,6 +203,8 @@ def _cast(value: Any) -> str:
         return "timestamptz"
     if isinstance(value, bool):
         return "boolean"
+    if isinstance(value, float):
+        return "real"
     if isinstance(value, int):
         return "bigint"
     return "text"
@@ -204,7 +229,7 @@ def page_statement(
         conditions="".join(f"\n      AND {c}" for c in conditions),
         order=order,
     )
-    return sql, params.values
+    return spec.fill(sql, params), params.values
 
 
 def count_statement(
@@ -217,7 +242,7 @@ def count_statement(
         source=spec.source,
         conditions="".join(f"\n  AND {c}" for c in conditions),
     )
-    return sql, params.values
+    return spec.fill(sql, params), params.values
 
 
 def split_pages(

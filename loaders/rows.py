@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, Generic, NamedTuple, TypeVar, cast
+from uuid import UUID
 
 R = TypeVar("R")
 
@@ -65,6 +66,7 @@ class IssueRow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    body_html: str | None  # the body rendered when written (None: not yet)
 
 
 class LabelRow(NamedTuple):
@@ -82,6 +84,7 @@ class CommentRow(NamedTuple):
     body: str
     created_at: datetime
     updated_at: datetime
+    body_html: str | None  # the body rendered when written (None: not yet)
 
 
 class SessionRow(NamedTuple):
@@ -93,6 +96,45 @@ class SessionRow(NamedTuple):
     last_used_at: datetime
     client: str
     address: str | None
+
+
+class WebhookRow(NamedTuple):
+    """A webhook as the API shows it: never its secret (loaders/webhooks.py)."""
+
+    id: int
+    organization_id: int
+    project_id: int | None
+    url: str
+    events: list[str]
+    active: bool
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookDeliveryRow(NamedTuple):
+    id: int
+    webhook_id: int
+    event_id: int | None
+    kind: str
+    guid: UUID
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    body: str | None
+    redelivery: bool
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class WebhookAttemptRow(NamedTuple):
+    id: int
+    delivery_id: int
+    started_at: datetime
+    duration_ms: int | None
+    status_code: int | None
+    error: str | None
 
 
 class MemberRow(NamedTuple):
@@ -257,14 +299,20 @@ ORGANIZATIONS = Columns(
     OrganizationRow, "organizations", "o", ("name", "description", "created_at")
 )
 PROJECTS = Columns(ProjectRow, "projects", "p", ("name", "description", "created_at"))
-ISSUES = Columns(IssueRow, "issues", "i", ("title", "body", "closed_at"))
+ISSUES = Columns(IssueRow, "issues", "i", ("title", "body", "closed_at", "body_html"))
 LABELS = Columns(LabelRow, "labels", "l", ("color", "created_at"))
-COMMENTS = Columns(CommentRow, "comments", "c", ("body", "updated_at"))
+COMMENTS = Columns(CommentRow, "comments", "c", ("body", "updated_at", "body_html"))
 SESSIONS = Columns(SessionRow, "sessions", "s")
 NOTIFICATIONS = Columns(NotificationRow, "notifications", "n")
+WEBHOOKS = Columns(WebhookRow, "webhooks", "w")
+WEBHOOK_DELIVERIES = Columns(WebhookDeliveryRow, "webhook_deliveries", "d", ("body",))
+WEBHOOK_ATTEMPTS = Columns(WebhookAttemptRow, "webhook_attempts", "a")
 COLUMNS: dict[type, Columns[Any]] = {
     c.row: c
-    for c in (USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS, NOTIFICATIONS)
+    for c in (
+        *(USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS, NOTIFICATIONS),
+        *(WEBHOOKS, WEBHOOK_DELIVERIES, WEBHOOK_ATTEMPTS),
+    )
 }
 
 USER_COLUMNS = USERS.all

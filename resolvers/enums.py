@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 
 import strawberry
@@ -45,6 +46,14 @@ class IssueOrder:
     direction: OrderDirection = strawberry.field(description="The direction.")
 
 
+@strawberry.input(description="A span of time: from `since` (inclusive) until `until` (exclusive).")
+class TimeRange:
+    since: datetime | None = strawberry.field(default=None, description="The first moment.")
+    until: datetime | None = strawberry.field(
+        default=None, description="The moment after the last."
+    )
+
+
 @strawberry.input(description="Which issues to list; all given conditions must hold.")
 class IssueFilters:
     states: list[IssueState] | None = strawberry.field(
@@ -53,6 +62,23 @@ class IssueFilters:
     assignee: str | None = strawberry.field(
         default=None, description="Only issues assigned to the user with this login."
     )
+    unassigned: bool | None = strawberry.field(
+        default=None,
+        description="true: only issues assigned to nobody; false: only issues assigned to someone.",
+    )
+    author: str | None = strawberry.field(
+        default=None, description="Only issues opened by the user with this login."
+    )
     labels: list[str] | None = strawberry.field(
-        default=None, description="Only issues carrying at least one label of these names."
+        default=None,
+        description="Only issues carrying every label of these names (case-insensitive).",
+    )
+    priorities: list[int] | None = strawberry.field(
+        default=None, description="Only issues of one of these priorities (0 to 4)."
+    )
+    created: TimeRange | None = strawberry.field(
+        default=None, description="Only issues opened within this span."
+    )
+    updated: TimeRange | None = strawberry.field(
+        default=None, description="Only issues last changed within this span."
     )

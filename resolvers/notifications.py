@@ -83,5 +83,5 @@ class Notification:
     created_at: datetime = strawberry.field(description="When it happened.")
 
 
-def unread_only(given: Any) -> bool:
+def unread_only(given: Any, context: Context) -> bool:
     return bool(given)

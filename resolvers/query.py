@@ -9,13 +9,14 @@ from typing import Any
 import strawberry
 
 from core.errors import BadUserInput
+from domain import search
 from domain.context import Context
-from execution.connection import Connection, connection
+from execution.connection import Argument, Connection, Ordered, connection
 from execution.fields import Root, value
 from execution.ids import NODES, decode_id
 from execution.pagination import MAX_NODES
 from loaders import Loaders
-from resolvers.types import Node, Organization, User
+from resolvers.types import Issue, Node, Organization, User
 
 
 @strawberry.type(
@@ -56,6 +57,27 @@ async def _nodes(context: Context, root: Root, ids: list[strawberry.ID]) -> list
     return [loaders[name].known.get(pk) for name, pk in decoded]
 
 
+def _search(query: str, context: Context) -> Ordered:
+    user = context.viewer.user
+    found = search.parse(query, user.login if user is not None else None)
+    return Ordered(found.filter, found.order)
+
+
+SEARCH_QUERY = Argument(
+    "query",
+    str,
+    "What to find, in GitHub's search syntax: words and quoted phrases (matched in titles "
+    "and bodies, `-word` excludes), and qualifiers: is:open, is:closed, org:SLUG, "
+    "project:SLUG/KEY, author:LOGIN, assignee:LOGIN (@me for the viewer), no:assignee, "
+    "no:label, label:NAME (repeat for all of several), priority:N (>, >=, <, <=, N..M), "
+    "created: and updated: with a date or range (>=2026-01-01, 2026-01-01..2026-02-01), "
+    "sort:relevance|created-desc|created-asc|updated-desc|updated-asc|priority-desc|"
+    "comments-desc. `-` before a qualifier negates it.",
+    _search,
+    required=True,
+)
+
+
 def _user(context: Context, root: Root, login: str) -> Any:
     return context.loaders.user_by_login.load(login.lower())
 
@@ -87,4 +109,12 @@ class Query:
     organization: Organization | None = value(_organization, "The organization with this slug.")
     organizations: Connection[Organization] = connection(
         Loaders.organizations, Loaders.organization_count, "Every organization, oldest first."
+    )
+    search_issues: Connection[Issue] = connection(
+        Loaders.search_issues,
+        Loaders.search_issue_count,
+        "The issues the viewer may see that match a search query: by relevance when it has "
+        "words, newest first otherwise, unless it says `sort:`.",
+        filters=SEARCH_QUERY,
+        unwrap=lambda hit: hit.issue,
     )

@@ -19,6 +19,7 @@ from domain import permissions
 from domain.context import Context
 from domain.events import Delivery
 from execution.fields import to_one, value
+from execution.ids import encode_id
 from execution.pagination import decode_event_cursor, encode_event_cursor
 from loaders import Loaders
 from loaders.events import EventRow
@@ -37,6 +38,8 @@ class IssueEventKind(Enum):
     LABELED = "LABELED"
     UNLABELED = "UNLABELED"
     COMMENTED = "COMMENTED"
+    TRANSFERRED = "issue_transferred"
+    DELETED = "issue_deleted"
     RESYNC = "RESYNC"
 
 
@@ -68,6 +71,10 @@ class EventSource:
         self.label_ids = row.label_ids if row is not None else []
 
 
+def _issue_id(context: Context, event: EventSource) -> str | None:
+    return encode_id("Issue", event.issue_id) if event.issue_id is not None else None
+
+
 async def _labels(context: Context, event: EventSource) -> list[LabelRow]:
     rows = await context.loaders.label_by_id.load_many(event.label_ids)
     return [r for r in rows if r is not None]
@@ -86,7 +93,15 @@ class IssueEvent:
     cursor: str | None = strawberry.field(
         description="Its place in the log: subscribe with `after:` it to resume after it."
     )
-    issue: Issue | None = to_one(Loaders.issue_by_id, "issue_id", "The issue, as it is now.")
+    issue: Issue | None = to_one(
+        Loaders.issue_by_id,
+        "issue_id",
+        "The issue, as it is now (null once DELETED, or when it moved where the viewer may "
+        "not see it).",
+    )
+    issue_id: strawberry.ID | None = value(
+        _issue_id, "The issue's global id, also when `issue` is null (DELETED)."
+    )
     actor: User | None = to_one(Loaders.user_by_id, "actor_id", "Who did it.")
     comment: Comment | None = to_one(
         Loaders.comment_by_id, "comment_id", "The comment added (COMMENTED)."
@@ -166,7 +181,10 @@ class Subscription:
             yield event
 
     @strawberry.subscription(
-        graphql_type=IssueEvent, description="Comments added to an issue (and RESYNC)."
+        graphql_type=IssueEvent,
+        description="Comments added to an issue (and RESYNC). The issue's deletion "
+        "(DELETED) or move to another project (TRANSFERRED) is delivered last: subscribe "
+        "again to follow a moved issue.",
     )
     async def issue_comment_added(
         self,
@@ -176,8 +194,11 @@ class Subscription:
     ) -> AsyncGenerator[EventSource, None]:
         issue = await find(info.context, issue_id, IssueRow)
         project = await permissions.project_of(info.context, issue.project_id)
-        async for event in _stream(info, project.id, issue.id, ("COMMENTED",), after):
+        last = (IssueEventKind.DELETED.value, IssueEventKind.TRANSFERRED.value)
+        async for event in _stream(info, project.id, issue.id, ("COMMENTED", *last), after):
             yield event
+            if event.kind in last:
+                return
 
     @strawberry.subscription(
         graphql_type=NotificationAdded,

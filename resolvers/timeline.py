@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from domain.context import Context
 from execution.fields import to_one, typed
 from loaders import Loaders
 from loaders import timeline as rows
@@ -39,7 +40,9 @@ class IssueTimelineItemType(Enum):
 assert {t.value for t in IssueTimelineItemType} == set(rows.ITEM_TYPES)
 
 
-def item_types(given: list[IssueTimelineItemType] | None) -> tuple[str, ...] | None:
+def item_types(
+    given: list[IssueTimelineItemType] | None, context: Context
+) -> tuple[str, ...] | None:
     """The loaders' filter of `itemTypes` (None: every type)."""
     return None if given is None else tuple(sorted({t.value for t in given}))
 

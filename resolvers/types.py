@@ -6,21 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
 from core.errors import BadUserInput, Forbidden
-from domain import permissions
+from domain import markdown, permissions
 from domain.context import Context
 from execution.connection import Argument, Connection, PageSource, connection, edges
 from execution.fields import flag, node, to_one, value
 from execution.ids import NAMES, encode_id
-from loaders import Loaders, Order
+from loaders import Loaders
 from loaders._base import CountLoader, PageLoader
 from loaders.accounts import NEWEST_FIRST
 from loaders.comments import BY_CREATED_AT
-from loaders.issues import IssueFilter, order
+from loaders.issues import Condition, IssueFilter, order
 from loaders.labels import BY_NAME
 from loaders.notifications import NEWEST_FIRST as NEWEST_NOTIFICATIONS_FIRST
 from loaders.projects import project_ref
@@ -66,7 +66,12 @@ from resolvers.timeline import (
     item_types,
 )
 
+if TYPE_CHECKING:
+    from resolvers.webhooks import Webhook
+
 MAX_LABEL_NAMES = 100
+# Webhooks are declared in their own module, which reads the types of this one.
+LazyWebhook = Annotated["Webhook", strawberry.lazy("resolvers.webhooks")]
 
 
 def _global_id(context: Context, row: Any) -> str:
@@ -78,7 +83,8 @@ class Node:
     id: strawberry.ID = value(_global_id, "The object's opaque global id.")
 
 
-def _issue_filter(given: IssueFilters | None) -> IssueFilter | None:
+def _issue_filter(given: IssueFilters | None, context: Context) -> IssueFilter | None:
+    """The loaders' filter of a `filterBy`: the same conditions a search query makes."""
     if given is None:
         return None
     labels = given.labels
@@ -86,14 +92,27 @@ def _issue_filter(given: IssueFilters | None) -> IssueFilter | None:
         raise BadUserInput(
             f"At most {MAX_LABEL_NAMES} label names may be given.", argument="filterBy"
         )
-    return IssueFilter(
-        states=tuple(sorted({s.value for s in given.states})) if given.states is not None else None,
-        assignee_login=given.assignee,
-        label_names=tuple(sorted(set(labels))) if labels is not None else None,
-    )
+    conditions: list[Condition] = []
+    if given.states is not None:
+        conditions.append(Condition("state", tuple(sorted({s.value for s in given.states}))))
+    if given.assignee is not None:
+        conditions.append(Condition("assignee", given.assignee.lower()))
+    if given.unassigned is not None:
+        conditions.append(Condition("unassigned", None, negated=not given.unassigned))
+    if given.author is not None:
+        conditions.append(Condition("author", given.author.lower()))
+    conditions += [Condition("label", name) for name in sorted(set(labels or ()))]
+    if given.priorities is not None:
+        if any(not 0 <= p <= 4 for p in given.priorities):
+            raise BadUserInput("`priorities` are 0 to 4.", argument="filterBy")
+        conditions.append(Condition("priority", tuple(sorted(set(given.priorities)))))
+    for kind, span in (("created", given.created), ("updated", given.updated)):
+        if span is not None:
+            conditions.append(Condition(kind, (span.since, span.until)))
+    return IssueFilter(tuple(conditions))
 
 
-def _issue_order(given: IssueOrder | None) -> Any:
+def _issue_order(given: IssueOrder | None, context: Context) -> Any:
     if given is None:
         return order("CREATED_AT", False)
     return order(given.field.value, given.direction is OrderDirection.DESC)
@@ -105,7 +124,6 @@ FILTER_ISSUES = Argument(
 ORDER_ISSUES = Argument(
     "order_by", IssueOrder, "How to order the issues; oldest first when not given.", _issue_order
 )
-BY_CREATION = order("CREATED_AT", False)
 UNREAD_ONLY = Argument("unread_only", bool, "Only the notifications not marked read.", unread_only)
 ITEM_TYPES = Argument(
     "item_types",
@@ -119,10 +137,9 @@ def issue_connection(
     pages: Callable[[Loaders], PageLoader[IssueRow]],
     counts: Callable[[Loaders], CountLoader],
     description: str,
-    order: Order | Argument = BY_CREATION,
 ) -> Any:
-    """A list of issues: every one takes the same `filterBy`."""
-    return connection(pages, counts, description, order=order, filters=FILTER_ISSUES)
+    """A list of issues: every one takes the same `filterBy` and `orderBy`."""
+    return connection(pages, counts, description, order=ORDER_ISSUES, filters=FILTER_ISSUES)
 
 
 def _email(context: Context, row: UserRow) -> Awaitable[str | None]:
@@ -155,12 +172,12 @@ class User(Node):
     authored_issues: Connection[Issue] = issue_connection(
         Loaders.issues_by_author,
         Loaders.issue_count_by_author,
-        "Issues the user opened, oldest first.",
+        "Issues the user opened (oldest first by default) that the viewer may see.",
     )
     assigned_issues: Connection[Issue] = issue_connection(
         Loaders.issues_by_assignee,
         Loaders.issue_count_by_assignee,
-        "Issues assigned to the user, oldest first.",
+        "Issues assigned to the user (oldest first by default) that the viewer may see.",
     )
     sessions: Connection[Session] = connection(
         Loaders.sessions_by_user,
@@ -228,6 +245,9 @@ class Organization(Node):
     viewer_can_create_projects: bool = flag(
         _on_organization, "create_project", "The viewer may create projects here."
     )
+    viewer_can_manage_webhooks: bool = flag(
+        _on_organization, "manage_webhooks", "The viewer may see and manage webhooks here."
+    )
     project: Project | None = value(
         _project_by_key, "The project with this key, if the viewer may see it."
     )
@@ -236,11 +256,23 @@ class Organization(Node):
         Loaders.project_count_by_organization,
         "The projects the viewer may see, oldest first.",
     )
+    issues: Connection[Issue] = issue_connection(
+        Loaders.issues_by_organization,
+        Loaders.issue_count_by_organization,
+        "The issues of every project of the organization the viewer may see, filtered and "
+        "ordered (oldest first by default).",
+    )
     members: OrganizationMemberConnection = connection(
         Loaders.members_by_organization,
         Loaders.member_count,
         "The members, with their roles.",
         unwrap=lambda member: member.user,
+    )
+    webhooks: Connection[LazyWebhook] = connection(
+        Loaders.webhooks_by_organization,
+        Loaders.webhook_count_by_organization,
+        "The organization's webhooks, its projects' included, oldest first: for those who "
+        "may manage them (for anyone else the list is empty).",
     )
 
 
@@ -279,7 +311,6 @@ class Project(Node):
         Loaders.issues_by_project,
         Loaders.issue_count_by_project,
         "The project's issues, filtered and ordered (oldest first by default).",
-        order=ORDER_ISSUES,
     )
     labels: Connection[Label] = connection(
         Loaders.labels_by_project,
@@ -287,6 +318,54 @@ class Project(Node):
         "The project's labels, by name.",
         order=BY_NAME,
     )
+    webhooks: Connection[LazyWebhook] = connection(
+        Loaders.webhooks_by_project,
+        Loaders.webhook_count_by_project,
+        "The webhooks of this project alone, oldest first: for those who may manage them "
+        "(for anyone else the list is empty).",
+    )
+
+
+async def _project_and_slug(context: Context, project_id: int) -> tuple[ProjectRow, str]:
+    """A visible row's project and its organization's slug (two batched loads a level)."""
+    project = await permissions.project_of(context, project_id)
+    organization = await context.loaders.organization_by_id.load(project.organization_id)
+    assert organization is not None
+    return project, organization.slug
+
+
+async def _identifier(context: Context, row: IssueRow) -> str:
+    project = await permissions.project_of(context, row.project_id)
+    return f"{project.key}-{row.number}"
+
+
+async def _issue_url(context: Context, row: IssueRow) -> str:
+    project, slug = await _project_and_slug(context, row.project_id)
+    origin = context.services.settings.public_url.rstrip("/")
+    return f"{origin}/{slug}/{project.key}/issues/{row.number}"
+
+
+async def _html(context: Context, kind: str, row: Any, project_id: int) -> str:
+    """A row's stored bodyHTML, or (none stored) its body rendered once per process."""
+    html = row.body_html
+    if html is None:
+        project, slug = await _project_and_slug(context, project_id)
+        path = f"/{slug}/{project.key}"
+        html = markdown.RENDERED.get((kind, row.id, row.updated_at, path), row.body, path)
+    return markdown.absolute(html, context.services.settings.public_url)
+
+
+async def _issue_html(context: Context, row: IssueRow) -> str:
+    return await _html(context, "Issue", row, row.project_id)
+
+
+async def _comment_html(context: Context, row: CommentRow) -> str:
+    project_id = 0  # the project matters only where no HTML is stored
+    if row.body_html is None:
+        issue = await context.loaders.issue_by_id.load(row.issue_id)
+        assert issue is not None, "a visible comment's issue is visible"
+        project_id = issue.project_id
+    return await _html(context, "Comment", row, project_id)
 
 
 @node(IssueRow, Loaders.issue_by_id, "A task, bug or idea tracked in a project.")
@@ -294,6 +373,16 @@ class Issue(Node, Reactable):
     number: int = strawberry.field(description="The issue's number, 1, 2, 3 … per project.")
     title: str = strawberry.field(description="A one-line summary.")
     body: str = strawberry.field(description="The description, in Markdown.")
+    body_html: str = value(
+        _issue_html,
+        "The description rendered to HTML (CommonMark with tables, strikethrough and task "
+        "lists), sanitized: no script, no event handler, no javascript: link. `#123` links "
+        "to that issue of the project, `@login` to that user.",
+        reads=("body", "body_html"),
+        name="bodyHTML",
+    )
+    identifier: str = value(_identifier, "The project's key and the number: WEB-123.")
+    url: str = value(_issue_url, "Where people open the issue: PUBLIC_URL/org/KEY/issues/123.")
     state: IssueState = strawberry.field(description="Open or closed.")
     priority: int = strawberry.field(description="0 (none) to 4 (urgent).")
     created_at: datetime = strawberry.field(description="When it was opened.")
@@ -310,6 +399,14 @@ class Issue(Node, Reactable):
     )
     viewer_can_comment: bool = flag(
         permissions.on_issue, "comment", "The viewer may comment on the issue."
+    )
+    viewer_can_delete: bool = flag(
+        permissions.on_issue, "delete", "The viewer may delete the issue."
+    )
+    viewer_can_transfer: bool = flag(
+        permissions.on_issue,
+        "transfer",
+        "The viewer may move the issue to another project of its organization.",
     )
     viewer_subscription: SubscriptionState | None = value(
         viewer_subscription,
@@ -362,6 +459,12 @@ class Label(Node):
 @node(CommentRow, Loaders.comment_by_id, "A message on an issue.")
 class Comment(Node, Reactable):
     body: str = strawberry.field(description="The message, in Markdown.")
+    body_html: str = value(
+        _comment_html,
+        "The message rendered to HTML and sanitized, as Issue.bodyHTML.",
+        reads=("body", "body_html", "updated_at"),
+        name="bodyHTML",
+    )
     created_at: datetime = strawberry.field(description="When it was written.")
     updated_at: datetime = strawberry.field(description="When it was last edited.")
     viewer_can_update: bool = flag(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 
+from core import encoding
 from core import observability as metrics
 from core.errors import (
     BadRequest,
@@ -38,6 +40,7 @@ from core.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from core.logs import access_note
 from core.settings import Settings
 from execution.documents import error_entries
 from execution.pipeline import (
@@ -99,9 +102,13 @@ class GraphQLEndpoint:
         return _respond(body, status, media_type, headers)
 
     def _graphiql(self, request: Request) -> Response:
-        from server.graphiql import render_graphiql
+        from server.graphiql import content_security_policy, render_graphiql
 
-        return HTMLResponse(render_graphiql(request.url.path))
+        nonce = secrets.token_urlsafe(16)
+        page = render_graphiql(request.url.path, nonce=nonce)
+        return HTMLResponse(
+            page, headers={"Content-Security-Policy": content_security_policy(nonce)}
+        )
 
     def _map(self, outcome: Outcome, media_type: str) -> tuple[dict[str, Any], int, dict[str, str]]:
         if isinstance(outcome, Refused):
@@ -129,8 +136,9 @@ class GraphQLEndpoint:
             for entry in errors:
                 entry.setdefault("extensions", {})["requestId"] = request_id
         codes = [e.get("extensions", {}).get("code") for e in errors]
-        if codes and "INTERNAL" not in codes:  # client errors: one line, no traceback
-            log.info("client error", extra={"codes": codes[:10], "status": status})
+        note = access_note(request.scope)
+        if note is not None:  # client errors: in the access line, never a traceback
+            note.error_codes = [str(code) for code in codes[:10]]
         operation = None if isinstance(outcome, Refused) else outcome.operation
         metrics.record_request(operation, status, time.perf_counter() - started)
         metrics.record_errors(codes)
@@ -174,6 +182,7 @@ def _caller(request: Request) -> Caller:
         credentials=request.headers.get("authorization"),
         operations=QUERIES if request.method == "GET" else QUERIES_AND_MUTATIONS,
         request=request,
+        note=access_note(request.scope),
     )
 
 
@@ -235,7 +244,7 @@ def _respond(
     body: dict[str, Any], status: int, media_type: str, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(body),
+        encoding.dumps(body),
         status_code=status,
         headers=headers,
         media_type=f"{media_type}; charset=utf-8",

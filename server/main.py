@@ -3,16 +3,25 @@
 The lifespan opens the database pool (on DATABASE_URL, or on the embedded PostgreSQL), the
 event hub and the rate budget store, and, once everything is loaded, freezes the garbage
 collector's view of start-up objects and raises its thresholds: on large responses the
-collector otherwise costs more than half of a request's CPU. On SIGTERM uvicorn stops
-accepting, closes WebSockets with 1012 (service restart) and waits for in-flight requests;
-the lifespan then closes any socket still open with 1001 (going away).
+collector otherwise costs more than half of a request's CPU.
+
+Shutdown (SIGTERM or SIGINT) ends within SHUTDOWN_TIMEOUT, whatever the database does:
+uvicorn stops accepting and waits for the requests in flight; the app, told by the same
+signal, closes its WebSockets with 1001 (going away) and brings every request's deadline
+forward to SHUTDOWN_MARGIN seconds before the bound. A request still running then is
+answered 503 `UNAVAILABLE` and its database connection ended (a transaction not committed
+rolls back). The last second closes the pool, the event hub and Redis, and ends any
+connection that does not close in time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +34,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from core import observability
+from core import logs, observability
 from core.db import Breaker, Database
 from core.embedded import start_embedded
 from core.redis import TIMEOUT as REDIS_TIMEOUT
@@ -35,8 +44,10 @@ from domain.auth import Tokens
 from domain.context import Services
 from domain.events import EventHub
 from domain.policy import Access
+from domain.webhooks.delivery import Deliverer
 from execution.compiled import CompiledExecutor
 from execution.documents import Executor
+from execution.ids import encode_id
 from execution.limits import Budget, Limits
 from execution.persisted import MemoryStore, PersistedQueries, RedisStore, Store
 from execution.pipeline import Pipeline
@@ -48,15 +59,19 @@ from server.metrics import metrics_endpoint
 from server.websocket import GraphQLWebSocket
 
 GC_THRESHOLDS = (50_000, 50, 100)
+SHUTDOWN_MARGIN = 1.0  # seconds of SHUTDOWN_TIMEOUT kept for closing connections
+log = logging.getLogger(__name__)
 # The endpoint answers other methods itself: a GraphQL-shaped 405 rather than plain text.
 ENDPOINT_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> Starlette:
     settings = settings or get_settings()
-    observability.configure_logging(settings.log_level, json=settings.log_json)
+    logs.configure_logging(settings.log_level, json=settings.log_json)
     observability.configure_tracing("issuegraph")
-    for chatty in ("casbin", "pgserver"):  # both log their whole state at INFO
+    # casbin and pgserver log their whole state at INFO; httpx each webhook's URL, which
+    # may hold a token
+    for chatty in ("casbin", "pgserver", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     compiled = CompiledExecutor(schema) if settings.executor == "compiled" else None
     executor = Executor(
@@ -64,6 +79,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         settings.document_cache_size,
         _limits(settings),
         introspection=settings.introspection,
+        suggestions=settings.field_suggestions,
         compiled=compiled,
         cache_bytes=settings.document_cache_bytes,
     )
@@ -91,7 +107,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             signed_in_per_hour=settings.rate_limit_signed_in,
             health=health,
         )
-        memory = MemoryStore(settings.persisted_queries_cache)
+        memory = MemoryStore(
+            settings.persisted_queries_cache, settings.persisted_queries_cache_bytes
+        )
         store: Store = RedisStore(redis, memory, health) if redis else memory
         persisted = PersistedQueries.from_file(
             store, settings.persisted_queries_only, settings.persisted_queries_file
@@ -101,20 +119,44 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         state["endpoint"] = GraphQLEndpoint(pipeline, settings)
         state["websocket"] = GraphQLWebSocket(pipeline)
         stop_pool = observability.observe_pool(db.pool.get_size, db.pool.get_idle_size)
+        await (webhooks := Deliverer(db, settings, encode_id)).start()
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        closing: set[asyncio.Task[None]] = set()
+
+        def drain() -> None:
+            if pipeline.drain.started:
+                return
+            bound = settings.shutdown_timeout
+            pipeline.drain.start(max(bound / 2, bound - SHUTDOWN_MARGIN))
+            task = asyncio.create_task(state["websocket"].close_all())
+            closing.add(task)
+            task.add_done_callback(closing.discard)
+
+        restore_signals = _on_shutdown_signals(asyncio.get_running_loop(), drain)
         try:
             yield
         finally:
-            await state["websocket"].close_all()
-            await services.hub.stop()
-            stop_pool()
-            await budget.aclose()
-            if redis is not None:
-                await redis.aclose()
-            if database is None:
-                await db.close()
+            restore_signals()
+            loop = asyncio.get_running_loop()
+            until = (pipeline.drain.until or loop.time()) + SHUTDOWN_MARGIN
+            try:
+                async with asyncio.timeout_at(until):
+                    await state["websocket"].close_all()
+                    await services.hub.stop()
+                    await webhooks.stop()
+                    await budget.aclose()
+                    if redis is not None:
+                        await redis.aclose()
+                    if database is None:
+                        await db.close()
+            except TimeoutError:
+                log.warning("shutdown bound reached: ending the connections still open")
+                if database is None:
+                    db.pool.terminate()
+            finally:
+                stop_pool()
 
     async def graphql(request: Request) -> Response:
         return await state["endpoint"](request)  # type: ignore[no-any-return]
@@ -146,9 +188,37 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     ]
     if STATIC_DIR.is_dir():  # fetched at setup; without it the page falls back to a CDN
         routes.append(Mount("/static/graphiql", StaticFiles(directory=STATIC_DIR)))
-    return Starlette(
-        routes=routes, lifespan=lifespan, middleware=[Middleware(observability.RequestIdMiddleware)]
-    )
+    middleware = [  # the first is the outermost: the access line carries the request id
+        Middleware(observability.RequestIdMiddleware),
+        Middleware(logs.AccessLogMiddleware),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+
+
+def _on_shutdown_signals(
+    loop: asyncio.AbstractEventLoop, on_signal: Callable[[], None]
+) -> Callable[[], None]:
+    """Call `on_signal` in the loop when SIGTERM or SIGINT arrives, then the handler that was
+    there (uvicorn's, which starts its own shutdown). Returns what puts the old ones back.
+    (Signals are only handled in the main thread; elsewhere, as in tests, nothing changes.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+    for number in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(number)
+
+        def chained(signum: int, frame: Any, handler: Any = handler) -> None:
+            loop.call_soon_threadsafe(on_signal)
+            if callable(handler):
+                handler(signum, frame)
+
+        previous[number] = signal.signal(number, chained)
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    return restore
 
 
 def _limits(settings: Settings) -> Limits:

@@ -34,8 +34,10 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from core import encoding
 from core import observability as metrics
 from core.errors import ServerError, Unauthenticated
+from core.logs import access_note
 from domain.auth import Claims
 from domain.policy import Viewer
 from execution.documents import error_entries
@@ -111,6 +113,7 @@ class _Connection:
         self.ending: Closing | None = None  # set once the credentials ended: send nothing
         self._bound = contextlib.ExitStack()  # the session watch and the expiry timer
         self._closer: asyncio.Task[None] | None = None
+        self.note = access_note(websocket.scope)  # for the connection's access line
 
     async def run(self) -> None:
         try:
@@ -142,6 +145,8 @@ class _Connection:
             if claims is not None:
                 self._bind(claims)  # before the session's check, so no end goes unheard
             self.viewer = await self.pipeline.viewer_of(claims)
+            if self.note is not None and self.viewer.user is not None:
+                self.note.viewer_id = self.viewer.user.id
         except Unauthenticated as error:
             raise Closing(4403, f"Forbidden: {error.message}") from None
         except ServerError as error:  # the database, while loading the viewer
@@ -216,6 +221,8 @@ class _Connection:
             raise Closing(4409, f"Subscriber for {operation_id[:64]} already exists")
         task = asyncio.create_task(self._operation(operation_id, payload))
         self.operations[operation_id] = task
+        if self.note is not None:
+            self.note.operations += 1
         task.add_done_callback(lambda _t: self.operations.pop(operation_id, None))
 
     async def _operation(self, operation_id: str, payload: dict[str, Any]) -> None:
@@ -273,7 +280,7 @@ class _Connection:
             self._end(TOKEN_EXPIRED)  # (the timer may not have fired yet)
         if self.ending is not None:
             raise self.ending
-        await self.websocket.send_text(orjson.dumps(message).decode())
+        await self.websocket.send_text(encoding.dumps(message).decode())
 
     async def cancel_all(self) -> None:
         self._bound.close()

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,25 +31,7 @@ def server_processes(count: int, database_url: str, **env: str) -> Iterator[list
     """Start `count` uvicorn processes of the app; yield their base URLs; stop them."""
     environment = os.environ | {"DATABASE_URL": database_url, "LOG_LEVEL": "warning"} | env
     ports = [free_port() for _ in range(count)]
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "server.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=environment,
-        )
-        for port in ports
-    ]
+    processes = [_start(port, environment) for port in ports]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         for url, process in zip(urls, processes, strict=True):
@@ -63,6 +46,41 @@ def server_processes(count: int, database_url: str, **env: str) -> Iterator[list
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _start(port: int, environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "server.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=environment,
+    )
+
+
+def spawn_server(database_url: str, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """One server process, started and answering: its base URL and the process, which
+    the caller stops (or kills)."""
+    environment = os.environ | {"DATABASE_URL": database_url, "LOG_LEVEL": "warning"} | env
+    port = free_port()
+    process = _start(port, environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return url, process
 
 
 def _wait_healthy(
@@ -161,3 +179,33 @@ class AppSocket:
             self._task.result()  # raises what the app raised
             raise SocketClosed(1006)  # the app returned without closing
         raise TimeoutError(f"the app sent nothing within {timeout} s")
+
+
+@contextmanager
+def command_line_server(
+    database_url: str, log: Path, *, stderr: int | None = None, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m server run` (what `make run` starts) on the test database and a free port,
+    its standard error written to `log` (or to the file descriptor `stderr`) and its standard
+    output to `log` with the suffix `.stdout`; yields its base URL and the process, and stops
+    it with SIGTERM as an operator would."""
+    port = free_port()
+    environment = os.environ | {"DATABASE_URL": database_url, "PORT": str(port)} | env
+    with open(log, "wb") as written, open(log.with_suffix(".stdout"), "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "run"],
+            env=environment,
+            stdout=out,
+            stderr=written if stderr is None else stderr,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(url, process)
+            yield url, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

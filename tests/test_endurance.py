@@ -163,3 +163,44 @@ async def test_refused_documents_spend_the_client_address_budget(database: Datab
         budget = await app.http.post("/graphql", json={"query": "{ viewer { login } }"})
     assert codes == ["GRAPHQL_VALIDATION_FAILED"] * 5 + ["RATE_LIMITED"]
     assert budget.status_code == 429
+
+
+async def test_raised_collector_thresholds_hold_no_growing_garbage_under_subscriptions(
+    database: Database, committed: dict[str, Any]
+) -> None:
+    """The app raises the collector's thresholds (server/main.py: on large responses the
+    collector otherwise costs half a request's CPU), so cyclic garbage waits longer to be
+    freed. Under subscription traffic it must still be freed as it goes (the collector runs
+    by itself, here about once per 7,000 deliveries) and what waits stays below one
+    youngest-generation threshold of objects (a few MB), whatever the traffic."""
+    from server.main import GC_THRESHOLDS
+
+    token = await access_token(database, committed["user"])
+    project = committed["project"]
+    natural: list[int] = []  # objects freed by each collection the collector chose to run
+
+    def observe(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            natural.append(info["collected"])
+
+    async with running_app(database) as app, contextlib.AsyncExitStack() as stack:
+        assert gc.get_threshold() == GC_THRESHOLDS
+        sockets = [await stack.enter_async_context(app.websocket()) for _ in range(SUBSCRIBERS)]
+        await _subscribe_all(app.http, token, project, sockets)
+        await _publish(app.http, token, project, WARM_UP_EVENTS, sockets)
+        gc.collect()
+        gc.callbacks.append(observe)
+        try:
+            with tracing():
+                await _publish(app.http, token, project, 360, sockets)
+                before = tracemalloc.get_traced_memory()[0]
+                gc.callbacks.remove(observe)
+                waiting = gc.collect()  # the garbage not yet freed: objects
+                waiting_bytes = before - tracemalloc.get_traced_memory()[0]
+        finally:
+            with contextlib.suppress(ValueError):
+                gc.callbacks.remove(observe)
+    print(f"\n[gc] 7,200 deliveries: collections freed {natural}; {waiting:,} objects")
+    print(f"[gc] ({waiting_bytes:,} bytes) waiting at the end")
+    assert natural and max(natural) > 0, "the collector never freed anything by itself"
+    assert waiting < GC_THRESHOLDS[0], f"{waiting:,} garbage objects waiting"

@@ -8,9 +8,12 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from graphql import OperationDefinitionNode, parse, validate
 
+from resolvers.schema import schema
 from server import graphiql
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "fetch_graphiql.sh"
@@ -40,18 +43,32 @@ def embedded_config(page: str) -> dict[str, str]:
     return config
 
 
-def test_example_query_and_endpoint_are_embedded(local_assets: None) -> None:
+def test_example_tabs_and_endpoint_are_embedded(local_assets: None) -> None:
     page = graphiql.render_graphiql("/graphql")
     config = embedded_config(page)
-    assert config == {"endpoint": "/graphql", "query": graphiql.EXAMPLE_QUERY, "headers": "{}"}
-    assert config["query"].startswith("# Welcome to issuegraph. Press the ▶ button")
-    assert "query Dashboard {" in config["query"]
-    assert '"Bearer <access token from the logIn mutation>"' in config["query"]
+    assert config["endpoint"] == "/graphql"
+    assert config["headers"] == "{}"
+    assert [tab["query"] for tab in config["tabs"]] == [q for q, _p in graphiql.TABS]
+    assert config["tabs"][0]["query"].startswith(
+        "# Welcome to issuegraph. Press ▶ to run this query."
+    )
     assert "<title>issuegraph — GraphiQL</title>" in page
-    assert "GraphiQL.createFetcher({ url: config.endpoint })" in page
-    assert "defaultQuery: config.query" in page
-    assert "defaultHeaders: config.headers" in page
-    assert 'defaultEditorToolsVisibility: "headers"' in page
+    assert "subscriptionUrl: socket + config.endpoint" in page
+    assert "defaultTabs: tabs" in page
+
+
+def test_each_example_tab_is_one_valid_operation_of_its_own_name() -> None:
+    names = []
+    for query, takes_project in graphiql.TABS:
+        document = parse(query)
+        assert validate(schema._schema, document) == [], query
+        (operation,) = document.definitions
+        assert isinstance(operation, OperationDefinitionNode) and operation.name is not None
+        names.append(operation.name.value)
+        variables = [v.variable.name.value for v in operation.variable_definitions or ()]
+        assert variables == (["projectId"] if takes_project else [])
+    assert len(set(names)) == len(names)
+    assert parse(graphiql.DEMO_PROJECT_QUERY)
 
 
 @pytest.mark.parametrize(
@@ -126,7 +143,7 @@ def test_cdn_fallback_uses_pinned_versions(cdn_assets: None) -> None:
     assert page.count('crossorigin="anonymous"') == 4
     for asset in graphiql.ASSETS:
         assert f'integrity="{asset.integrity}"' in page
-    assert embedded_config(page)["query"] == graphiql.EXAMPLE_QUERY
+    assert embedded_config(page)["tabs"][0]["query"] == graphiql.EXAMPLE_QUERY
 
 
 def test_cdn_fallback_logs_a_warning_once(
@@ -184,3 +201,30 @@ def test_installed_files_match_the_cdn_integrity_hashes() -> None:
     for asset in graphiql.ASSETS:
         digest = hashlib.sha384((graphiql.STATIC_DIR / asset.filename).read_bytes()).digest()
         assert f"sha384-{base64.b64encode(digest).decode()}" == asset.integrity, asset.filename
+
+
+def test_the_policy_lets_the_page_reach_its_own_origin_only(local_assets: None) -> None:
+    policy = graphiql.content_security_policy("n0nce")
+    assert "default-src 'none'" in policy
+    assert "script-src 'self' 'nonce-n0nce';" in policy
+    assert "connect-src 'self';" in policy
+    assert "unpkg" not in policy
+    page = graphiql.render_graphiql("/graphql", nonce="n0nce")
+    assert '<script nonce="n0nce">' in page
+
+
+def test_the_policy_allows_the_cdn_only_when_it_serves_the_assets(cdn_assets: None) -> None:
+    policy = graphiql.content_security_policy("n0nce")
+    assert f"script-src 'self' 'nonce-n0nce' {graphiql.CDN_BASE};" in policy
+
+
+async def test_the_page_is_served_with_its_policy_and_a_fresh_nonce(client: Any) -> None:
+    nonces = []
+    for _ in range(2):
+        page = await client.get("/graphql", headers={"Accept": "text/html"})
+        assert page.headers["content-type"].startswith("text/html")
+        match = re.search(r'<script nonce="([^"]+)">', page.text)
+        assert match is not None
+        nonces.append(match.group(1))
+        assert f"'nonce-{match.group(1)}'" in page.headers["content-security-policy"]
+    assert nonces[0] != nonces[1]

@@ -34,12 +34,11 @@ from starlette.types import Message, Scope
 
 from core import observability
 from core.db import Database
+from core.logs import configure_logging, get_logger
 from core.observability import (
     OPERATION_LABELS_MAX,
     RequestIdMiddleware,
-    configure_logging,
     configure_tracing,
-    get_logger,
     metrics_endpoint,
     observe_pool,
     operation_span,
@@ -86,16 +85,17 @@ def log_stream() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     level = root.level
     uvicorn = {n: logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")}
-    saved = {n: (list(lg.handlers), lg.propagate) for n, lg in uvicorn.items()}
+    saved = {n: (list(lg.handlers), lg.propagate, lg.level) for n, lg in uvicorn.items()}
     stream = io.StringIO()
     configure_logging("info", stream=stream)
     yield stream
     for handler in [h for h in root.handlers if h.get_name() == "issuegraph"]:
         root.removeHandler(handler)
     root.setLevel(level)
-    for name, (handlers, propagate) in saved.items():
+    for name, (handlers, propagate, logger_level) in saved.items():
         uvicorn[name].handlers[:] = handlers
         uvicorn[name].propagate = propagate
+        uvicorn[name].setLevel(logger_level)
     structlog.reset_defaults()
 
 

@@ -239,13 +239,13 @@ async def test_timestamps_read_back_exactly_in_utc_and_page_by_their_microsecond
     first = await run(query, {"org": slug})
     page = first.data["organization"]["project"]["issues"]
     assert page["nodes"] == [
-        {"number": 4, "createdAt": "2026-03-01T08:00:00+00:00"},
-        {"number": 3, "createdAt": "2026-03-01T08:00:00.000001+00:00"},
+        {"number": 4, "createdAt": "2026-03-01T08:00:00Z"},
+        {"number": 3, "createdAt": "2026-03-01T08:00:00.000001Z"},
     ]
     second = await run(query, {"org": slug, "after": page["pageInfo"]["endCursor"]})
     assert second.data["organization"]["project"]["issues"]["nodes"] == [
-        {"number": 1, "createdAt": "2026-03-01T08:00:00.500000+00:00"},
-        {"number": 2, "createdAt": "2026-03-01T08:00:00.500001+00:00"},
+        {"number": 1, "createdAt": "2026-03-01T08:00:00.500000Z"},
+        {"number": 2, "createdAt": "2026-03-01T08:00:00.500001Z"},
     ]
 
 

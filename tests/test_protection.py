@@ -104,6 +104,33 @@ async def test_automatic_persisted_queries(client: Any) -> None:
     assert mismatch.status_code == 400
 
 
+async def test_the_persisted_query_cache_is_bounded_by_size_as_well_as_by_count(
+    database: Database,
+) -> None:
+    """Without Redis, persisted documents live in this process: a few large ones evict the
+    oldest before the count is reached."""
+
+    def persisted(query: str, with_document: bool) -> dict[str, Any]:
+        extensions = {"persistedQuery": {"version": 1, "sha256Hash": _sha(query)}}
+        return (
+            {"query": query, "extensions": extensions}
+            if with_document
+            else {"extensions": extensions}
+        )
+
+    # three documents of about 1,000 characters in a cache of 2,500
+    documents = [
+        f'{{ organization(slug: "acme") {{ name }} }} # {n} {"x" * 1000}' for n in range(3)
+    ]
+    async with app_client(database, persisted_queries_cache_bytes=2_500) as http:
+        for document in documents:
+            learned = await http.post("/graphql", json=persisted(document, True))
+            assert learned.status_code == 200, learned.text
+        by_hash = [await http.post("/graphql", json=persisted(d, False)) for d in documents]
+    codes = [(r.json().get("errors") or [{}])[0].get("extensions", {}).get("code") for r in by_hash]
+    assert codes == ["PERSISTED_QUERY_NOT_FOUND", None, None]
+
+
 async def test_persisted_queries_only_refuses_new_documents(
     database: Database, tmp_path: Any
 ) -> None:

@@ -607,29 +607,27 @@ async def _check_writes(url: str, acme: Acme, ledger: Ledger) -> list[str]:
 # ---------------------------------------------------------------------------------------
 
 
+def _uvicorn(port: int) -> list[str]:
+    return [
+        *("-m", "uvicorn", "server.main:create_app", "--factory"),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "info"),
+    ]
+
+
 @contextlib.contextmanager
 def _server_process(
-    database_url: str, log: Path, **env: str
+    database_url: str, log: Path, command: Any = _uvicorn, **env: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """One uvicorn process as tests/servers.py starts them, but handed to the test (to be
-    signalled) and logging at INFO (uvicorn's shutdown steps) to `log`."""
-    environment = os.environ | {"DATABASE_URL": database_url, "LOG_LEVEL": "info"} | env
+    """One server process as tests/servers.py starts them (uvicorn, or `command(port)`'s
+    arguments to python), but handed to the test (to be signalled) and logging at INFO
+    (uvicorn's shutdown steps) to `log`."""
     port = free_port()
+    environment = (
+        os.environ | {"DATABASE_URL": database_url, "LOG_LEVEL": "info", "PORT": str(port)} | env
+    )
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "server.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "info",
-            ],
+            [sys.executable, *command(port)],
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -818,6 +816,67 @@ async def test_graceful_shutdown(database_url: str, tmp_path: Path) -> None:
     finally:
         await connection.close()
     assert {f"in flight {n}" for n in range(3)} <= titles
+
+
+async def test_shutdown_ends_within_its_bound_whatever_the_database_does(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Requests that the database holds past SHUTDOWN_TIMEOUT: the server answers them 503
+    UNAVAILABLE (JSON, with Retry-After) before the bound, commits none of their writes,
+    and `python -m server run` exits with status 0 within the bound."""
+    world = await _world(database_url)
+    log = tmp_path / "server.log"
+    project = encode_id("Project", world.project)
+    bound = 3.0
+    with _server_process(
+        database_url,
+        log,
+        lambda port: ["-m", "server", "run"],
+        JWT_SECRET=TEST_SETTINGS.jwt_secret or "",
+        SHUTDOWN_TIMEOUT=f"{bound:g}",
+        REQUEST_TIMEOUT="60",
+        STATEMENT_TIMEOUT_MS="60000",
+        DB_COMMAND_TIMEOUT="60",
+    ) as (process, base):
+        api = Api(base, time.monotonic())
+        try:
+            async with _locks(
+                database_url, f"SELECT 1 FROM projects WHERE id = {world.project} FOR UPDATE"
+            ) as locker:
+                held = [
+                    asyncio.create_task(
+                        api.graphql("create", CREATE, world.token, p=project, t=f"held {n}")
+                    )
+                    for n in range(2)
+                ]
+                await _until_waiting(locker, len(held))
+                process.send_signal(signal.SIGTERM)
+                signalled = time.monotonic()
+                answers = await asyncio.wait_for(asyncio.gather(*held), bound + 5)
+                answered = time.monotonic() - signalled
+                code = await asyncio.to_thread(process.wait, bound + 5)
+                exited = time.monotonic() - signalled
+        finally:
+            await api.aclose()
+    output = log.read_text()
+    print(f"\n[bounded shutdown] answered after {answered:.2f}s, exit {code} after {exited:.2f}s")
+    for answer in answers:
+        assert answer.status == 503, answer
+        assert answer.codes == ["UNAVAILABLE"], answer
+        assert "shutting down" in answer.body["errors"][0]["message"], answer
+        assert answer.headers.get("retry-after"), answer
+    assert code == 0, output[-3000:]
+    assert exited < bound + 1.0, f"exited {exited:.2f}s after SIGTERM:\n{output[-3000:]}"
+    assert "Traceback" not in output, output[-5000:]
+    connection = await asyncpg.connect(database_url)
+    try:
+        held_titles = await connection.fetchval(
+            "SELECT count(*) FROM issues WHERE project_id = $1 AND title LIKE 'held %'",
+            world.project,
+        )
+    finally:
+        await connection.close()
+    assert held_titles == 0  # answered 503, and not written
 
 
 async def _an_issue(database_url: str, world: World) -> int:

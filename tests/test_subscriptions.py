@@ -80,6 +80,7 @@ async def world(database_url: str) -> AsyncIterator[dict[str, Any]]:
         "member_pk": users["member"],
         "owner": owner,
         "member": member,
+        "org_tag": tag,
     }
 
 
@@ -272,7 +273,7 @@ async def test_lost_listener_reconnects_and_asks_to_resync(
         " application_name = 'issuegraph-listener' AND datname = current_database()"
     )
     await connection.close()
-    assert killed == 2
+    assert killed == 4  # each process's event hub and webhook delivery task listen
     resync = await _next(ws)
     assert resync["payload"]["data"]["issueEvents"] == {
         "kind": "RESYNC",
@@ -425,3 +426,56 @@ async def test_a_refused_token_closes_with_4403_and_a_reason_that_fits_a_close_f
     reason = closed.value.rcvd.reason
     assert reason.startswith("Forbidden: The access token's signature does not match")
     assert len(reason.encode()) == 123
+
+
+MOVES = """subscription($p: ID!) { issueEvents(projectId: $p) {
+  kind issueId issue { title project { key } } actor { login } } }"""
+
+
+async def test_a_move_reaches_both_projects_and_a_deletion_outlives_the_issue(
+    servers: list[str], world: dict[str, Any]
+) -> None:
+    a, b = servers
+    created = await _mutate(b, world["owner"], CREATE, p=world["public"], t="moving")
+    issue = created["createIssue"]["issue"]["id"]
+    ws = await _open(a, world["owner"])
+    await _subscribe(ws, "public", MOVES, p=world["public"])
+    await _subscribe(ws, "private", MOVES, p=world["private"])
+    await _subscribe(ws, "comments", COMMENTS, i=issue)
+    await _until_subscribed(b, world["owner"], world["public"], ws)
+    await _until_subscribed(b, world["owner"], world["private"], ws)
+
+    await _mutate(
+        b,
+        world["owner"],
+        """mutation($i: ID!, $p: ID!) { transferIssue(input: {issueId: $i, projectId: $p})
+        { issue { id } } }""",
+        i=issue,
+        p=world["private"],
+    )
+    received = {}
+    for _ in range(4):  # each subscription's event, and the comment subscription's end
+        message = await _next(ws)
+        received[message["id"], message["type"]] = message.get("payload")
+    moved = {"issueEvents": {
+        "kind": "TRANSFERRED", "issueId": issue,
+        "issue": {"title": "moving", "project": {"key": "SECRET"}},
+        "actor": {"login": f"sub-owner-{world['org_tag']}"},
+    }}  # fmt: skip
+    assert received["public", "next"] == {"data": moved}
+    assert received["private", "next"] == {"data": moved}
+    assert received["comments", "next"]["data"]["issueCommentAdded"]["kind"] == "TRANSFERRED"
+    assert ("comments", "complete") in received  # it followed the issue as far as it could
+
+    await _mutate(
+        b,
+        world["owner"],
+        "mutation($i: ID!) { deleteIssue(input: {issueId: $i}) { deletedIssueId } }",
+        i=issue,
+    )
+    gone = await _next(ws)
+    assert gone == {"id": "private", "type": "next", "payload": {"data": {"issueEvents": {
+        "kind": "DELETED", "issueId": issue, "issue": None,
+        "actor": {"login": f"sub-owner-{world['org_tag']}"},
+    }}}}  # fmt: skip
+    await ws.close()

@@ -6,12 +6,29 @@
 -- mentioned user (MENTIONED), the project an issue came from (issue_transferred).
 ALTER TABLE events ADD COLUMN payload jsonb NOT NULL DEFAULT '{}';
 
--- Comments written before the timeline existed appear in it, oldest first.
+-- Comments written before the timeline existed appear in it, oldest first. They are
+-- history, not news: where webhooks already exist (0007 applied first), none is delivered.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'events_webhooks'
+               AND tgrelid = 'events'::regclass) THEN
+        ALTER TABLE events DISABLE TRIGGER events_webhooks;
+    END IF;
+END
+$$;
 INSERT INTO events (kind, project_id, issue_id, actor_id, comment_id, created_at)
 SELECT 'COMMENTED', i.project_id, c.issue_id, c.author_id, c.id, c.created_at
 FROM comments c JOIN issues i ON i.id = c.issue_id
 WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.comment_id = c.id AND e.kind = 'COMMENTED')
 ORDER BY c.created_at, c.id;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'events_webhooks'
+               AND tgrelid = 'events'::regclass) THEN
+        ALTER TABLE events ENABLE TRIGGER events_webhooks;
+    END IF;
+END
+$$;
 
 -- Purging the log by age (EVENT_RETENTION) reads it by time.
 CREATE INDEX events_created ON events (created_at);

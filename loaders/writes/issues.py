@@ -18,8 +18,9 @@ NEXT_NUMBER = (
     "UPDATE projects SET issue_count = issue_count + 1 WHERE id = $1 RETURNING issue_count"
 )
 INSERT_ISSUE = f"""
-INSERT INTO issues AS i (project_id, number, title, body, priority, author_id, assignee_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO issues AS i (project_id, number, title, body, priority, author_id, assignee_id,
+                         body_html)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING {ISSUE_COLUMNS}
 """
 SET_STATE = f"""
@@ -44,11 +45,11 @@ SELECT_LABEL_IDS_IN_PROJECT = """
 SELECT id FROM labels WHERE id = ANY($1::bigint[]) AND project_id = $2
 """
 INSERT_COMMENT = f"""
-INSERT INTO comments AS c (issue_id, author_id, body) VALUES ($1, $2, $3)
+INSERT INTO comments AS c (issue_id, author_id, body, body_html) VALUES ($1, $2, $3, $4)
 RETURNING {COMMENT_COLUMNS}
 """
 UPDATE_COMMENT = f"""
-UPDATE comments AS c SET body = $2, updated_at = clock_timestamp()
+UPDATE comments AS c SET body = $2, body_html = $4, updated_at = clock_timestamp()
 WHERE id = $1 AND ($3::timestamptz IS NULL OR updated_at = $3)
 RETURNING {COMMENT_COLUMNS}
 """
@@ -68,8 +69,43 @@ WITH event AS (
 SELECT id, pg_notify('{EVENTS_CHANNEL}', json_build_object(
     'id', id, 'project', project_id, 'issue', issue_id)::text) FROM event
 """
+# transferIssue: labels move to the target project's labels of the same name; the others
+# come off. Comments keep their bodies; their HTML is rendered again when next read (its
+# `#123` links named the old project).
+MOVE_LABELS = """
+UPDATE issue_labels il SET label_id = t.id
+FROM labels s JOIN labels t ON t.name = s.name AND t.project_id = $2
+WHERE il.issue_id = $1 AND s.id = il.label_id
+"""
+DROP_FOREIGN_LABELS = """
+DELETE FROM issue_labels il USING labels l
+WHERE il.issue_id = $1 AND l.id = il.label_id AND l.project_id <> $2
+"""
+MOVE_ISSUE = f"""
+UPDATE issues AS i SET project_id = $2, number = $3, body_html = $4,
+       updated_at = clock_timestamp()
+WHERE id = $1
+RETURNING {ISSUE_COLUMNS}
+"""
+FORGET_COMMENT_HTML = "UPDATE comments SET body_html = NULL WHERE issue_id = $1"
+# deleteIssue: the issue goes with its comments and labels (ON DELETE CASCADE); its earlier
+# events go too (the log no longer cascades, see migration 0005), and one event says it is
+# gone.
+DELETE_EVENTS = "DELETE FROM events WHERE issue_id = $1"
+DELETE_ISSUE = "DELETE FROM issues WHERE id = $1 RETURNING project_id"
+# An event announced to more than its own project (a transfer: the project it left, which
+# the event names, and the project it joined).
+RECORD_EVENT_TO = f"""
+WITH event AS (
+    INSERT INTO events (kind, project_id, issue_id, actor_id)
+    VALUES ($1, $2, $3, $4) RETURNING id, issue_id
+)
+SELECT pg_notify('{EVENTS_CHANNEL}', json_build_object(
+    'id', id, 'project', project, 'issue', issue_id)::text)
+FROM event, unnest($5::bigint[]) AS project
+"""
 # Columns updateIssue may set; the statement is written from the ones given.
-UPDATABLE = ("title", "body", "priority", "assignee_id")
+UPDATABLE = ("title", "body", "body_html", "priority", "assignee_id")
 
 
 async def create(
@@ -80,10 +116,11 @@ async def create(
     body: str,
     priority: int,
     assignee_id: int | None,
+    body_html: str | None = None,
 ) -> IssueRow:
     number = await session.fetchval(NEXT_NUMBER, project_id)  # locks the project row
     row = await session.fetchrow(
-        INSERT_ISSUE, project_id, number, title, body, priority, author_id, assignee_id
+        INSERT_ISSUE, project_id, number, title, body, priority, author_id, assignee_id, body_html
     )
     assert row is not None
     return IssueRow(*row)
@@ -147,16 +184,22 @@ async def remove_labels(session: Session, issue_id: int, label_ids: Sequence[int
     return [r[0] for r in await session.fetch(REMOVE_LABELS, issue_id, list(label_ids))]
 
 
-async def create_comment(session: Session, issue_id: int, author_id: int, body: str) -> CommentRow:
-    row = await session.fetchrow(INSERT_COMMENT, issue_id, author_id, body)
+async def create_comment(
+    session: Session, issue_id: int, author_id: int, body: str, body_html: str | None = None
+) -> CommentRow:
+    row = await session.fetchrow(INSERT_COMMENT, issue_id, author_id, body, body_html)
     assert row is not None
     return CommentRow(*row)
 
 
 async def update_comment(
-    session: Session, comment_id: int, body: str, expected_updated_at: datetime | None
+    session: Session,
+    comment_id: int,
+    body: str,
+    expected_updated_at: datetime | None,
+    body_html: str | None = None,
 ) -> CommentRow | None:
-    row = await session.fetchrow(UPDATE_COMMENT, comment_id, body, expected_updated_at)
+    row = await session.fetchrow(UPDATE_COMMENT, comment_id, body, expected_updated_at, body_html)
     return CommentRow(*row) if row is not None else None
 
 
@@ -186,3 +229,35 @@ async def record_event(
         orjson.dumps(payload or {}).decode(),
     )
     return int(found)
+
+
+async def transfer(
+    session: Session, issue_id: int, project_id: int, body_html: str | None
+) -> IssueRow:
+    """Move an issue to another project, where it takes the next number."""
+    number = await session.fetchval(NEXT_NUMBER, project_id)  # locks the target project
+    await session.execute(MOVE_LABELS, issue_id, project_id)
+    await session.execute(DROP_FOREIGN_LABELS, issue_id, project_id)
+    await session.execute(FORGET_COMMENT_HTML, issue_id)
+    row = await session.fetchrow(MOVE_ISSUE, issue_id, project_id, number, body_html)
+    assert row is not None
+    return IssueRow(*row)
+
+
+async def delete(session: Session, issue_id: int) -> int | None:
+    """Delete an issue and its earlier events; the project it was in (None: already gone)."""
+    await session.execute(DELETE_EVENTS, issue_id)
+    found: int | None = await session.fetchval(DELETE_ISSUE, issue_id)
+    return found
+
+
+async def record_event_to(
+    session: Session,
+    kind: str,
+    project_id: int,
+    issue_id: int,
+    actor_id: int | None,
+    announced_to: Sequence[int],
+) -> None:
+    """An event of `project_id`, announced to the subscribers of every project given."""
+    await session.execute(RECORD_EVENT_TO, kind, project_id, issue_id, actor_id, list(announced_to))

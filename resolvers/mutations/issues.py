@@ -12,6 +12,7 @@ from typing import Any
 import strawberry
 
 from core.errors import BadUserInput
+from domain import markdown
 from domain import permissions as _access
 from domain.context import Context
 from domain.following import follow_up
@@ -132,7 +133,7 @@ class CommentPayload:
     client_mutation_id: str | None = strawberry.field(description="As given in the input.")
 
 
-def _issue_payload(row: IssueRow | None, errors: list[UserError], cmid: str | None) -> IssuePayload:
+def issue_payload(row: IssueRow | None, errors: list[UserError], cmid: str | None) -> IssuePayload:
     return IssuePayload(issue=row, user_errors=errors, client_mutation_id=cmid)
 
 
@@ -180,12 +181,19 @@ async def _assignee(
     return user.id, None
 
 
-async def _issue(context: Context, global_id: str) -> tuple[IssueRow, ProjectRow]:
+async def issue_and_project(context: Context, global_id: str) -> tuple[IssueRow, ProjectRow]:
     issue = await find(context, global_id, IssueRow)
     return issue, await _access.project_of(context, issue.project_id)
 
 
-def _may(context: Context, project: ProjectRow, issue: IssueRow, action: str) -> None:
+async def _rendered(context: Context, body: str, project: ProjectRow) -> str:
+    """A body's HTML as stored beside it (see domain/markdown.py)."""
+    organization = await context.loaders.organization_by_id.load(project.organization_id)
+    assert organization is not None
+    return markdown.render(body, f"/{organization.slug}/{project.key}")
+
+
+def may(context: Context, project: ProjectRow, issue: IssueRow, action: str) -> None:
     policy = context.policy
     allow(
         policy.allows(policy.issue_traits(project, issue), "issue", action),
@@ -219,8 +227,9 @@ class IssueMutations:
                 datetime.now(),
                 datetime.now(),
                 None,
+                None,
             )
-            _may(context, project, draft, "update")
+            may(context, project, draft, "update")
         assignee, not_member = await _assignee(context, input.assignee_id, project)
         errors = archived(project) or problems(
             text("title", input.title, minimum=1, maximum=MAX_TITLE),
@@ -229,7 +238,8 @@ class IssueMutations:
             not_member,
         )
         if errors:
-            return _issue_payload(None, errors, input.client_mutation_id)
+            return issue_payload(None, errors, input.client_mutation_id)
+        body_html = await _rendered(context, input.body, project)
 
         async def create() -> IssueRow:
             session = context.session
@@ -247,6 +257,7 @@ class IssueMutations:
                 input.body,
                 input.priority,
                 assignee,
+                body_html,
             )
             await writes.add_labels(session, issue.id, project.id, labels)
             event = await writes.record_event(
@@ -264,8 +275,8 @@ class IssueMutations:
 
         row = await create_once(context, "createIssue", input, create, context.loaders.issue_by_id)
         if isinstance(row, UserError):
-            return _issue_payload(None, [row], input.client_mutation_id)
-        return _issue_payload(row, [], input.client_mutation_id)
+            return issue_payload(None, [row], input.client_mutation_id)
+        return issue_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(
         description="Change an issue's title, body (its author or an admin), "
@@ -274,17 +285,17 @@ class IssueMutations:
     async def update_issue(self, info: Ctx, input: UpdateIssueInput) -> IssuePayload | None:
         context = info.context
         me = signed_in(context)
-        issue, project = await _issue(context, input.issue_id)
+        issue, project = await issue_and_project(context, input.issue_id)
         changes: dict[str, Any] = {}
         if input.title is not None:
             changes["title"] = input.title.strip()
         if input.body is not None:
             changes["body"] = input.body
         if changes:
-            _may(context, project, issue, "edit")
+            may(context, project, issue, "edit")
         assignee_given = input.assignee_id is not strawberry.UNSET
         if input.priority is not None or assignee_given:
-            _may(context, project, issue, "update")
+            may(context, project, issue, "update")
         assignee, not_member = await _assignee(
             context, input.assignee_id if assignee_given else None, project
         )
@@ -297,7 +308,9 @@ class IssueMutations:
             not_member,
         )
         if errors:
-            return _issue_payload(None, errors, input.client_mutation_id)
+            return issue_payload(None, errors, input.client_mutation_id)
+        if input.body is not None:
+            changes["body_html"] = await _rendered(context, input.body, project)
         if input.priority is not None:
             changes["priority"] = input.priority
         if assignee_given:
@@ -325,12 +338,12 @@ class IssueMutations:
 
         row = await committed(context, work)
         if row is None:
-            return _issue_payload(
+            return issue_payload(
                 None,
                 [user_error("expectedUpdatedAt", "CONFLICT", CONFLICT)],
                 input.client_mutation_id,
             )
-        return _issue_payload(row, [], input.client_mutation_id)
+        return issue_payload(row, [], input.client_mutation_id)
 
     @strawberry.mutation(description="Close an issue (its author, assignee or an admin).")
     async def close_issue(self, info: Ctx, input: IssueStateInput) -> IssuePayload | None:
@@ -354,16 +367,19 @@ class IssueMutations:
     async def add_comment(self, info: Ctx, input: AddCommentInput) -> CommentPayload | None:
         context = info.context
         me = signed_in(context)
-        issue, project = await _issue(context, input.issue_id)
-        _may(context, project, issue, "comment")
+        issue, project = await issue_and_project(context, input.issue_id)
+        may(context, project, issue, "comment")
         errors = archived(project) or problems(
             text("body", input.body, minimum=1, maximum=MAX_BODY)
         )
         if errors:
             return _comment_payload(None, None, errors, input.client_mutation_id)
+        body_html = await _rendered(context, input.body, project)
 
         async def create() -> CommentRow:
-            comment = await writes.create_comment(context.session, issue.id, me.id, input.body)
+            comment = await writes.create_comment(
+                context.session, issue.id, me.id, input.body, body_html
+            )
             session = context.session
             touched = await writes.touch(session, issue.id)
             event = await writes.record_event(
@@ -401,10 +417,11 @@ class IssueMutations:
         )
         if errors:
             return _comment_payload(None, None, errors, input.client_mutation_id)
+        body_html = await _rendered(context, input.body, project)
 
         async def work() -> CommentRow | None:
             row = await writes.update_comment(
-                context.session, comment.id, input.body, input.expected_updated_at
+                context.session, comment.id, input.body, input.expected_updated_at, body_html
             )
             if row is not None:  # new mentions in the edit notify those mentioned
                 assert me is not None
@@ -461,11 +478,11 @@ async def _set_state(
     context: Context, input: IssueStateInput, state: str, event: str
 ) -> IssuePayload:
     me = signed_in(context)
-    issue, project = await _issue(context, input.issue_id)
-    _may(context, project, issue, "close")
+    issue, project = await issue_and_project(context, input.issue_id)
+    may(context, project, issue, "close")
     errors = archived(project)
     if errors:
-        return _issue_payload(None, errors, input.client_mutation_id)
+        return issue_payload(None, errors, input.client_mutation_id)
 
     async def work() -> IssueRow:
         row = await writes.set_state(context.session, issue.id, state)
@@ -475,17 +492,17 @@ async def _set_state(
         await follow_up(context.session, row, me.id, event_id=found, followers=True)
         return row
 
-    return _issue_payload(await committed(context, work), [], input.client_mutation_id)
+    return issue_payload(await committed(context, work), [], input.client_mutation_id)
 
 
 async def _change_labels(context: Context, input: IssueLabelsInput, adding: bool) -> IssuePayload:
     me = signed_in(context)
-    issue, project = await _issue(context, input.issue_id)
-    _may(context, project, issue, "update")
+    issue, project = await issue_and_project(context, input.issue_id)
+    may(context, project, issue, "update")
     labels = _label_pks(input.label_ids)
     errors = archived(project)
     if errors:
-        return _issue_payload(None, errors, input.client_mutation_id)
+        return issue_payload(None, errors, input.client_mutation_id)
 
     async def work() -> IssueRow | list[UserError]:
         session = context.session
@@ -510,5 +527,5 @@ async def _change_labels(context: Context, input: IssueLabelsInput, adding: bool
 
     result = await committed(context, work)
     if isinstance(result, list):
-        return _issue_payload(None, result, input.client_mutation_id)
-    return _issue_payload(result, [], input.client_mutation_id)
+        return issue_payload(None, result, input.client_mutation_id)
+    return issue_payload(result, [], input.client_mutation_id)

@@ -1,0 +1,212 @@
+"""searchIssues: GitHub's query language over every issue the viewer may see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from tests.conftest import Run
+
+SEARCH = """
+query($q: String!, $first: Int, $after: String, $last: Int, $before: String) {
+  searchIssues(query: $q, first: $first, after: $after, last: $last, before: $before) {
+    totalCount
+    edges { cursor node { number title state priority } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}
+"""
+
+
+async def _titles(run: Run, query: str, viewer: str | None = None) -> list[str]:
+    outcome = await run(SEARCH, {"q": query, "first": 50}, viewer=viewer)
+    assert outcome.errors == [], outcome.errors
+    return [e["node"]["title"] for e in outcome.data["searchIssues"]["edges"]]
+
+
+async def _world(make: Any) -> dict[str, Any]:
+    author = await make.user(login="s-author")
+    other = await make.user(login="s-other")
+    member = await make.user(login="s-member")
+    org = await make.organization(slug="s-org")
+    await make.member(org, member)
+    await make.member(org, author)
+    web = await make.project(org, key="SWEB")
+    ops = await make.project(org, key="SOPS", visibility="PRIVATE")
+    bug = await make.label(web, name="Bug")
+    await make.issue(web, author, title="Login crash on mobile", body="the app crashes")
+    second = await make.issue(
+        web,
+        other,
+        title="Dark mode",
+        body="please add a login button",
+        assignee_id=author,
+        priority=4,
+        state="CLOSED",
+    )
+    await make.conn.execute("INSERT INTO issue_labels VALUES ($1, $2)", second, bug)
+    await make.issue(ops, author, title="Secret crash", body="private login trouble")
+    return {"org": org}
+
+
+async def test_words_match_title_above_body_within_what_the_viewer_may_see(
+    run: Run, make: Any
+) -> None:
+    await _world(make)
+    assert await _titles(run, "login org:s-org") == ["Login crash on mobile", "Dark mode"]
+    # a title match ranks first; equal ranks are newest first
+    assert await _titles(run, "login org:s-org", "s-member") == [
+        "Login crash on mobile",
+        "Secret crash",
+        "Dark mode",
+    ]
+    assert await _titles(run, "crash -mobile org:s-org", "s-member") == ["Secret crash"]
+    assert await _titles(run, '"login button" org:s-org') == ["Dark mode"]
+
+
+async def test_qualifiers_narrow(run: Run, make: Any) -> None:
+    await _world(make)
+    assert await _titles(run, "org:s-org is:closed") == ["Dark mode"]
+    assert await _titles(run, "org:s-org label:bug") == ["Dark mode"]
+    assert await _titles(run, "org:s-org -label:BUG sort:created-asc") == ["Login crash on mobile"]
+    assert await _titles(run, "org:s-org assignee:s-author") == ["Dark mode"]
+    assert await _titles(run, "org:s-org priority:>=3 author:s-other") == ["Dark mode"]
+    assert await _titles(run, "project:s-org/sops", "s-member") == ["Secret crash"]
+    assert await _titles(run, "project:s-org/sops") == []
+    assert await _titles(run, "org:s-org author:@me", "s-author") == [
+        "Secret crash",
+        "Login crash on mobile",
+    ]
+
+
+async def test_a_bad_qualifier_names_itself_and_its_position(run: Run) -> None:
+    outcome = await run(SEARCH, {"q": "crash is:open colour:red"})
+    assert outcome.data is None
+    [error] = outcome.errors
+    extensions = error["extensions"]
+    assert (extensions["code"], extensions["qualifier"], extensions["position"]) == (
+        "BAD_USER_INPUT",
+        "colour",
+        15,
+    )
+    assert "`colour:`" in error["message"] and "position 15" in error["message"]
+
+
+NESTED_SEARCH = """
+query($q: String!, $n: Int!) {
+  searchIssues(query: $q, first: $n) {
+    totalCount
+    nodes {
+      number title identifier url bodyHTML
+      author { login }
+      assignee { login }
+      project { key organization { slug } }
+      labels(first: $n) { nodes { name } }
+      comments(first: $n) { nodes { body bodyHTML author { login } } }
+    }
+  }
+  organization(slug: "s-tree") {
+    issues(first: $n, orderBy: {field: UPDATED_AT, direction: DESC}, filterBy: {states: [OPEN]}) {
+      nodes { number author { login } labels(first: $n) { nodes { name } } }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "query", ["org:s-tree label:label-1", "issue org:s-tree sort:comments-desc"]
+)
+async def test_search_costs_the_same_statements_at_any_page_size(
+    run: Run, make: Any, query: str
+) -> None:
+    user = await make.user()
+    slug = await make.tree(12, user)
+    await make.conn.execute("UPDATE organizations SET slug = 's-tree' WHERE slug = $1", slug)
+
+    small = await run(NESTED_SEARCH, {"q": query, "n": 2})
+    large = await run(NESTED_SEARCH, {"q": query, "n": 12})
+
+    assert small.errors == [] and large.errors == []
+    assert len(small.data["searchIssues"]["nodes"]) == 2
+    assert len(large.data["searchIssues"]["nodes"]) == 12
+    assert large.data["searchIssues"]["totalCount"] == 144
+    assert len(large.data["organization"]["issues"]["nodes"]) == 12
+    assert len(small.statements) == len(large.statements)
+
+
+COUNTLESS = '{ searchIssues(query: "crash") { nodes { number } } }'
+COUNTED = '{ searchIssues(query: "crash") { totalCount nodes { number } } }'
+
+
+async def test_totalcount_is_counted_only_when_asked(run: Run, make: Any) -> None:
+    await _world(make)
+    without = await run(COUNTLESS)
+    counted = await run(COUNTED)
+    assert len(counted.statements) == len(without.statements) + 1
+    assert not any("count(*)" in sql for sql, _ in without.statements)
+
+
+PROJECTS = 20
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
+
+
+async def _many_issues(conn: asyncpg.Connection, make: Any, count: int) -> None:
+    """`count` issues in 20 projects (a third public): words each in a quarter of them,
+    `walrus` in 1 of 100, `zeppelin` in 1 of 250."""
+    user = await make.user(login="s-bulk")
+    org = await make.organization(slug="s-bulk")
+    for n in range(PROJECTS):
+        await make.project(org, key=f"B{n}", visibility="PRIVATE" if n % 3 else "PUBLIC")
+    await conn.execute(
+        """
+        INSERT INTO issues (project_id, number, title, body, author_id, state, priority,
+                            created_at, updated_at)
+        SELECT p.id, g, ($3::text[])[1 + g % 8] || ' ' || ($3::text[])[1 + (g / 8) % 8],
+               CASE WHEN g % 250 = 0 THEN 'zeppelin ' ELSE '' END
+               || CASE WHEN g % 100 = 0 THEN 'walrus ' ELSE '' END
+               || ($3::text[])[1 + (g / 64) % 8] || ' trouble and more text',
+               $2, CASE WHEN g % 3 = 0 THEN 'CLOSED' ELSE 'OPEN' END, g % 5,
+               now() - make_interval(mins => g), now() - make_interval(mins => g % 977)
+        FROM projects p, generate_series(1, $1) g WHERE p.organization_id = $4
+        """,
+        count // PROJECTS,
+        user,
+        list(WORDS),
+        org,
+    )
+    await conn.execute("ANALYZE issues, projects")
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found += _plan_nodes(child)
+    return found
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["zeppelin", "zeppelin is:open sort:updated-desc", "walrus priority:>=3 is:open"],
+)
+async def test_word_searches_read_the_gin_index_not_the_whole_table(
+    run: Run, make: Any, conn: asyncpg.Connection, query: str
+) -> None:
+    # 40,000 issues: enough that PostgreSQL's own costs choose the index (no planner
+    # setting is changed)
+    await _many_issues(conn, make, 40_000)
+    outcome = await run(SEARCH, {"q": query, "first": 20}, viewer=None)
+    assert outcome.errors == []
+    searches = [s for s in outcome.statements if "search_vector @@" in s[0]]
+    assert len(searches) == 2  # the page and its totalCount
+    for sql, args in searches:
+        explained = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args)
+        plan = orjson.loads(explained)[0]["Plan"]
+        nodes = _plan_nodes(plan)
+        text = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
+        on_issues = [n for n in nodes if n.get("Relation Name") == "issues"]
+        assert not [n for n in on_issues if n["Node Type"] == "Seq Scan"], text
+        assert any(n.get("Index Name") == "issues_search" for n in nodes), text
