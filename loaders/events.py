@@ -30,12 +30,24 @@ LEFT JOIN memberships m ON m.user_id = u.id AND m.organization_id = $2
 WHERE u.id = ANY($1::bigint[])
 """
 # The events of a project (or one issue of it) after a position, of the kinds asked for,
-# in the order they committed (events of a project are numbered in commit order).
-SELECT_EVENTS_AFTER = """
-SELECT id, kind, project_id, issue_id, actor_id, comment_id, label_ids, created_at
-FROM events
-WHERE project_id = $1 AND id > $2 AND ($3::bigint IS NULL OR issue_id = $3)
-  AND kind = ANY($4::text[])
+# in the order they committed (events of a project are numbered in commit order): its own,
+# and the transfers of issues that left it (an `issue_transferred` event belongs to the
+# project the issue joined and names the one it left; it locked both, so it has its place
+# in the order of each). Index events_transferred_from (migration 0008).
+_EVENT_COLUMNS = "id, kind, project_id, issue_id, actor_id, comment_id, label_ids, created_at"
+SELECT_EVENTS_AFTER = f"""
+SELECT * FROM (
+    (SELECT {_EVENT_COLUMNS} FROM events
+     WHERE project_id = $1 AND id > $2 AND ($3::bigint IS NULL OR issue_id = $3)
+       AND kind = ANY($4::text[])
+     ORDER BY id LIMIT $5)
+    UNION ALL
+    (SELECT {_EVENT_COLUMNS} FROM events
+     WHERE kind = 'issue_transferred' AND (payload->>'from_project_id')::bigint = $1
+       AND id > $2 AND ($3::bigint IS NULL OR issue_id = $3)
+       AND 'issue_transferred' = ANY($4::text[])
+     ORDER BY id LIMIT $5)
+) AS e
 ORDER BY id LIMIT $5
 """
 # Events older than the retention go, but those an issue's timeline shows (loaders/

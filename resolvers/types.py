@@ -101,6 +101,8 @@ def _issue_filter(given: IssueFilters | None, context: Context) -> IssueFilter |
         conditions.append(Condition("unassigned", None, negated=not given.unassigned))
     if given.author is not None:
         conditions.append(Condition("author", given.author.lower()))
+    if given.mentioned is not None:
+        conditions.append(Condition("mentions", given.mentioned.lower()))
     conditions += [Condition("label", name) for name in sorted(set(labels or ()))]
     if given.priorities is not None:
         if any(not 0 <= p <= 4 for p in given.priorities):

@@ -12,6 +12,7 @@ import pytest
 
 import domain.events
 from core.db import Database, Session
+from execution.ids import encode_id
 from execution.pagination import encode_event_cursor
 from loaders import Loaders
 from loaders.events import events_after, purge_events
@@ -297,3 +298,57 @@ async def test_a_reader_cancelled_mid_read_fails_no_other_reader_of_shared_loade
     assert staying.done() and not staying.cancelled()
     assert staying.result().id == user
     assert leaving.cancelled()
+
+
+async def test_a_transfer_is_replayed_to_the_project_it_left_and_the_one_it_joined(
+    database: Database, committed: dict[str, Any]
+) -> None:
+    token = await access_token(database, committed["user"])
+    [(target,)] = await _fetch(
+        database,
+        "INSERT INTO projects (organization_id, key, name, visibility)"
+        " SELECT organization_id, 'TO', 'Target', 'PUBLIC' FROM projects WHERE id = $1"
+        " RETURNING id",
+        committed["project_id"],
+    )
+    async with running_app(database) as app:
+        created = await gql(
+            app.http, CREATE, {"p": committed["project"], "t": "moving"}, token=token
+        )
+        issue = created.json()["data"]["createIssue"]["issue"]["id"]
+        [(opened_id, opened_at)] = await _fetch(
+            database,
+            "SELECT id, created_at FROM events WHERE project_id = $1 AND kind = 'OPENED'"
+            " ORDER BY id DESC LIMIT 1",
+            committed["project_id"],
+        )
+        moved = await gql(
+            app.http,
+            """mutation($i: ID!, $p: ID!) { transferIssue(input: {issueId: $i, projectId: $p})
+            { userErrors { code } } }""",
+            {"i": issue, "p": encode_id("Project", target)},
+            token=token,
+        )
+        assert moved.json()["data"]["transferIssue"]["userErrors"] == []
+        after = encode_event_cursor(opened_id, opened_at)
+
+        replayed = {}
+        for name, project in (
+            ("left", committed["project"]),
+            ("joined", encode_id("Project", target)),
+        ):
+            async with app.websocket() as socket:
+                await open_socket(socket, token)
+                await _subscribe(socket, RESUME, {"p": project, "after": after})
+                replayed[name] = await _next(socket)
+        async with app.websocket() as socket:  # an issue's comments end where it moved
+            await open_socket(socket, token)
+            await _subscribe(socket, COMMENTS, {"i": issue, "after": after})
+            last = await _next(socket, "issueCommentAdded")
+            complete = await socket.receive_json(timeout=WAIT)
+
+    assert replayed["left"] == replayed["joined"]
+    assert replayed["left"]["kind"] == "TRANSFERRED"
+    assert replayed["left"]["issue"] == {"title": "moving"}
+    assert (last["kind"], last["cursor"]) == ("TRANSFERRED", replayed["left"]["cursor"])
+    assert complete["type"] == "complete"

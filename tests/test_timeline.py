@@ -273,3 +273,41 @@ async def test_a_page_of_issues_with_their_timelines_costs_the_same_at_any_size(
     assert issues[0]["timelineItems"]["totalCount"] == 20 + 20 + 1
     # organization, projects, issues, timelines, their count, users, labels
     assert len(small.statements) == len(large.statements) == 7
+
+
+async def test_transfer_issue_writes_the_transfer_the_timeline_shows(
+    run: Run, make: Any, conn: asyncpg.Connection
+) -> None:
+    team = await _team(make)
+    created = await run(
+        """mutation($p: ID!) { createIssue(input: {projectId: $p, title: "Moving"}) {
+           issue { id } } }""",
+        {"p": encode_id("Project", team["old_project"])},
+        viewer="tl-owner",
+    )
+    issue = created.data["createIssue"]["issue"]["id"]
+    moved = await run(
+        """mutation($i: ID!, $p: ID!) { transferIssue(input: {issueId: $i, projectId: $p}) {
+           issue { identifier } userErrors { code } } }""",
+        {"i": issue, "p": team["project"]},
+        viewer="tl-owner",
+    )
+    assert moved.errors == [] and moved.data["transferIssue"]["userErrors"] == []
+    assert moved.data["transferIssue"]["issue"]["identifier"] == "TL-1"
+    await run(
+        """mutation($i: ID!) { addComment(input: {issueId: $i, body: "Here now"}) {
+           comment { id } } }""",
+        {"i": issue},
+        viewer="tl-member",
+    )
+
+    member = await run(TIMELINE, {"id": issue}, viewer="tl-member")
+    anonymous = await run(TIMELINE, {"id": issue})
+
+    transfer = {"__typename": "TransferredEvent", "actor": {"login": "tl-owner"}}
+    assert member.data["node"]["timelineItems"]["nodes"] == [
+        {**transfer, "fromProject": {"key": "OLD"}},
+        {"__typename": "Comment", "body": "Here now", "author": {"login": "tl-member"}},
+    ]
+    # the issue is public where it went; the private project it left is not shown
+    assert anonymous.data["node"]["timelineItems"]["nodes"][0] == {**transfer, "fromProject": None}

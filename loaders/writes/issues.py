@@ -56,18 +56,24 @@ RETURNING {COMMENT_COLUMNS}
 DELETE_COMMENT = "DELETE FROM comments WHERE id = $1"
 # Events of a project are numbered in the order they commit: the event takes a lock on
 # its project (held to commit) before its id, so a reader that has seen event n has seen
-# every earlier event of the project (resumable subscriptions rely on it). OFFSET 0 keeps
-# the lock in a subquery of its own, evaluated before the row (and its id) is made.
+# every earlier event of the project (resumable subscriptions rely on it). An event told
+# to more projects than its own (a transfer: the project the issue left, too) locks each
+# of them, in the order of their ids (two transfers never wait on each other in a
+# circle), and is announced to each. OFFSET 0 keeps the locks in a subquery of their own,
+# evaluated before the row (and its id) is made.
 RECORD_EVENT = f"""
 WITH event AS (
     INSERT INTO events (kind, project_id, issue_id, actor_id, comment_id, label_ids, payload)
     SELECT $1::text, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint[], $7::jsonb
-    FROM (SELECT pg_advisory_xact_lock({EVENT_LOCK}, ($2::bigint % 2147483647)::int)::text
+    FROM (SELECT count(pg_advisory_xact_lock({EVENT_LOCK}, (p % 2147483647)::int)::text)
+          FROM (SELECT DISTINCT p FROM unnest($2::bigint || $8::bigint[]) AS p ORDER BY p
+                OFFSET 0) AS ordered
           OFFSET 0) AS l
     RETURNING id, project_id, issue_id
 )
 SELECT id, pg_notify('{EVENTS_CHANNEL}', json_build_object(
-    'id', id, 'project', project_id, 'issue', issue_id)::text) FROM event
+    'id', id, 'project', project, 'issue', issue_id)::text)
+FROM event, (SELECT DISTINCT p AS project FROM unnest($2::bigint || $8::bigint[]) AS p) AS a
 """
 # transferIssue: labels move to the target project's labels of the same name; the others
 # come off. Comments keep their bodies; their HTML is rendered again when next read (its
@@ -93,17 +99,6 @@ FORGET_COMMENT_HTML = "UPDATE comments SET body_html = NULL WHERE issue_id = $1"
 # gone.
 DELETE_EVENTS = "DELETE FROM events WHERE issue_id = $1"
 DELETE_ISSUE = "DELETE FROM issues WHERE id = $1 RETURNING project_id"
-# An event announced to more than its own project (a transfer: the project it left, which
-# the event names, and the project it joined).
-RECORD_EVENT_TO = f"""
-WITH event AS (
-    INSERT INTO events (kind, project_id, issue_id, actor_id)
-    VALUES ($1, $2, $3, $4) RETURNING id, issue_id
-)
-SELECT pg_notify('{EVENTS_CHANNEL}', json_build_object(
-    'id', id, 'project', project, 'issue', issue_id)::text)
-FROM event, unnest($5::bigint[]) AS project
-"""
 # Columns updateIssue may set; the statement is written from the ones given.
 UPDATABLE = ("title", "body", "body_html", "priority", "assignee_id")
 
@@ -215,9 +210,11 @@ async def record_event(
     comment_id: int | None = None,
     label_ids: Sequence[int] = (),
     payload: dict[str, Any] | None = None,
+    also_to: Sequence[int] = (),
 ) -> int:
-    """Write the event to the outbox and announce it; both take effect on commit. Returns
-    the event's id."""
+    """Write the event to the outbox, of the issue's project, and announce it there and to
+    the projects `also_to` (a transfer: the project the issue left); both take effect on
+    commit. Returns the event's id."""
     found = await session.fetchval(
         RECORD_EVENT,
         kind,
@@ -227,6 +224,7 @@ async def record_event(
         comment_id,
         list(label_ids),
         orjson.dumps(payload or {}).decode(),
+        list(also_to),
     )
     return int(found)
 
@@ -249,15 +247,3 @@ async def delete(session: Session, issue_id: int) -> int | None:
     await session.execute(DELETE_EVENTS, issue_id)
     found: int | None = await session.fetchval(DELETE_ISSUE, issue_id)
     return found
-
-
-async def record_event_to(
-    session: Session,
-    kind: str,
-    project_id: int,
-    issue_id: int,
-    actor_id: int | None,
-    announced_to: Sequence[int],
-) -> None:
-    """An event of `project_id`, announced to the subscribers of every project given."""
-    await session.execute(RECORD_EVENT_TO, kind, project_id, issue_id, actor_id, list(announced_to))
