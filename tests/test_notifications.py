@@ -274,6 +274,35 @@ async def test_a_member_who_leaves_loses_the_notifications_of_private_projects(
     assert timeline.data == {"node": None}
 
 
+async def test_a_transfer_notifies_followers_who_may_read_where_it_went(
+    run: Run, make: Any, conn: asyncpg.Connection
+) -> None:
+    """The author hears of the move; an outsider mentioned while the issue was public keeps
+    no notification once it moves to a private project (count and list agree)."""
+    team = await _team(make, visibility="PUBLIC")
+    secret = await make.project(team["org"], key="NFS", visibility="PRIVATE")
+    await run(COMMENT, {"i": team["issue"], "b": "@nf-outsider look"}, viewer="nf-member")
+    outsider = await run(INBOX, viewer="nf-outsider")
+    assert outsider.data["viewer"]["unreadNotificationCount"] == 1
+    before = (await run(INBOX, viewer="nf-author")).data["viewer"]["unreadNotificationCount"]
+
+    moved = await run(
+        """mutation($i: ID!, $p: ID!) { transferIssue(input: {issueId: $i, projectId: $p}) {
+           userErrors { code } } }""",
+        {"i": team["issue"], "p": encode_id("Project", secret)},
+        viewer="nf-owner",
+    )
+    assert moved.errors == [] and moved.data["transferIssue"]["userErrors"] == []
+
+    author = await run(INBOX, viewer="nf-author")
+    assert author.data["viewer"]["unreadNotificationCount"] == before + 1
+    assert _inbox(author)[0] == ("AUTHOR", "nf-owner", None)
+    assert (await run(INBOX, viewer="nf-outsider")).data["viewer"] == {
+        "unreadNotificationCount": 0,
+        "notifications": {"totalCount": 0, "nodes": []},
+    }
+
+
 async def test_the_sql_read_rule_is_the_policys(conn: asyncpg.Connection, make: Any) -> None:
     """Whom a change may notify (loaders.projects.readable_by) is whom the policy lets read."""
     from loaders.projects import readable_by

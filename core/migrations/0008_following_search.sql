@@ -25,3 +25,22 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- An issue moved to a private project keeps no notification of those who may not read it
+-- there (as a project made private keeps none, migration 0006): the unread count agrees
+-- with the list.
+CREATE OR REPLACE FUNCTION forget_notifications_of_moved_issue() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM notifications n USING projects p, users u
+    WHERE n.issue_id = NEW.id AND p.id = NEW.project_id AND p.visibility = 'PRIVATE'
+      AND u.id = n.user_id AND NOT u.is_site_admin
+      AND NOT EXISTS (SELECT 1 FROM memberships m
+                      WHERE m.user_id = n.user_id AND m.organization_id = p.organization_id);
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS issue_moved ON issues;
+CREATE TRIGGER issue_moved AFTER UPDATE OF project_id ON issues FOR EACH ROW
+    WHEN (OLD.project_id IS DISTINCT FROM NEW.project_id)
+    EXECUTE FUNCTION forget_notifications_of_moved_issue();
