@@ -20,7 +20,13 @@
    HTTP response arrived (the change was committed then); receive minus send is reported
    too. All times come from one clock of this one process, so the client's own event-loop
    delays count in (its CPU share is reported).
-6. Failed mutations, missing deliveries, `next` messages with errors, wrong payloads, other
+6. Resume: `--resumers` of the subscribers (every k-th, of both kinds; 10% by default) close
+   their socket when half of the measured mutations are sent and, while the others go on,
+   subscribe again on a new socket with `after:` the cursor of the last event they got: the
+   events since are replayed from the log, then live ones follow. Their deliveries are
+   reported apart (their latency includes the time away); an event they lose or get twice
+   is a failure.
+7. Failed mutations, missing deliveries, `next` messages with errors, wrong payloads, other
    messages, closed sockets or a server that exits are failures: they are counted and
    described in the report, the run goes on (sending no more mutations after 3 failed in a
    row), and the exit code is 1.
@@ -46,7 +52,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,8 +79,9 @@ ORGANIZATION, PROJECT, USER = "acme", "WEB", "alice"
 TITLE_PREFIX = "subbench"
 ISSUER, AUDIENCE, TOKEN_TTL = "issuegraph", "issuegraph-api", 900
 
-SUBSCRIPTION = """subscription($p: ID!) {
-  issueEvents(projectId: $p) { kind issue { number title } actor { login } } }"""
+SUBSCRIPTION = """subscription($p: ID!, $after: String) {
+  issueEvents(projectId: $p, after: $after) { kind cursor issue { number title }
+  actor { login } } }"""
 CREATE = """mutation($p: ID!, $t: String!) { createIssue(input: {projectId: $p, title: $t}) {
   issue { id number title } userErrors { field code message } } }"""
 CLOSE = """mutation($i: ID!) { closeIssue(input: {issueId: $i}) {
@@ -122,6 +129,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "to the first (default 1)",
     )
     parser.add_argument(
+        "--resumers",
+        type=int,
+        default=None,
+        help="subscribers that reconnect mid-stream with `after:` their last cursor "
+        "(default a tenth of the subscribers)",
+    )
+    parser.add_argument(
         "--pause", type=float, default=0.1, help="seconds between measured mutations (default 0.1)"
     )
     parser.add_argument(
@@ -144,6 +158,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "(default bench/results/subscriptions.md)",
     )
     args = parser.parse_args(argv)
+    if args.resumers is None:
+        args.resumers = args.subscribers // 10
+    if not 0 <= args.resumers < args.subscribers:
+        parser.error("--resumers must be >= 0 and fewer than --subscribers")
     if args.subscribers < 1 or args.events < 1 or args.pause < 0 or args.settle <= 0:
         parser.error("--subscribers and --events must be >= 1, --pause >= 0, --settle > 0")
     return args
@@ -186,6 +204,9 @@ class Subscriber:
     index: int
     server: int  # 0-based index into the servers
     signed_in: bool
+    resumer: bool = False  # reconnects mid-stream with `after:`
+    cursor: str | None = None  # of the last event received
+    reconnecting: bool = False
     ws: ClientConnection | None = None
     task: asyncio.Task[None] | None = None
     registered: bool = False
@@ -332,7 +353,12 @@ def running_servers(count: int, url: str, port: int, secret: str) -> Iterator[li
 
 
 async def open_subscriber(
-    sub: Subscriber, port: int, token: str | None, project: str, shared: Shared
+    sub: Subscriber,
+    port: int,
+    token: str | None,
+    project: str,
+    shared: Shared,
+    after: str | None = None,
 ) -> None:
     ws = await connect(
         f"ws://{HOST}:{port}/graphql",
@@ -353,7 +379,7 @@ async def open_subscriber(
             {
                 "id": "1",
                 "type": "subscribe",
-                "payload": {"query": SUBSCRIPTION, "variables": {"p": project}},
+                "payload": {"query": SUBSCRIPTION, "variables": {"p": project, "after": after}},
             }
         ).decode()
     )
@@ -367,10 +393,10 @@ async def read(sub: Subscriber, ws: ClientConnection, shared: Shared) -> None:
             if _receive(sub, raw, at, shared) == "ping":
                 await ws.send('{"type":"pong"}')
     except ConnectionClosed as closed:
-        if not shared.finished:
+        if not shared.finished and not sub.reconnecting:
             sub.closed = f"closed: {closed}"
         return
-    if not shared.finished:
+    if not shared.finished and not sub.reconnecting:
         sub.closed = f"closed by the server: {ws.close_code} {ws.close_reason}"
 
 
@@ -400,6 +426,8 @@ def _receive(sub: Subscriber, raw: str | bytes, at: float, shared: Shared) -> st
     if event.get("kind") == "RESYNC":
         sub.resyncs.append(shared.measuring)
         return None
+    if isinstance(event.get("cursor"), str):
+        sub.cursor = event["cursor"]
     issue = event.get("issue") or {}
     actor = event.get("actor") or {}
     if not isinstance(issue.get("title"), str):
@@ -438,6 +466,17 @@ async def open_all(
             await open_subscriber(sub, ports[sub.server], tokens[sub.signed_in], project, shared)
 
     await asyncio.gather(*(one(sub) for sub in subscribers))
+
+
+async def reconnect(
+    sub: Subscriber, port: int, token: str | None, project: str, shared: Shared
+) -> None:
+    """Leave mid-stream, then subscribe again on a new socket after the last event seen."""
+    sub.reconnecting = True
+    await close_all([sub])
+    sub.ws = sub.task = None
+    sub.reconnecting = False
+    await open_subscriber(sub, port, token, project, shared, after=sub.cursor)
 
 
 async def close_all(subscribers: list[Subscriber]) -> None:
@@ -612,6 +651,7 @@ async def measure(
     args: argparse.Namespace,
     shared: Shared,
     result: Result,
+    resume: Callable[[], Awaitable[None]],
 ) -> None:
     events = [
         Event(k, "OPENED" if k % 2 == 0 else "CLOSED", f"{TITLE_PREFIX} {tag} event {k - k % 2}")
@@ -627,7 +667,10 @@ async def measure(
     started = time.perf_counter()
     issue_id: str | None = None
     failed_in_a_row = 0
+    resuming: asyncio.Task[None] | None = None
     for event in events:
+        if event.index == len(events) // 2:  # the resumers leave and come back meanwhile
+            resuming = asyncio.create_task(resume())
         if failed_in_a_row >= GIVE_UP_AFTER:
             event.problem = f"not sent: the {GIVE_UP_AFTER} mutations before it failed"
             continue
@@ -651,6 +694,11 @@ async def measure(
         if issue["title"] != event.title:
             event.problem = f"the mutation returned title {issue['title']!r}"
         await asyncio.sleep(args.pause)
+    if resuming is not None:
+        try:
+            await resuming
+        except (OSError, RuntimeError, WebSocketException, TimeoutError) as failed:
+            result.problems.append(f"a resumer could not reconnect: {failed}")
     sent = [event for event in events if event.ok]
     shared.outstanding -= len(subscribers) * (len(events) - len(sent))
     if shared.outstanding <= 0:
@@ -682,8 +730,12 @@ async def run(args: argparse.Namespace) -> Result:
     project = encode_id("Project", fixture.project_pk)
     tag = datetime.now(UTC).strftime("%H%M%S") + "-" + secrets.token_hex(2)
     shared = Shared()
+    every = args.subscribers // args.resumers if args.resumers else 0
+    resumers = {  # spread over the subscribers, anonymous and signed in alternately
+        min(k * every + k % 2, args.subscribers - 1) for k in range(args.resumers)
+    }
     subscribers = [
-        Subscriber(n, (n // 2) % args.servers, signed_in=n % 2 == 1)
+        Subscriber(n, (n // 2) % args.servers, signed_in=n % 2 == 1, resumer=n in resumers)
         for n in range(args.subscribers)
     ]
     result.subscribers = subscribers
@@ -705,7 +757,24 @@ async def run(args: argparse.Namespace) -> Result:
                     await open_all(subscribers, ports, {False: None, True: token}, project, shared)
                     await register(subscribers, mutator, tag, shared, result)
                     log.info("measuring %d events, %g s apart …", args.events, args.pause)
-                    await measure(servers, subscribers, mutator, tag, args, shared, result)
+                    tokens_by_kind = {False: None, True: token}
+
+                    async def resume() -> None:
+                        await asyncio.gather(
+                            *(
+                                reconnect(
+                                    sub,
+                                    ports[sub.server],
+                                    tokens_by_kind[sub.signed_in],
+                                    project,
+                                    shared,
+                                )
+                                for sub in subscribers
+                                if sub.resumer
+                            )
+                        )
+
+                    await measure(servers, subscribers, mutator, tag, args, shared, result, resume)
             except BaseException:
                 for n, server in enumerate(servers):
                     tail = server.log_lines()[-15:]
@@ -736,6 +805,7 @@ def percentile(values: list[float], q: float) -> float:
 class Group:
     name: str
     subscribers: list[Subscriber]
+    counted: bool = False  # its missing deliveries and wrong payloads are failures
     after_response: list[float] = field(default_factory=list)
     after_send: list[float] = field(default_factory=list)
     missing: int = 0
@@ -744,19 +814,23 @@ class Group:
 def analyse(result: Result, servers: int) -> tuple[list[Group], list[str], int]:
     """The table's rows, the notes and the number of failures."""
     subs = result.subscribers
+    live = [s for s in subs if not s.resumer]
+    resumers = [s for s in subs if s.resumer]
     groups = [
-        Group("all", subs),
-        Group("anonymous", [s for s in subs if not s.signed_in]),
-        Group(f"signed in ({USER})", [s for s in subs if s.signed_in]),
+        Group("all" if not resumers else "all but the resumers", live, counted=True),
+        Group("anonymous", [s for s in live if not s.signed_in]),
+        Group(f"signed in ({USER})", [s for s in live if s.signed_in]),
     ]
     if servers > 1:
         groups += [
             Group(
                 f"server {n + 1}" + (" (mutations)" if n == 0 else ""),
-                [s for s in subs if s.server == n],
+                [s for s in live if s.server == n],
             )
             for n in range(servers)
         ]
+    if resumers:
+        groups.append(Group(RESUMED, resumers, counted=True))
     notes = list(result.notes)
     failures = 0
     wrong: Counter[str] = Counter()
@@ -769,15 +843,15 @@ def analyse(result: Result, servers: int) -> tuple[list[Group], list[str], int]:
                     continue
                 group.after_response.append(arrival.at - event.responded)
                 group.after_send.append(arrival.at - event.sent)
-                if group.name == "all":
+                if group.counted:
                     if arrival.number != event.number:
                         wrong[f"issue number {arrival.number}, expected {event.number}"] += 1
                     if arrival.actor != USER:
                         wrong[f"actor {arrival.actor!r}, expected {USER!r}"] += 1
-    every = groups[0]
     expected = len(subs) * len(result.events)
-    if every.missing:
-        failures += every.missing
+    missing = sum(g.missing for g in groups if g.counted)
+    if missing:
+        failures += missing
         late = [
             f"#{s.index} ({s.group}, server {s.server + 1}): "
             f"{sum(e.key not in s.arrivals for e in result.events)}"
@@ -785,7 +859,7 @@ def analyse(result: Result, servers: int) -> tuple[list[Group], list[str], int]:
             if any(e.key not in s.arrivals for e in result.events)
         ]
         notes.append(
-            f"MISSING: {every.missing} of {expected} deliveries did not arrive; "
+            f"MISSING: {missing} of {expected} deliveries did not arrive; "
             f"by subscriber: {', '.join(late[:10])}" + (" …" if len(late) > 10 else "")
         )
     if wrong:
@@ -858,6 +932,15 @@ def analyse(result: Result, servers: int) -> tuple[list[Group], list[str], int]:
     duplicates = sum(s.duplicates for s in subs)
     if duplicates:
         notes.append(f"duplicate deliveries (same kind and title twice): {duplicates}")
+    if resumers:
+        lost = sum(e.key not in s.arrivals for s in resumers for e in result.events if e.ok)
+        twice = sum(s.duplicates for s in resumers)
+        failures += twice
+        notes.append(
+            f"resume: {len(resumers)} subscribers left mid-stream (at measured event "
+            f"{len(result.events) // 2}) and subscribed again with `after:` their last "
+            f"cursor: {lost} events lost, {twice} delivered twice"
+        )
     for n, code in enumerate(result.server_exits):
         if code is not None:
             failures += 1
@@ -873,7 +956,11 @@ def fan_out(result: Result) -> tuple[list[float], list[float]]:
     """Per event: the first and the last subscriber's latency after the response."""
     first, last = [], []
     for event in (e for e in result.events if e.ok):
-        times = [s.arrivals[event.key].at for s in result.subscribers if event.key in s.arrivals]
+        times = [
+            s.arrivals[event.key].at
+            for s in result.subscribers
+            if event.key in s.arrivals and not s.resumer
+        ]
         if times:
             first.append(min(times) - event.responded)
             last.append(max(times) - event.responded)
@@ -926,6 +1013,9 @@ def table(groups: list[Group], events: int) -> str:
     return "\n".join(lines)
 
 
+RESUMED = "resumed mid-stream (after:)"
+
+
 def section(
     args: argparse.Namespace,
     result: Result,
@@ -967,6 +1057,8 @@ def section(
         "subscribers": f"{args.subscribers} WebSockets (graphql-transport-ws, `websockets`, "
         f"one asyncio process) on `issueEvents` of public project {ORGANIZATION}/{PROJECT}: "
         f"{args.subscribers - signed} anonymous, {signed} signed in as {USER} (OWNER)",
+        "resume": f"{args.resumers} of the subscribers leave when half of the events are "
+        "sent and subscribe again with `after:` their last cursor",
         "events": f"{args.events} mutations as {USER} over HTTP, createIssue and closeIssue "
         f"alternately, sent one at a time {args.pause * 1000:g} ms apart",
         "database": f"scale {SCALE:g} bench database, {server_description()}",

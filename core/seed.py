@@ -269,6 +269,12 @@ async def load(connection: asyncpg.Connection, data: DataSet) -> None:
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
             )
+    # each comment in its issue's timeline, as addComment records it
+    await connection.execute(
+        "INSERT INTO events (kind, project_id, issue_id, actor_id, comment_id, created_at)"
+        " SELECT 'COMMENTED', i.project_id, c.issue_id, c.author_id, c.id, c.created_at"
+        " FROM comments c JOIN issues i ON i.id = c.issue_id ORDER BY c.created_at, c.id"
+    )
     await connection.execute(
         "UPDATE projects p SET issue_count = coalesce("
         "(SELECT max(number) FROM issues i WHERE i.project_id = p.id), 0)"

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     circuit_failures: int = Field(default=3, description="Failures that open the breaker.")
     circuit_reset: float = Field(default=2.0, description="Seconds before a retry probe.")
     shutdown_timeout: int = Field(default=10, description="Graceful shutdown bound (s).")
+    event_retention: int = Field(
+        default=7 * 86_400,
+        gt=0,
+        description="Seconds the event log keeps events for resuming subscriptions (`after:`).",
+    )
     webhook_allow_private: bool = Field(
         default=False,
         description="Let webhooks reach private, loopback and link-local addresses.",

@@ -10,6 +10,12 @@ rules still let read it: a member removed from an organization stops receiving i
 private events at once. When the LISTEN connection is lost the hub reconnects by itself
 and tells every subscriber to resync (events may have been missed meanwhile).
 
+A subscriber may resume after an event it saw (`resume`): the events after it are read
+from the log (replayed) while live ones queue up in its inbox, then the inbox takes over,
+skipping what the replay already gave. Events of a project are numbered in the order they
+commit (loaders/writes/issues.py), so nothing falls between the two and nothing comes
+twice.
+
 The same channel announces ended sessions (`{"session": id}`, by a trigger, migration
 0004): the hub calls what each WebSocket of that session registered (`watch_session`), in
 the order the notes arrive, so a socket hears of its session's end before any event
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,13 +39,14 @@ from core.db import Database, Listener, Session
 from core.errors import DatabaseError
 from domain.policy import Access, Policy, Viewer
 from loaders import Loaders, Scope, accounts
-from loaders.events import EventRow, read_event
-from loaders.rows import UserRow
+from loaders.events import EventRow, events_after, read_event, read_notification
+from loaders.rows import NotificationRow, UserRow
 from loaders.writes.issues import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 
 INBOX_LIMIT = 1_000
+REPLAY_BATCH = 100  # events read from the log per statement when resuming
 HEALTH_CHECK_SECONDS = 5.0
 
 
@@ -64,7 +71,7 @@ class SharedReads:
             self._session = self._database.session()
         found = self._loaders.get(scope)
         if found is None:
-            found = self._loaders[scope] = Loaders(self._session, scope)
+            found = self._loaders[scope] = Loaders(self._session, scope, shared=True)
         return found
 
     def release(self) -> None:
@@ -86,6 +93,7 @@ class Delivery:
     organization_id: int | None = None
     role: str | None = None
     shared: SharedReads | None = None
+    notification: NotificationRow | None = None  # for `notifications` inboxes
 
     def done(self) -> None:
         if self.shared is not None:
@@ -122,6 +130,7 @@ class EventHub:
         self._database = database
         self._access = access
         self._inboxes: dict[int, set[Inbox]] = defaultdict(set)
+        self._notified: dict[int, set[Inbox]] = defaultdict(set)  # by user id
         self._pending: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._sessions: dict[int, set[Callable[[], None]]] = defaultdict(set)
@@ -155,6 +164,90 @@ class EventHub:
             self._inboxes[project_id].discard(inbox)
             if not self._inboxes[project_id]:
                 del self._inboxes[project_id]
+
+    @contextlib.asynccontextmanager
+    async def resume(
+        self,
+        project_id: int,
+        viewer: Viewer,
+        after: int,
+        kinds: Sequence[str],
+        issue_id: int | None = None,
+    ) -> AsyncIterator[AsyncIterator[Delivery]]:
+        """The events of the project (or of one issue) after event `after` of the kinds
+        given, from the log, then live: see the module docstring."""
+        async with self.subscribe(project_id, viewer, issue_id) as inbox:
+            yield self._resumed(inbox, after, kinds)
+
+    async def _resumed(
+        self, inbox: Inbox, after: int, kinds: Sequence[str]
+    ) -> AsyncIterator[Delivery]:
+        last = after
+        while True:
+            found = await self._replay(inbox, last, kinds)
+            if found is None:
+                break
+            pending = list(reversed(found))
+            try:
+                while pending:
+                    delivery = pending.pop()
+                    assert delivery.event is not None
+                    last = delivery.event.id
+                    yield delivery
+            finally:  # a subscriber that leaves mid-batch releases the rest
+                for delivery in pending:
+                    delivery.done()
+            if len(found) < REPLAY_BATCH:
+                break
+        async for delivery in inbox:
+            if delivery.event is not None and delivery.event.id <= last:
+                delivery.done()  # the replay gave it already
+                continue
+            yield delivery
+
+    async def _replay(
+        self, inbox: Inbox, after: int, kinds: Sequence[str]
+    ) -> list[Delivery] | None:
+        """A batch of the log after `after`, each checked against the subscriber's access
+        now, as live events are; None when the subscriber may no longer read them."""
+        viewer = inbox.viewer
+        users = [viewer.user.id] if viewer.user is not None else []
+        session = self._database.session()
+        try:
+            found = await events_after(
+                session, inbox.project_id, after, inbox.issue_id, kinds, REPLAY_BATCH, users
+            )
+        finally:
+            await session.close()
+        if found is None:
+            return None
+        events, project, now = found
+        current = _current(viewer, now, project.organization_id)
+        if current is None or not Policy(current, self._access).can_read(project):
+            return None
+        role = current.roles.get(project.organization_id)
+        # one session for the batch, released once its last event is resolved: a replaying
+        # subscriber holds no connection after it, as live ones hold none between events
+        shared = SharedReads(self._database)
+        for _ in events:
+            shared.hold()
+        return [Delivery(event, project.organization_id, role, shared) for event in events]
+
+    @contextlib.asynccontextmanager
+    async def notifications(self, viewer: Viewer) -> AsyncIterator[Inbox]:
+        """The signed-in viewer's new notifications, each delivered only while the viewer
+        may read its issue."""
+        assert viewer.user is not None
+        user_id = viewer.user.id
+        inbox = Inbox(0, viewer)
+        self._notified[user_id].add(inbox)
+        try:
+            yield inbox
+        finally:
+            inbox.drop()
+            self._notified[user_id].discard(inbox)
+            if not self._notified[user_id]:
+                del self._notified[user_id]
 
     @contextlib.contextmanager
     def watch_session(self, session_id: int, ended: Callable[[], None]) -> Iterator[None]:
@@ -234,11 +327,11 @@ class EventHub:
         session_id = note.get("session")
         if session_id is not None:
             self._session_ended(int(session_id))
-        elif note.get("project") in self._inboxes:
+        elif note.get("project") in self._inboxes or note.get("user") in self._notified:
             self._pending.put_nowait(note)
 
     def _broadcast_resync(self) -> None:
-        for inboxes in self._inboxes.values():
+        for inboxes in [*self._inboxes.values(), *self._notified.values()]:
             for inbox in inboxes:
                 inbox.offer(Delivery(None))
 
@@ -247,9 +340,34 @@ class EventHub:
             note = await self._pending.get()
             await self._sessions_known.wait()  # no event to a session that may have ended
             try:
-                await self._deliver(int(note["id"]), int(note["project"]))
+                if "notification" in note:
+                    await self._deliver_notification(int(note["notification"]), int(note["user"]))
+                else:
+                    await self._deliver(int(note["id"]), int(note["project"]))
             except Exception:  # one bad event must not stop the stream for everyone
-                log.exception("could not deliver event %s", note.get("id"))
+                log.exception("could not deliver %s", note)
+
+    async def _deliver_notification(self, notification_id: int, user_id: int) -> None:
+        inboxes = list(self._notified.get(user_id, ()))
+        if not inboxes:
+            return
+        session = self._database.session()
+        try:
+            found = await read_notification(session, notification_id)
+        finally:
+            await session.close()
+        if found is None:
+            return
+        notification, project, user, role = found
+        viewer = Viewer(user, {project.organization_id: role} if role else {})
+        if not Policy(viewer, self._access).can_read(project):
+            return
+        shared = SharedReads(self._database)
+        for inbox in inboxes:
+            shared.hold()
+            inbox.offer(
+                Delivery(None, project.organization_id, role, shared, notification=notification)
+            )
 
     async def _deliver(self, event_id: int, project_id: int) -> None:
         inboxes = list(self._inboxes.get(project_id, ()))

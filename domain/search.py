@@ -38,9 +38,6 @@ SORTS = {
     "comments-desc": order("COMMENTS", True),
 }
 DEFAULT_SORT = "created-desc"  # without words; with words, relevance
-# Qualifiers of the language that this server does not answer yet: refused by name
-# rather than taken for unknown ones (see `_mentions`).
-NOT_YET = ("mentions", "involves")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +104,10 @@ def parse(query: str, me: str | None = None) -> Search:
             continue
         negated, name, raw = found.group(1) == "-", found.group(2).lower(), found.group(3)
         value = _unquote(raw)
-        if name not in QUALIFIERS and name != "sort" and name not in NOT_YET:
+        if name not in QUALIFIERS and name != "sort":
             raise _bad(f"Unknown qualifier `{name}:`", term, name)
         if not value.strip():
             raise _bad(f"`{name}:` needs a value", term, name)
-        if name in NOT_YET:
-            raise _bad(f"`{name}:` is not supported yet", term, name)
         if name == "sort":
             sort = _sort(term, value, negated, sort)
             continue
@@ -286,6 +281,8 @@ QUALIFIERS: dict[str, Callable[[Term, str, str | None], Condition | None]] = {
     "project": _project,
     "author": _user("author"),
     "assignee": _user("assignee"),
+    "mentions": _user("mentions"),
+    "involves": _user("involves"),
     "no": _no,
     "label": _label,
     "priority": _priority,

@@ -335,9 +335,11 @@ async def _objects(
     for i, source in enumerate(sources):
         groups.setdefault(NAMES[type(source)], []).append(i)
     grouped: list[dict[str, Any] | None] = [None] * len(sources)
+    # spread: each type resolves its fields in tasks one level down, so that the loads of
+    # every type register in the same loop tick and batch together
     done = await asyncio.gather(
         *(
-            _typed(run, shapes[name], [sources[i] for i in idx], [paths[i] for i in idx])
+            _typed(run, shapes[name], [sources[i] for i in idx], [paths[i] for i in idx], True)
             for name, idx in groups.items()
         )
     )
@@ -348,11 +350,12 @@ async def _objects(
 
 
 async def _typed(
-    run: _Run, shape: Shape, sources: list[Any], paths: Any
+    run: _Run, shape: Shape, sources: list[Any], paths: Any, spread: bool = False
 ) -> list[dict[str, Any] | None]:
     """One type's objects of a level: the resolved fields for all of them at once (all
     concurrently, so that their loaders batch together), then the objects, then their
-    object fields, level by level."""
+    object fields, level by level. `spread`: resolve even a single field in a task of its
+    own (the types of an abstract field do, see `_objects`)."""
     fields, type_name = shape.fields, shape.type_name
     columns: list[Any] = [None] * len(fields)
     for n in shape.attributes:
@@ -360,7 +363,7 @@ async def _typed(
         columns[n] = [getattr(s, name) for s in sources]
     if shape.resolved:
         waiting = [_resolve(run, type_name, fields[n], sources, paths) for n in shape.resolved]
-        done = await asyncio.gather(*waiting) if len(waiting) > 1 else [await waiting[0]]
+        done = await asyncio.gather(*waiting) if len(waiting) > 1 or spread else [await waiting[0]]
         for n, column in zip(shape.resolved, done, strict=True):
             columns[n] = column
     dead: list[bool] | None = None

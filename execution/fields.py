@@ -34,7 +34,7 @@ from strawberry.types import Info
 from strawberry.types.field import StrawberryField
 
 from domain.context import Context
-from execution.ids import NodeKind, register
+from execution.ids import NodeKind, register, register_row
 from loaders import Loaders, using
 from loaders._base import RowLoader
 
@@ -162,11 +162,26 @@ def node(
     `node(id:)`, and recognised by its row class wherever the schema returns `Node`."""
 
     def make(cls: type) -> Any:
-        def is_type_of(_cls: type, obj: Any, info: Any) -> bool:
-            return type(obj) is row
-
-        cls.is_type_of = classmethod(is_type_of)  # type: ignore[attr-defined]
         register(NodeKind(cls.__name__, row, by_id))
-        return strawberry.type(cls, description=description)
+        return _of_rows(cls, row, description)
 
     return make
+
+
+def typed(row: type, description: str) -> Callable[[type], Any]:
+    """A Strawberry type whose objects are `row`s, recognised by their class wherever the
+    schema returns a union or an interface (both executors)."""
+
+    def make(cls: type) -> Any:
+        register_row(cls.__name__, row)
+        return _of_rows(cls, row, description)
+
+    return make
+
+
+def _of_rows(cls: type, row: type, description: str) -> Any:
+    def is_type_of(_cls: type, obj: Any, info: Any) -> bool:
+        return type(obj) is row
+
+    cls.is_type_of = classmethod(is_type_of)  # type: ignore[attr-defined]
+    return strawberry.type(cls, description=description)

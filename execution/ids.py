@@ -41,6 +41,11 @@ def register(kind: NodeKind) -> None:
     NAMES[kind.row] = kind.name
 
 
+def register_row(name: str, row: type) -> None:
+    """A type that is not a node, known by its row class (in unions)."""
+    NAMES[row] = name
+
+
 def encode_id(type_name: str, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).rstrip(b"=").decode()
 

@@ -68,7 +68,11 @@ def _sort_value(value: Any, order: Order, argument: str) -> Any:
             return value
         raise _bad(argument, "is not a valid cursor")
     else:
-        expected = int if order.attribute in ("priority", "comment_count") else str
+        expected = (
+            int
+            if order.attribute in ("priority", "comment_count") or order.attribute.endswith("_id")
+            else str
+        )
     if type(value) is not expected:
         raise _bad(argument, "is not a valid cursor")
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
@@ -76,6 +80,27 @@ def _sort_value(value: Any, order: Order, argument: str) -> Any:
     if isinstance(value, str) and "\x00" in value:
         raise _bad(argument, "is not a valid cursor")
     return value
+
+
+def encode_event_cursor(event_id: int, created_at: datetime) -> str:
+    """An event's position in the log, for resuming a subscription after it."""
+    raw = orjson.dumps([CURSOR_VERSION, "EVENT", event_id, created_at.isoformat()])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_event_cursor(cursor: str, argument: str = "after") -> tuple[int, datetime]:
+    """The event id and time an event cursor names; a malformed one is BAD_USER_INPUT."""
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        version, name, event_id, moment = orjson.loads(raw)
+        at = datetime.fromisoformat(moment)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise _bad(argument, "is not a valid event cursor") from None
+    if version != CURSOR_VERSION or name != "EVENT" or at.tzinfo is None:
+        raise _bad(argument, "is not a valid event cursor")
+    if type(event_id) is not int or not 0 < event_id < 2**63:
+        raise _bad(argument, "is not a valid event cursor")
+    return event_id, at
 
 
 def _bad(argument: str, why: str) -> BadUserInput:

@@ -18,8 +18,11 @@ from loaders import (
     comments,
     issues,
     labels,
+    notifications,
     organizations,
     projects,
+    reactions,
+    timeline,
     users,
     webhooks,
 )
@@ -39,10 +42,12 @@ from loaders.rows import (
     Join,
     LabelRow,
     MemberRow,
+    NotificationRow,
     OrganizationRow,
     Projection,
     ProjectRow,
     SessionRow,
+    TimelineEntry,
     UserRow,
     WebhookAttemptRow,
     WebhookDeliveryRow,
@@ -60,9 +65,11 @@ _id = by_id
 class Loaders:
     """All loaders of one request, sharing its database session and scope."""
 
-    def __init__(self, session: Session, scope: Scope = PUBLIC) -> None:
+    def __init__(self, session: Session, scope: Scope = PUBLIC, shared: bool = False) -> None:
+        """`shared`: several tasks use these loaders at once (loaders/_base.py)."""
         self.session = session
         self.scope = scope
+        self.shared = shared
         # Which optional columns the statements read; the compiled executor narrows it
         # to what its operation selects (see `project`).
         self.projection = Projection()
@@ -71,15 +78,23 @@ class Loaders:
     # Each loader is made when first used: a request uses a few of them.
 
     def _rows(self, sql: str, rows: Any, key_of: Any, **options: Any) -> RowLoader[Any, Any]:
-        return RowLoader(self.session, sql, rows, key_of, projection=self.projection, **options)
+        loader: RowLoader[Any, Any] = RowLoader(
+            self.session, sql, rows, key_of, projection=self.projection, **options
+        )
+        loader.shared = self.shared
+        return loader
 
     def _pages(
         self, spec: PageSpec[Any], primes: Any = None, unwrap: Any = None
     ) -> PageLoader[Any]:
-        return PageLoader(self.session, spec, self.scope, primes, unwrap, self.projection)
+        loader = PageLoader(self.session, spec, self.scope, primes, unwrap, self.projection)
+        loader.shared = self.shared
+        return loader
 
     def _count(self, spec: PageSpec[Any]) -> CountLoader:
-        return CountLoader(self.session, spec, self.scope)
+        loader = CountLoader(self.session, spec, self.scope)
+        loader.shared = self.shared
+        return loader
 
     @cached_property
     def user_by_id(self) -> RowLoader[int, UserRow]:
@@ -242,6 +257,50 @@ class Loaders:
     @cached_property
     def comment_count_by_issue(self) -> CountLoader:
         return self._count(comments.COMMENTS_BY_ISSUE)
+
+    @cached_property
+    def notifications_by_user(self) -> PageLoader[NotificationRow]:
+        return self._pages(notifications.NOTIFICATIONS_BY_USER)
+
+    @cached_property
+    def notification_count_by_user(self) -> CountLoader:
+        return self._count(notifications.NOTIFICATIONS_BY_USER)
+
+    @cached_property
+    def unread_notifications_by_user(self) -> RowLoader[int, tuple[int, int]]:
+        return self._rows(
+            notifications.SELECT_UNREAD_COUNTS, notifications.unread_row, lambda r: r[0]
+        )
+
+    @cached_property
+    def subscription_by_issue(self) -> RowLoader[tuple[int, int], tuple[int, int, bool]]:
+        return self._rows(
+            notifications.SELECT_SUBSCRIPTIONS,
+            notifications.subscription_row,
+            lambda r: (r[0], r[1]),
+            arguments=notifications.subscription_arguments,
+        )
+
+    @cached_property
+    def reactions_by_issue(self) -> RowLoader[tuple[int, int], reactions.ReactionGroupsRow]:
+        return self._reactions(reactions.SELECT_ISSUE_GROUPS)
+
+    @cached_property
+    def reactions_by_comment(self) -> RowLoader[tuple[int, int], reactions.ReactionGroupsRow]:
+        return self._reactions(reactions.SELECT_COMMENT_GROUPS)
+
+    def _reactions(self, sql: str) -> RowLoader[tuple[int, int], reactions.ReactionGroupsRow]:
+        return self._rows(
+            sql, reactions.groups_row, reactions.groups_key, arguments=reactions.groups_arguments
+        )
+
+    @cached_property
+    def timeline_by_issue(self) -> PageLoader[TimelineEntry]:
+        return self._pages(timeline.TIMELINE_BY_ISSUE)
+
+    @cached_property
+    def timeline_count_by_issue(self) -> CountLoader:
+        return self._count(timeline.TIMELINE_BY_ISSUE)
 
     @cached_property
     def webhook_by_id(self) -> RowLoader[int, WebhookRow]:

@@ -2,6 +2,11 @@
 
 Each loader batches the keys of one event-loop tick into one statement (pages and counts:
 one per distinct request) and answers in key order; a missing key answers None.
+
+Loaders may be `shared` by several tasks (the subscribers an event goes to, see
+domain/events.py): then each caller awaits its own shield of the loader's future, since a
+task cancelled while awaiting a future cancels that future, which would fail every other
+task waiting on it (a subscriber that disconnects mid-event would end the others').
 """
 
 from __future__ import annotations
@@ -33,6 +38,16 @@ R = TypeVar("R")
 by_id = attrgetter("id")  # the key of a row by id
 
 
+class _Shareable:
+    """`load` for loaders that several tasks may share (see the module docstring)."""
+
+    shared = False
+
+    def load(self, key: Any) -> Any:
+        found = super().load(key)  # type: ignore[misc]  # DataLoader's, in the subclasses
+        return asyncio.shield(found) if self.shared else found
+
+
 class RowLoader(DataLoader[K, R | None], Generic[K, R]):
     """Rows by a key; `arguments` turns the batch of keys into the statement's parameters.
 
@@ -61,6 +76,7 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         self._arguments = arguments
         self._scope = scope
         self._label = sql.split("FROM", 1)[-1].split()[0]  # the table, for metrics
+        self.shared = False  # awaited by several tasks (see the module docstring)
         # Rows already read (by page loaders too), by key: a plain dict rather than
         # aiodataloader's `prime`, which builds a future per row.
         self.known: dict[K, R] = {}
@@ -71,7 +87,8 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
     def load(self, key: K) -> Any:
         row = self.known.get(key)
         if row is None:
-            return super().load(key)
+            found = super().load(key)
+            return asyncio.shield(found) if self.shared else found
         future = self.loop.create_future()
         future.set_result(row)
         return future
@@ -93,7 +110,7 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
                 self.loop.call_soon(self._dispatch_pending)
             wanted, done = self._pending
             wanted.update(missing)
-            await done
+            await (asyncio.shield(done) if self.shared else done)
         return [known.get(k) for k in keys]
 
     def _dispatch_pending(self) -> None:
@@ -151,7 +168,7 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         return self.columns is not None and self._scope is None and self._key_of is by_id
 
 
-class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
+class PageLoader(_Shareable, DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
     """Pages of children keyed by (parent id, page request). The rows of each page also
     prime a by-id loader (`primes`, with `unwrap` to get the row it holds), so that a later
     lookup of the same object by id costs no statement."""
@@ -213,7 +230,7 @@ class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
                     known[row.id] = row
 
 
-class CountLoader(DataLoader[tuple[int, Hashable], int]):
+class CountLoader(_Shareable, DataLoader[tuple[int, Hashable], int]):
     """Total children keyed by (parent id, filters)."""
 
     def __init__(self, session: Session, spec: PageSpec[Any], scope: Scope) -> None:

@@ -151,6 +151,9 @@ class PageSpec(Generic[R]):
     conditions: Conditions = no_conditions
     extra: str = ""
     make_row: Callable[[Sequence[Any]], R] | None = None
+    # The sort column alone bounds a page too: where the id column is no column of an
+    # index (an expression), the row comparison cannot seek, the sort column can.
+    seek: bool = False
     # `{name}` pieces of `extra` and of the order's column, with the SQL they stand for
     # when the conditions write none (see `Params.named`)
     placeholders: tuple[tuple[str, str], ...] = ()
@@ -188,8 +191,11 @@ def _keyset(spec: PageSpec[Any], request: PageRequest, params: Params) -> tuple[
     value, last_id = request.cursor
     if sort is None:
         return f"{spec.id_column} {op} {params.add(last_id, 'bigint')}", order
-    row_cmp = f"({sort}, {spec.id_column}) {op} ({params.add(value, _cast(value))}, "
-    return row_cmp + f"{params.add(last_id, 'bigint')})", order
+    bound = params.add(value, _cast(value))
+    row_cmp = f"({sort}, {spec.id_column}) {op} ({bound}, {params.add(last_id, 'bigint')})"
+    if spec.seek:
+        row_cmp += f" AND {sort} {op}= {bound}"
+    return row_cmp, order
 
 
 def _cast(value: Any) -> str:

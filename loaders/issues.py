@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from loaders._keyset import Order, PageSpec, Params, Scope
+from loaders.mentions import involves_user, mentions_user
 from loaders.projects import VISIBLE
 from loaders.rows import ISSUES, IssueRow
 
@@ -53,9 +54,9 @@ class Condition:
     """One condition an issue must meet (or, `negated`, must not):
 
     state (a tuple of states), organization (a slug), project ((slug, KEY)), author,
-    assignee (logins), unassigned (None), label (a name, case-insensitive), unlabeled
-    (None), priority (a tuple of priorities), created and updated ((since, until): since
-    inclusive, until exclusive, either None)."""
+    assignee, mentions, involves (logins), unassigned (None), label (a name,
+    case-insensitive), unlabeled (None), priority (a tuple of priorities), created and
+    updated ((since, until): since inclusive, until exclusive, either None)."""
 
     kind: str
     value: Hashable = None
@@ -117,6 +118,10 @@ def _condition(condition: Condition, params: Params) -> str:
         return f"i.author_id = {_login(params, value)}"
     if kind == "assignee":
         return f"i.assignee_id = {_login(params, value)}"
+    if kind == "mentions":
+        return mentions_user("i", _login(params, value))
+    if kind == "involves":
+        return involves_user("i", _login(params, value))
     if kind == "unassigned":
         return "i.assignee_id IS NULL"
     if kind == "label":

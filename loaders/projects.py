@@ -24,6 +24,18 @@ WHERE {VISIBLE}
 """
 
 
+def readable_by(user: str, project: str = "p") -> str:
+    """A condition: the user aliased `user` may read the project aliased `project`. The read
+    rule of domain/access/policy.csv (site admins; anyone for a public project; members),
+    for users other than the viewer: whom to notify or mention (a test holds it to the
+    policy)."""
+    return (
+        f"({user}.is_site_admin OR {project}.visibility = 'PUBLIC' OR EXISTS ("
+        f"SELECT 1 FROM memberships rm WHERE rm.user_id = {user}.id"
+        f" AND rm.organization_id = {project}.organization_id))"
+    )
+
+
 def project_ref(organization_id: int, key: str) -> str:
     """The loader key of a project by key: 'organization id/KEY'."""
     return f"{organization_id}/{key}"

@@ -149,6 +149,43 @@ class MemberRow(NamedTuple):
         return self.user.id
 
 
+class NotificationRow(NamedTuple):
+    """Something that happened that its user should know of (loaders/notifications.py)."""
+
+    id: int
+    user_id: int
+    issue_id: int
+    comment_id: int | None
+    actor_id: int | None
+    reason: str
+    event_id: int | None
+    read_at: datetime | None
+    created_at: datetime
+
+
+class TimelineEventRow(NamedTuple):
+    """An event as an issue's timeline shows it (loaders/timeline.py has a subclass per
+    kind of item, so that the item's GraphQL type is known by its class)."""
+
+    id: int  # the event's
+    issue_id: int
+    actor_id: int | None
+    created_at: datetime
+    ref_id: int | None  # the label, assignee, project or user the item names
+    previous_title: str | None
+    current_title: str | None
+    comment_id: int | None
+
+
+class TimelineEntry(NamedTuple):
+    """A timeline item with its place: the event, then the item's rank in it (an event
+    that assigns and renames at once shows two items)."""
+
+    id: int  # the rank, 1, 2 …
+    event_id: int
+    node: Any  # a CommentRow or a TimelineEventRow
+
+
 class Columns(Generic[R]):
     """A row type's select list: the columns of `table` under the alias `alias`."""
 
@@ -266,13 +303,14 @@ ISSUES = Columns(IssueRow, "issues", "i", ("title", "body", "closed_at", "body_h
 LABELS = Columns(LabelRow, "labels", "l", ("color", "created_at"))
 COMMENTS = Columns(CommentRow, "comments", "c", ("body", "updated_at", "body_html"))
 SESSIONS = Columns(SessionRow, "sessions", "s")
+NOTIFICATIONS = Columns(NotificationRow, "notifications", "n")
 WEBHOOKS = Columns(WebhookRow, "webhooks", "w")
 WEBHOOK_DELIVERIES = Columns(WebhookDeliveryRow, "webhook_deliveries", "d", ("body",))
 WEBHOOK_ATTEMPTS = Columns(WebhookAttemptRow, "webhook_attempts", "a")
 COLUMNS: dict[type, Columns[Any]] = {
     c.row: c
     for c in (
-        *(USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS),
+        *(USERS, ORGANIZATIONS, PROJECTS, ISSUES, LABELS, COMMENTS, SESSIONS, NOTIFICATIONS),
         *(WEBHOOKS, WEBHOOK_DELIVERIES, WEBHOOK_ATTEMPTS),
     )
 }
@@ -283,3 +321,4 @@ PROJECT_COLUMNS = PROJECTS.all
 ISSUE_COLUMNS = ISSUES.all
 LABEL_COLUMNS = LABELS.all
 COMMENT_COLUMNS = COMMENTS.all
+NOTIFICATION_COLUMNS = NOTIFICATIONS.all

@@ -69,6 +69,10 @@ class IssueFilters:
     author: str | None = strawberry.field(
         default=None, description="Only issues opened by the user with this login."
     )
+    mentioned: str | None = strawberry.field(
+        default=None,
+        description="Only issues whose body or comments mention the user with this login.",
+    )
     labels: list[str] | None = strawberry.field(
         default=None,
         description="Only issues carrying every label of these names (case-insensitive).",

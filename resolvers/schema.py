@@ -6,6 +6,7 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers.auth import AuthMutations
+from resolvers.mutations.follow import NotificationMutations
 from resolvers.mutations.issues import IssueMutations
 from resolvers.mutations.moves import IssueMoveMutations
 from resolvers.mutations.organizations import OrganizationMutations
@@ -25,6 +26,7 @@ class Mutation(
     ProjectMutations,
     IssueMutations,
     IssueMoveMutations,
+    NotificationMutations,
     WebhookMutations,
 ):
     pass

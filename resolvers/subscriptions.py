@@ -1,13 +1,17 @@
-"""Live updates: issueEvents(projectId:) and issueCommentAdded(issueId:).
+"""Live updates: issueEvents(projectId:), issueCommentAdded(issueId:) and the viewer's
+notificationAdded.
 
 Subscribing needs the right to read the project. Each event is checked against the access
-rules again when it is delivered (see domain/events.py) and resolved with fresh loaders."""
+rules again when it is delivered (see domain/events.py) and resolved with fresh loaders.
+Every event carries a cursor: subscribing again with `after:` it replays what came after
+from the log, then goes live (RESYNC first when the log no longer keeps that far back)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from datetime import datetime
+from collections.abc import AsyncGenerator, Sequence
+from datetime import UTC, datetime, timedelta
 from enum import Enum
+from typing import Annotated, Any
 
 import strawberry
 
@@ -16,10 +20,12 @@ from domain.context import Context
 from domain.events import Delivery
 from execution.fields import to_one, value
 from execution.ids import encode_id
+from execution.pagination import decode_event_cursor, encode_event_cursor
 from loaders import Loaders
 from loaders.events import EventRow
-from loaders.rows import IssueRow, LabelRow, ProjectRow
-from resolvers.mutations._base import Ctx, find
+from loaders.rows import IssueRow, LabelRow, NotificationRow, ProjectRow
+from resolvers.mutations._base import Ctx, find, signed_in
+from resolvers.notifications import Notification
 from resolvers.types import Comment, Issue, Label, User
 
 
@@ -37,14 +43,27 @@ class IssueEventKind(Enum):
     RESYNC = "RESYNC"
 
 
+REPLAYED_KINDS = tuple(k.value for k in IssueEventKind if k is not IssueEventKind.RESYNC)
+
+
 class EventSource:
     """An event as IssueEvent's fields read it; RESYNC has no row, so nulls throughout."""
 
-    __slots__ = ("actor_id", "comment_id", "created_at", "id", "issue_id", "kind", "label_ids")
+    __slots__ = (
+        "actor_id",
+        "comment_id",
+        "created_at",
+        "cursor",
+        "id",
+        "issue_id",
+        "kind",
+        "label_ids",
+    )
 
     def __init__(self, row: EventRow | None) -> None:
         self.kind = row.kind if row is not None else IssueEventKind.RESYNC.value
         self.id = str(row.id) if row is not None else None
+        self.cursor = encode_event_cursor(row.id, row.created_at) if row is not None else None
         self.created_at = row.created_at if row is not None else None
         self.issue_id = row.issue_id if row is not None else None
         self.actor_id = row.actor_id if row is not None else None
@@ -68,9 +87,12 @@ async def _labels(context: Context, event: EventSource) -> list[LabelRow]:
 class IssueEvent:
     kind: IssueEventKind = strawberry.field(description="What happened.")
     id: strawberry.ID | None = strawberry.field(
-        description="The event's id, increasing in commit order per process."
+        description="The event's id, increasing in commit order within its project."
     )
     created_at: datetime | None = strawberry.field(description="When it happened.")
+    cursor: str | None = strawberry.field(
+        description="Its place in the log: subscribe with `after:` it to resume after it."
+    )
     issue: Issue | None = to_one(
         Loaders.issue_by_id,
         "issue_id",
@@ -87,16 +109,48 @@ class IssueEvent:
     labels: list[Label] = value(_labels, "The labels added or removed (LABELED, UNLABELED).")
 
 
+@strawberry.enum(description="What a notificationAdded message brings.")
+class NotificationAddedKind(Enum):
+    NOTIFICATION = "NOTIFICATION"
+    RESYNC = "RESYNC"
+
+
+@strawberry.type(
+    description="A new notification of the viewer; RESYNC (with no notification) means "
+    "some may have been missed: fetch `viewer.notifications` again."
+)
+class NotificationAdded:
+    kind: NotificationAddedKind = strawberry.field(description="What this message brings.")
+    notification: NotificationRow | None = strawberry.field(
+        graphql_type=Notification | None, description="The notification (NOTIFICATION)."
+    )
+
+
 async def _stream(
-    info: Ctx, project_id: int, issue_id: int | None, kinds: set[str] | None
+    info: Ctx,
+    project_id: int,
+    issue_id: int | None,
+    kinds: Sequence[str] | None,
+    after: str | None,
 ) -> AsyncGenerator[EventSource, None]:
     context = info.context
     hub = context.services.hub
     assert hub is not None, "subscriptions need the event hub"
-    async with hub.subscribe(project_id, context.viewer, issue_id) as inbox:
+    position = decode_event_cursor(after) if after is not None else None
+    kept_since = datetime.now(UTC) - timedelta(seconds=context.services.settings.event_retention)
+    stream: Any
+    if position is not None and position[1] >= kept_since:
+        stream = hub.resume(
+            project_id, context.viewer, position[0], kinds or REPLAYED_KINDS, issue_id
+        )
+    else:
+        stream = hub.subscribe(project_id, context.viewer, issue_id)
+    async with stream as deliveries:
         await context.session.close()  # hold no connection while waiting
+        if position is not None and position[1] < kept_since:
+            yield EventSource(None)  # the log no longer reaches back there
         delivery: Delivery
-        async for delivery in inbox:
+        async for delivery in deliveries:
             event = delivery.event
             if event is not None and kinds is not None and event.kind not in kinds:
                 delivery.done()
@@ -108,16 +162,22 @@ async def _stream(
                 delivery.done()
 
 
+AFTER = "Resume after this event's `cursor`: first the events since, from the log, then live."
+
+
 @strawberry.type(description="Live updates, over WebSocket (graphql-transport-ws).")
 class Subscription:
     @strawberry.subscription(
         graphql_type=IssueEvent, description="Every change to the issues of a project."
     )
     async def issue_events(
-        self, info: Ctx, project_id: strawberry.ID
+        self,
+        info: Ctx,
+        project_id: strawberry.ID,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
     ) -> AsyncGenerator[EventSource, None]:
         project = await find(info.context, project_id, ProjectRow)
-        async for event in _stream(info, project.id, None, None):
+        async for event in _stream(info, project.id, None, None, after):
             yield event
 
     @strawberry.subscription(
@@ -127,12 +187,40 @@ class Subscription:
         "again to follow a moved issue.",
     )
     async def issue_comment_added(
-        self, info: Ctx, issue_id: strawberry.ID
+        self,
+        info: Ctx,
+        issue_id: strawberry.ID,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
     ) -> AsyncGenerator[EventSource, None]:
         issue = await find(info.context, issue_id, IssueRow)
         project = await permissions.project_of(info.context, issue.project_id)
-        last = {IssueEventKind.DELETED.value, IssueEventKind.TRANSFERRED.value}
-        async for event in _stream(info, project.id, issue.id, {"COMMENTED", *last}):
+        last = (IssueEventKind.DELETED.value, IssueEventKind.TRANSFERRED.value)
+        async for event in _stream(info, project.id, issue.id, ("COMMENTED", *last), after):
             yield event
             if event.kind in last:
                 return
+
+    @strawberry.subscription(
+        graphql_type=NotificationAdded,
+        description="The viewer's notifications as they are made (signed-in viewers only); "
+        "each is delivered only while the viewer may read its issue.",
+    )
+    async def notification_added(self, info: Ctx) -> AsyncGenerator[NotificationAdded, None]:
+        context = info.context
+        signed_in(context)
+        hub = context.services.hub
+        assert hub is not None, "subscriptions need the event hub"
+        async with hub.notifications(context.viewer) as inbox:
+            await context.session.close()  # hold no connection while waiting
+            async for delivery in inbox:
+                try:
+                    await context.renew_for_event(delivery)
+                    found = delivery.notification
+                    yield NotificationAdded(
+                        kind=NotificationAddedKind.NOTIFICATION
+                        if found is not None
+                        else NotificationAddedKind.RESYNC,
+                        notification=found,
+                    )
+                finally:
+                    delivery.done()

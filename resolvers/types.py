@@ -22,6 +22,7 @@ from loaders.accounts import NEWEST_FIRST
 from loaders.comments import BY_CREATED_AT
 from loaders.issues import Condition, IssueFilter, order
 from loaders.labels import BY_NAME
+from loaders.notifications import NEWEST_FIRST as NEWEST_NOTIFICATIONS_FIRST
 from loaders.projects import project_ref
 from loaders.rows import (
     CommentRow,
@@ -31,6 +32,7 @@ from loaders.rows import (
     ProjectRow,
     UserRow,
 )
+from loaders.timeline import OLDEST_FIRST
 from resolvers.enums import (
     IssueFilters,
     IssueOrder,
@@ -39,7 +41,30 @@ from resolvers.enums import (
     OrderDirection,
     ProjectVisibility,
 )
+from resolvers.notifications import (
+    Notification,
+    SubscriptionState,
+    own,
+    unread_count,
+    unread_only,
+    viewer_subscription,
+)
+from resolvers.reactions import Reactable
 from resolvers.sessions import Session, own_sessions
+from resolvers.timeline import (
+    EVENT_TYPES,
+    AssignedEvent,
+    ClosedEvent,
+    IssueTimelineItemType,
+    LabeledEvent,
+    MentionedEvent,
+    RenamedTitleEvent,
+    ReopenedEvent,
+    TransferredEvent,
+    UnassignedEvent,
+    UnlabeledEvent,
+    item_types,
+)
 
 if TYPE_CHECKING:
     from resolvers.webhooks import Webhook
@@ -76,6 +101,8 @@ def _issue_filter(given: IssueFilters | None, context: Context) -> IssueFilter |
         conditions.append(Condition("unassigned", None, negated=not given.unassigned))
     if given.author is not None:
         conditions.append(Condition("author", given.author.lower()))
+    if given.mentioned is not None:
+        conditions.append(Condition("mentions", given.mentioned.lower()))
     conditions += [Condition("label", name) for name in sorted(set(labels or ()))]
     if given.priorities is not None:
         if any(not 0 <= p <= 4 for p in given.priorities):
@@ -98,6 +125,13 @@ FILTER_ISSUES = Argument(
 )
 ORDER_ISSUES = Argument(
     "order_by", IssueOrder, "How to order the issues; oldest first when not given.", _issue_order
+)
+UNREAD_ONLY = Argument("unread_only", bool, "Only the notifications not marked read.", unread_only)
+ITEM_TYPES = Argument(
+    "item_types",
+    list[IssueTimelineItemType],
+    "Only items of these types (all when not given).",
+    item_types,
 )
 
 
@@ -154,6 +188,18 @@ class User(Node):
         "else, site admins included, the list is empty).",
         order=NEWEST_FIRST,
         parent=own_sessions,
+    )
+    notifications: Connection[Notification] = connection(
+        Loaders.notifications_by_user,
+        Loaders.notification_count_by_user,
+        "What happened that concerns the user, newest first, of the issues the user may "
+        "read: only the user sees them (for anyone else the list is empty).",
+        order=NEWEST_NOTIFICATIONS_FIRST,
+        filters=UNREAD_ONLY,
+        parent=own,
+    )
+    unread_notification_count: int | None = value(
+        unread_count, "How many of the user's notifications are unread; null for anyone else."
     )
 
 
@@ -325,7 +371,7 @@ async def _comment_html(context: Context, row: CommentRow) -> str:
 
 
 @node(IssueRow, Loaders.issue_by_id, "A task, bug or idea tracked in a project.")
-class Issue(Node):
+class Issue(Node, Reactable):
     number: int = strawberry.field(description="The issue's number, 1, 2, 3 … per project.")
     title: str = strawberry.field(description="A one-line summary.")
     body: str = strawberry.field(description="The description, in Markdown.")
@@ -364,6 +410,11 @@ class Issue(Node):
         "transfer",
         "The viewer may move the issue to another project of its organization.",
     )
+    viewer_subscription: SubscriptionState | None = value(
+        viewer_subscription,
+        "Whether the viewer follows the issue (subscribeToIssue; its author and commenters "
+        "do unless they mute it); null when anonymous.",
+    )
     project: Project = to_one(
         Loaders.project_by_id, "project_id", "The project the issue belongs to."
     )
@@ -379,6 +430,15 @@ class Issue(Node):
         Loaders.comment_count_by_issue,
         "The issue's comments, oldest first.",
         order=BY_CREATED_AT,
+    )
+    timeline_items: Connection[IssueTimelineItem] = connection(
+        Loaders.timeline_by_issue,
+        Loaders.timeline_count_by_issue,
+        "What happened to the issue, oldest first: its comments and events, read from the "
+        "log every change writes.",
+        order=OLDEST_FIRST,
+        filters=ITEM_TYPES,
+        unwrap=lambda entry: entry.node,
     )
 
 
@@ -399,7 +459,7 @@ class Label(Node):
 
 
 @node(CommentRow, Loaders.comment_by_id, "A message on an issue.")
-class Comment(Node):
+class Comment(Node, Reactable):
     body: str = strawberry.field(description="The message, in Markdown.")
     body_html: str = value(
         _comment_html,
@@ -419,9 +479,24 @@ class Comment(Node):
     issue: Issue = to_one(Loaders.issue_by_id, "issue_id", "The issue the comment is on.")
 
 
+IssueTimelineItem = Annotated[
+    Comment
+    | ClosedEvent
+    | ReopenedEvent
+    | RenamedTitleEvent
+    | LabeledEvent
+    | UnlabeledEvent
+    | AssignedEvent
+    | UnassignedEvent
+    | TransferredEvent
+    | MentionedEvent,
+    strawberry.union("IssueTimelineItem", description="An item of an issue's timeline."),
+]
 NODE_TYPES = (User, Organization, Project, Issue, Label, Comment)
+OTHER_TYPES = EVENT_TYPES
 __all__ = [
     "NODE_TYPES",
+    "OTHER_TYPES",
     "Comment",
     "Issue",
     "Label",

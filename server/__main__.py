@@ -28,6 +28,7 @@ from core import logs, seed
 from core.embedded import start_embedded
 from core.migrate import migrate
 from core.settings import PRODUCTION, Settings, get_settings
+from loaders.events import purge_events
 from server import banner
 
 log = logging.getLogger("issuegraph")
@@ -52,6 +53,9 @@ async def prepare_database(url: str, scale: float, *, reset: bool = False) -> ba
             with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
                 await seed.record_scale(connection, scale)
             log.info("loaded demo data at scale %s", scale)
+        purged = await purge_events(connection, get_settings().event_retention)
+        if purged:
+            log.info("purged %d events older than EVENT_RETENTION", purged)
         loaded = await seed.loaded_scale(connection)
         if loaded is not None and loaded != scale:
             log.warning(

@@ -210,3 +210,58 @@ async def test_word_searches_read_the_gin_index_not_the_whole_table(
         on_issues = [n for n in nodes if n.get("Relation Name") == "issues"]
         assert not [n for n in on_issues if n["Node Type"] == "Seq Scan"], text
         assert any(n.get("Index Name") == "issues_search" for n in nodes), text
+
+
+async def test_mentions_and_involves_find_whom_an_issue_concerns(run: Run, make: Any) -> None:
+    from execution.ids import encode_id
+
+    author = await make.user(login="m-author")
+    await make.user(login="m-named")
+    commenter = await make.user(login="m-commenter")
+    org = await make.organization(slug="m-org")
+    for user in (author, commenter):
+        await make.member(org, user)
+    project = encode_id("Project", await make.project(org, key="MEN"))
+
+    async def create(title: str, body: str) -> str:
+        outcome = await run(
+            """mutation($p: ID!, $t: String!, $b: String!) { createIssue(input: {projectId: $p,
+               title: $t, body: $b}) { issue { id } } }""",
+            {"p": project, "t": title, "b": body},
+            viewer="m-author",
+        )
+        return str(outcome.data["createIssue"]["issue"]["id"])
+
+    await create("Named in the body", "cc @m-named")
+    commented = await create("Named in a comment", "nothing here")
+    await create("Nobody named", "`@m-named` in code is no mention")
+    await run(
+        """mutation($i: ID!) { addComment(input: {issueId: $i, body: "@M-Named look"}) {
+           comment { id } } }""",
+        {"i": commented},
+        viewer="m-commenter",
+    )
+
+    named = ["Named in a comment", "Named in the body"]  # newest first
+    assert await _titles(run, "mentions:m-named") == named
+    assert await _titles(run, "org:m-org -mentions:m-named") == ["Nobody named"]
+    assert await _titles(run, "involves:m-commenter") == ["Named in a comment"]
+    assert await _titles(run, "involves:@me sort:created-asc", viewer="m-commenter") == [
+        "Named in a comment"
+    ]
+    assert len(await _titles(run, "involves:m-author")) == 3
+    assert await _titles(run, "mentions:m-author") == []
+
+    listed = await run(
+        """query($p: ID!) { node(id: $p) { ... on Project {
+             issues(filterBy: {mentioned: "M-NAMED"}) { totalCount nodes { title } } } } }""",
+        {"p": project},
+    )
+    assert listed.errors == []
+    found = listed.data["node"]["issues"]
+    assert (found["totalCount"], [n["title"] for n in found["nodes"]]) == (2, named[::-1])
+    authored = await run(
+        """{ user(login: "m-author") { authoredIssues(filterBy: {mentioned: "m-named"}) {
+             totalCount } } }"""
+    )
+    assert authored.data["user"]["authoredIssues"]["totalCount"] == 2

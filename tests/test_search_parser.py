@@ -26,6 +26,8 @@ def _day(month: int, day: int, hour: int = 0, micro: int = 0) -> datetime:
         ("author:Alice -assignee:bob", [
             Condition("author", "alice"), Condition("assignee", "bob", negated=True)]),
         ("author:@me", [Condition("author", "carol")]),
+        ("mentions:Dave -involves:@me", [
+            Condition("mentions", "dave"), Condition("involves", "carol", negated=True)]),
         ("no:assignee -no:label", [
             Condition("unassigned"), Condition("unlabeled", negated=True)]),
         ('label:"help wanted" -label:bug', [
@@ -86,8 +88,8 @@ def test_words_go_to_full_text_search_and_decide_the_default_order(
         ("sort:best", "sort", 1, "`sort:` takes one of relevance"),
         ("sort:relevance sort:created-asc", "sort", 16, "`sort:` may be given once"),
         ("-sort:relevance", "sort", 1, "`sort:` cannot be negated"),
-        ("mentions:alice", "mentions", 1, "`mentions:` is not supported yet"),
-        ("x involves:alice", "involves", 3, "`involves:` is not supported yet"),
+        ("mentions:@me", "mentions", 1, "`mentions:@me` needs a signed-in viewer"),
+        ("x involves:a_b", "involves", 3, "`involves:` takes a login"),
     ],
 )
 def test_a_bad_term_names_its_qualifier_and_position(

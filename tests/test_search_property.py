@@ -1,7 +1,8 @@
 """searchIssues against a plain, slow reference: for random issues and random queries of the
 language, the ids returned, page by page forward and backward, are those a Python filter
 over the same rows finds, in the same order, for an anonymous viewer, a member and a site
-admin.
+admin. `mentions:` and `involves:` read the mentions recorded (written here as a body
+naming the users would record them).
 
 Words come from a small vocabulary of words that are not stop words and stem apart, so
 that "contains the word" in Python is what the English text search configuration says;
@@ -38,7 +39,7 @@ SORTS = (
     "comments-desc",
 )
 QUALIFIERS = ("is", "org", "project", "author", "assignee", "no", "label", "priority")
-QUALIFIERS += ("created", "updated")
+QUALIFIERS += ("created", "updated", "mentions", "involves")
 DAY0 = date(2026, 1, 1)
 SEARCH = """
 query($q: String!, $first: Int, $after: String, $last: Int, $before: String) {
@@ -63,7 +64,8 @@ class IssueSpec:
     labels: set[str]
     created: datetime
     updated: datetime
-    comments: int
+    comments: int  # each by USERS[0]
+    mentioned: set[int]  # users (indexes into USERS) named in the body or a comment
     id: int = 0
     number: int = 0
 
@@ -108,6 +110,7 @@ def issues(draw: Any) -> IssueSpec:
         created=created,
         updated=created + timedelta(hours=draw(st.sampled_from([0, 0, 5, 30, 100]))),
         comments=draw(st.integers(0, 3)),
+        mentioned=draw(st.sets(st.integers(0, len(USERS) - 1), max_size=2)),
     )
 
 
@@ -143,7 +146,7 @@ def terms(draw: Any) -> Term:
     elif name == "project":
         org, key, _ = draw(st.sampled_from(PROJECTS))
         text, value = f"{org}/{key.lower() if draw(st.booleans()) else key}", (org, key)
-    elif name in ("author", "assignee"):
+    elif name in ("author", "assignee", "mentions", "involves"):
         text = value = draw(st.sampled_from(USERS))
     elif name == "no":
         text = value = draw(st.sampled_from(["assignee", "label"]))
@@ -195,6 +198,12 @@ def _qualifier(issue: IssueSpec, term: Term) -> bool:
         return USERS[issue.author] == value
     if name == "assignee":
         return issue.assignee is not None and USERS[issue.assignee] == value
+    if name == "mentions":
+        return value in {USERS[u] for u in issue.mentioned}
+    if name == "involves":
+        people = {issue.author, *issue.mentioned, *([0] if issue.comments else [])}
+        people |= {issue.assignee} if issue.assignee is not None else set()
+        return value in {USERS[u] for u in people}
     if name == "no":
         return issue.assignee is None if value == "assignee" else not issue.labels
     if name == "label":
@@ -290,6 +299,12 @@ async def _build(conn: asyncpg.Connection, make: Any, world: World) -> dict[str,
             )
         for _ in range(issue.comments):
             await make.comment(issue.id, users[0])
+        for mentioned in sorted(issue.mentioned):  # as a body naming them would record
+            await conn.execute(
+                "INSERT INTO mentions (issue_id, user_id) VALUES ($1, $2)",
+                issue.id,
+                users[mentioned],
+            )
         # the comment triggers count; adding comments does not touch updated_at here
     return {"admin": admin}
 

@@ -455,3 +455,54 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+async def test_a_hook_on_the_project_an_issue_left_hears_of_its_transfer_and_of_a_deletion(
+    database: Database, admin: dict[str, Any]
+) -> None:
+    from execution.ids import encode_id
+
+    token = admin["token"]
+    connection = await database.acquire()
+    try:
+        target = await connection.fetchval(
+            "INSERT INTO projects (organization_id, key, name, visibility)"
+            " SELECT organization_id, 'WT', 'Target', 'PUBLIC' FROM projects WHERE id = $1"
+            " RETURNING id",
+            admin["project_id"],
+        )
+    finally:
+        await database.release(connection)
+    with receiver(SECRET) as got:
+        async with running_app(database, **FAST) as app:
+            await _hook(
+                app.http, token, admin["project"], got.url, events=["TRANSFERRED", "DELETED"]
+            )
+            issues = [
+                (await _graphql(app.http, token, OPEN_ISSUE, p=admin["project"], t=title))[
+                    "createIssue"
+                ]["issue"]["id"]
+                for title in ("Moved", "Deleted")
+            ]
+            await _graphql(
+                app.http,
+                token,
+                """mutation($i: ID!, $p: ID!) { transferIssue(input: {issueId: $i,
+                   projectId: $p}) { userErrors { code } } }""",
+                i=issues[0],
+                p=encode_id("Project", target),
+            )
+            await _graphql(
+                app.http,
+                token,
+                "mutation($i: ID!) { deleteIssue(input: {issueId: $i}) { deletedIssueId } }",
+                i=issues[1],
+            )
+            await got.until(lambda: len(got.delivered()) == 2)
+    bodies = {r.headers["x-issuegraph-event"]: r.json for r in got.delivered()}
+    moved, deleted = bodies["issue_transferred"], bodies["issue_deleted"]
+    assert moved["issue"]["id"] == issues[0] and moved["issue"]["title"] == "Moved"
+    assert moved["project"]["key"] == "WT"  # where it went
+    assert moved["fromProject"] == {"id": admin["project"], "key": "WS", "name": "WebSocket"}
+    assert deleted["issue"] == {"id": issues[1]}  # gone: its id alone
+    assert deleted["project"]["key"] == "WS" and deleted["fromProject"] is None

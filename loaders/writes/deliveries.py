@@ -49,20 +49,24 @@ FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.active
 WHERE d.state = 'PENDING'
 ORDER BY d.next_attempt_at LIMIT 1
 """
-# The event a body tells of, with the rows it names (the issue as it is now).
+# The event a body tells of, with the rows it names (the issue as it is now; none once it
+# is deleted) and, for a transfer, the project the issue came from.
 SELECT_EVENTS = """
 SELECT e.id, e.kind, e.created_at, e.actor_id, u.login,
        o.id, o.slug, p.id, p.key, p.name,
-       i.id, i.number, i.title, i.state, i.priority, i.created_at, i.updated_at,
+       e.issue_id, i.number, i.title, i.state, i.priority, i.created_at, i.updated_at,
        c.id, c.body,
        ARRAY(SELECT l.id FROM labels l WHERE l.id = ANY (e.label_ids) ORDER BY l.id),
-       ARRAY(SELECT l.name FROM labels l WHERE l.id = ANY (e.label_ids) ORDER BY l.id)
+       ARRAY(SELECT l.name FROM labels l WHERE l.id = ANY (e.label_ids) ORDER BY l.id),
+       f.id, f.key, f.name
 FROM events e
-JOIN issues i ON i.id = e.issue_id
+LEFT JOIN issues i ON i.id = e.issue_id
 JOIN projects p ON p.id = e.project_id
 JOIN organizations o ON o.id = p.organization_id
 LEFT JOIN users u ON u.id = e.actor_id
 LEFT JOIN comments c ON c.id = e.comment_id
+LEFT JOIN projects f ON e.kind = 'issue_transferred'
+    AND f.id = (e.payload->>'from_project_id')::bigint
 WHERE e.id = ANY ($1::bigint[])
 """
 PRUNE = """
@@ -138,16 +142,19 @@ class EventRecord:
     project_key: str
     project_name: str
     issue_id: int
-    issue_number: int
-    issue_title: str
-    issue_state: str
-    issue_priority: int
-    issue_created_at: datetime
-    issue_updated_at: datetime
+    issue_number: int | None  # the issue's columns are None once it is deleted
+    issue_title: str | None
+    issue_state: str | None
+    issue_priority: int | None
+    issue_created_at: datetime | None
+    issue_updated_at: datetime | None
     comment_id: int | None
     comment_body: str | None
     label_ids: list[int]
     label_names: list[str]
+    from_project_id: int | None  # a transfer's project of origin
+    from_project_key: str | None
+    from_project_name: str | None
 
 
 async def claim(session: Session, limit: int, lease: float) -> list[Claim]:

@@ -6,10 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from core.db import Session
 from loaders.rows import COMMENT_COLUMNS, ISSUE_COLUMNS, CommentRow, IssueRow
 
 EVENTS_CHANNEL = "issuegraph_events"
+EVENT_LOCK = 7_241_006  # advisory lock class of the per-project event order
 
 NEXT_NUMBER = (
     "UPDATE projects SET issue_count = issue_count + 1 WHERE id = $1 RETURNING issue_count"
@@ -51,13 +54,26 @@ WHERE id = $1 AND ($3::timestamptz IS NULL OR updated_at = $3)
 RETURNING {COMMENT_COLUMNS}
 """
 DELETE_COMMENT = "DELETE FROM comments WHERE id = $1"
+# Events of a project are numbered in the order they commit: the event takes a lock on
+# its project (held to commit) before its id, so a reader that has seen event n has seen
+# every earlier event of the project (resumable subscriptions rely on it). An event told
+# to more projects than its own (a transfer: the project the issue left, too) locks each
+# of them, in the order of their ids (two transfers never wait on each other in a
+# circle), and is announced to each. OFFSET 0 keeps the locks in a subquery of their own,
+# evaluated before the row (and its id) is made.
 RECORD_EVENT = f"""
 WITH event AS (
-    INSERT INTO events (kind, project_id, issue_id, actor_id, comment_id, label_ids)
-    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, project_id, issue_id
+    INSERT INTO events (kind, project_id, issue_id, actor_id, comment_id, label_ids, payload)
+    SELECT $1::text, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint[], $7::jsonb
+    FROM (SELECT count(pg_advisory_xact_lock({EVENT_LOCK}, (p % 2147483647)::int)::text)
+          FROM (SELECT DISTINCT p FROM unnest($2::bigint || $8::bigint[]) AS p ORDER BY p
+                OFFSET 0) AS ordered
+          OFFSET 0) AS l
+    RETURNING id, project_id, issue_id
 )
-SELECT pg_notify('{EVENTS_CHANNEL}', json_build_object(
-    'id', id, 'project', project_id, 'issue', issue_id)::text) FROM event
+SELECT id, pg_notify('{EVENTS_CHANNEL}', json_build_object(
+    'id', id, 'project', project, 'issue', issue_id)::text)
+FROM event, (SELECT DISTINCT p AS project FROM unnest($2::bigint || $8::bigint[]) AS p) AS a
 """
 # transferIssue: labels move to the target project's labels of the same name; the others
 # come off. Comments keep their bodies; their HTML is rendered again when next read (its
@@ -83,17 +99,6 @@ FORGET_COMMENT_HTML = "UPDATE comments SET body_html = NULL WHERE issue_id = $1"
 # gone.
 DELETE_EVENTS = "DELETE FROM events WHERE issue_id = $1"
 DELETE_ISSUE = "DELETE FROM issues WHERE id = $1 RETURNING project_id"
-# An event announced to more than its own project (a transfer: the project it left, which
-# the event names, and the project it joined).
-RECORD_EVENT_TO = f"""
-WITH event AS (
-    INSERT INTO events (kind, project_id, issue_id, actor_id)
-    VALUES ($1, $2, $3, $4) RETURNING id, issue_id
-)
-SELECT pg_notify('{EVENTS_CHANNEL}', json_build_object(
-    'id', id, 'project', project, 'issue', issue_id)::text)
-FROM event, unnest($5::bigint[]) AS project
-"""
 # Columns updateIssue may set; the statement is written from the ones given.
 UPDATABLE = ("title", "body", "body_html", "priority", "assignee_id")
 
@@ -118,19 +123,23 @@ async def create(
 
 async def update(
     session: Session, issue_id: int, changes: dict[str, Any], expected_updated_at: datetime | None
-) -> IssueRow | None:
-    """The updated row, or None when `expected_updated_at` is stale."""
+) -> tuple[IssueRow, str, int | None] | None:
+    """The updated row with the title and assignee it had before, or None when
+    `expected_updated_at` is stale."""
     assignments = [
         f"{column} = ${n}" for n, column in enumerate(changes, start=3) if column in UPDATABLE
     ]
     assert len(assignments) == len(changes), "unknown column"
     sql = (
         f"UPDATE issues AS i SET {', '.join([*assignments, 'updated_at = clock_timestamp()'])}"
-        " WHERE id = $1 AND ($2::timestamptz IS NULL OR updated_at = $2)"
-        f" RETURNING {ISSUE_COLUMNS}"
+        " FROM (SELECT id, title, assignee_id FROM issues WHERE id = $1 FOR UPDATE) AS old"
+        " WHERE i.id = old.id AND ($2::timestamptz IS NULL OR i.updated_at = $2)"
+        f" RETURNING {ISSUE_COLUMNS}, old.title, old.assignee_id"
     )
     row = await session.fetchrow(sql, issue_id, expected_updated_at, *changes.values())
-    return IssueRow(*row) if row is not None else None
+    if row is None:
+        return None
+    return IssueRow(*tuple(row)[:-2]), row[-2], row[-1]
 
 
 async def set_state(session: Session, issue_id: int, state: str) -> IssueRow | None:
@@ -200,11 +209,24 @@ async def record_event(
     actor_id: int | None,
     comment_id: int | None = None,
     label_ids: Sequence[int] = (),
-) -> None:
-    """Write the event to the outbox and announce it; both take effect on commit."""
-    await session.execute(
-        RECORD_EVENT, kind, issue.project_id, issue.id, actor_id, comment_id, list(label_ids)
+    payload: dict[str, Any] | None = None,
+    also_to: Sequence[int] = (),
+) -> int:
+    """Write the event to the outbox, of the issue's project, and announce it there and to
+    the projects `also_to` (a transfer: the project the issue left); both take effect on
+    commit. Returns the event's id."""
+    found = await session.fetchval(
+        RECORD_EVENT,
+        kind,
+        issue.project_id,
+        issue.id,
+        actor_id,
+        comment_id,
+        list(label_ids),
+        orjson.dumps(payload or {}).decode(),
+        list(also_to),
     )
+    return int(found)
 
 
 async def transfer(
@@ -225,15 +247,3 @@ async def delete(session: Session, issue_id: int) -> int | None:
     await session.execute(DELETE_EVENTS, issue_id)
     found: int | None = await session.fetchval(DELETE_ISSUE, issue_id)
     return found
-
-
-async def record_event_to(
-    session: Session,
-    kind: str,
-    project_id: int,
-    issue_id: int,
-    actor_id: int | None,
-    announced_to: Sequence[int],
-) -> None:
-    """An event of `project_id`, announced to the subscribers of every project given."""
-    await session.execute(RECORD_EVENT_TO, kind, project_id, issue_id, actor_id, list(announced_to))

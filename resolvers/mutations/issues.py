@@ -15,6 +15,7 @@ from core.errors import BadUserInput
 from domain import markdown
 from domain import permissions as _access
 from domain.context import Context
+from domain.following import follow_up
 from execution.ids import decode_id
 from loaders.rows import CommentRow, IssueRow, ProjectRow, UserRow
 from loaders.writes import issues as writes
@@ -259,7 +260,17 @@ class IssueMutations:
                 body_html,
             )
             await writes.add_labels(session, issue.id, project.id, labels)
-            await writes.record_event(session, "OPENED", issue, me.id, label_ids=labels)
+            event = await writes.record_event(
+                session,
+                "OPENED",
+                issue,
+                me.id,
+                label_ids=labels,
+                payload={"assignee_id": assignee} if assignee is not None else None,
+            )
+            await follow_up(
+                session, issue, me.id, event_id=event, body=issue.body, assignee_id=assignee
+            )
             return issue
 
         row = await create_once(context, "createIssue", input, create, context.loaders.issue_by_id)
@@ -306,9 +317,23 @@ class IssueMutations:
             changes["assignee_id"] = assignee
 
         async def work() -> IssueRow | None:
-            row = await writes.update(context.session, issue.id, changes, input.expected_updated_at)
-            if row is not None:
-                await writes.record_event(context.session, "UPDATED", row, me.id)
+            found = await writes.update(
+                context.session, issue.id, changes, input.expected_updated_at
+            )
+            if found is None:
+                return None
+            row, title, assignee_id = found
+            event = await writes.record_event(
+                context.session, "UPDATED", row, me.id, payload=_changed(row, title, assignee_id)
+            )
+            await follow_up(
+                context.session,
+                row,
+                me.id,
+                event_id=event,
+                body=input.body,
+                assignee_id=row.assignee_id if row.assignee_id != assignee_id else None,
+            )
             return row
 
         row = await committed(context, work)
@@ -355,9 +380,20 @@ class IssueMutations:
             comment = await writes.create_comment(
                 context.session, issue.id, me.id, input.body, body_html
             )
-            touched = await writes.touch(context.session, issue.id)
-            await writes.record_event(
-                context.session, "COMMENTED", touched, me.id, comment_id=comment.id
+            session = context.session
+            touched = await writes.touch(session, issue.id)
+            event = await writes.record_event(
+                session, "COMMENTED", touched, me.id, comment_id=comment.id
+            )
+            await follow_up(
+                session,
+                touched,
+                me.id,
+                event_id=event,
+                comment_id=comment.id,
+                body=comment.body,
+                followers=True,
+                participates=True,
             )
             return comment
 
@@ -370,6 +406,7 @@ class IssueMutations:
     @strawberry.mutation(description="Edit a comment (its author).")
     async def update_comment(self, info: Ctx, input: UpdateCommentInput) -> CommentPayload | None:
         context = info.context
+        me = context.viewer.user
         comment = await find(context, input.comment_id, CommentRow)
         allow(
             await _access.on_comment(context, comment, "update"), "You may not edit this comment."
@@ -383,9 +420,13 @@ class IssueMutations:
         body_html = await _rendered(context, input.body, project)
 
         async def work() -> CommentRow | None:
-            return await writes.update_comment(
+            row = await writes.update_comment(
                 context.session, comment.id, input.body, input.expected_updated_at, body_html
             )
+            if row is not None:  # new mentions in the edit notify those mentioned
+                assert me is not None
+                await follow_up(context.session, issue, me.id, comment_id=row.id, body=row.body)
+            return row
 
         row = await committed(context, work)
         if row is None:
@@ -416,6 +457,17 @@ class IssueMutations:
         return _comment_payload(None, issue, [], input.client_mutation_id, deleted=input.comment_id)
 
 
+def _changed(row: IssueRow, title: str, assignee_id: int | None) -> dict[str, Any]:
+    """What an UPDATED event records for the timeline: the title and the assignee, before
+    and after, where they changed."""
+    payload: dict[str, Any] = {}
+    if row.title != title:
+        payload |= {"previous_title": title, "title": row.title}
+    if row.assignee_id != assignee_id:
+        payload |= {"previous_assignee_id": assignee_id, "assignee_id": row.assignee_id}
+    return payload
+
+
 async def _issue_of(context: Context, comment: CommentRow) -> tuple[IssueRow, ProjectRow]:
     issue = await context.loaders.issue_by_id.load(comment.issue_id)
     assert issue is not None, "a visible comment's issue is visible"
@@ -436,7 +488,8 @@ async def _set_state(
         row = await writes.set_state(context.session, issue.id, state)
         if row is None:  # already in that state: nothing to do, nothing to announce
             return await writes.get(context.session, issue.id)
-        await writes.record_event(context.session, event, row, me.id)
+        found = await writes.record_event(context.session, event, row, me.id)
+        await follow_up(context.session, row, me.id, event_id=found, followers=True)
         return row
 
     return issue_payload(await committed(context, work), [], input.client_mutation_id)

@@ -3,8 +3,9 @@
 An issue moved to another project of its organization keeps its row, so its global id (of
 its row's id) still names it; it takes the next number of the project it joins, its labels
 become that project's labels of the same names (the others come off), and an
-`issue_transferred` event of the project it left (the event's project is where it came
-from) is announced to both projects. A deleted issue goes with its comments, labels and
+`issue_transferred` event of the project it joined, naming the project it left
+(`from_project_id`), is announced to both projects (and replayed to both: see
+loaders/events.py). A deleted issue goes with its comments, labels and
 earlier events; an `issue_deleted` event, which outlives it, tells its project's
 subscribers.
 """
@@ -15,6 +16,7 @@ import strawberry
 
 from domain import markdown
 from domain.context import Context
+from domain.following import follow_up
 from execution.ids import decode_id
 from loaders.rows import IssueRow, ProjectRow
 from loaders.writes import issues as writes
@@ -92,9 +94,7 @@ class IssueMoveMutations:
 
         async def work() -> None:
             if await writes.delete(context.session, issue.id) is not None:
-                await writes.record_event_to(
-                    context.session, DELETED, project.id, issue.id, me.id, [project.id]
-                )
+                await writes.record_event(context.session, DELETED, issue, me.id)
 
         await committed(context, work)
         fresh = await context.loaders.project_by_id.load(project.id)
@@ -120,9 +120,16 @@ class IssueMoveMutations:
 
         async def work() -> IssueRow:
             row = await writes.transfer(context.session, issue.id, target.id, body_html)
-            await writes.record_event_to(
-                context.session, TRANSFERRED, source.id, issue.id, me.id, [source.id, target.id]
+            event = await writes.record_event(
+                context.session,
+                TRANSFERRED,
+                row,
+                me.id,
+                payload={"from_project_id": source.id},
+                also_to=[source.id],
             )
+            # its author and followers hear of it, if they may read where it went
+            await follow_up(context.session, row, me.id, event_id=event, followers=True)
             return row
 
         return issue_payload(await committed(context, work), [], input.client_mutation_id)
