@@ -681,9 +681,16 @@ async def _each(
     paths: Any,
     args: dict[str, Any],
 ) -> list[Any]:
+    fn, context = need.fn, run.context
+    if need.batch is not None and not args:
+        try:
+            return need.batch(context, sources)
+        except Exception as error:  # the same error for every parent
+            for i in range(len(sources)):
+                _error(run, plan, paths[i], error)
+            return [_ERROR] * len(sources)
     values: list[Any] = []
     pending: list[tuple[int, Any]] = []
-    fn, context = need.fn, run.context
     for i, source in enumerate(sources):
         try:
             value = fn(context, source, **args) if args else fn(context, source)
