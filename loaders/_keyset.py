@@ -224,14 +224,14 @@ def split_pages(
 ) -> dict[int, Page[R]]:
     """Each parent's page of a statement's records (parent id first, then the row)."""
     grouped: dict[int, list[R]] = defaultdict(list)
-    read = spec.reader(projection)
-    if read is None:
+    if spec.reader(projection) is None:
         make_row = spec.make_row or spec.table.make
         for record in records:
             grouped[record[0]].append(make_row(record[1:]))
     else:
-        for record in records:
-            grouped[record[0]].append(read(record))
+        rows = projection.read_all(spec.table, records, skip=1)
+        for record, row in zip(records, rows, strict=True):
+            grouped[record[0]].append(row)
     return {parent: _page(request, rows) for parent, rows in grouped.items()}
 
 
