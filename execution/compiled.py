@@ -123,6 +123,8 @@ class CompiledExecutor:
         self._config = schema.config
         self._scalars = schema.schema_converter.scalar_registry
         self._plans: OrderedDict[tuple[Any, ...], Plan | None] = OrderedDict()
+        # by id(document): the document (ids are reused) and its @skip/@include variables
+        self._directive_names: dict[int, tuple[DocumentNode, tuple[str, ...]]] = {}
         self._cache_size = cache_size
 
     async def execute(
@@ -155,7 +157,7 @@ class CompiledExecutor:
         key = (
             id(document),
             operation.name.value if operation.name else None,
-            *_directive_values(operation, document, variables),
+            *self._directive_values(document, variables),
         )
         if key in self._plans:
             self._plans.move_to_end(key)
@@ -168,6 +170,17 @@ class CompiledExecutor:
         if len(self._plans) > self._cache_size:
             self._plans.popitem(last=False)
         return plan
+
+    def _directive_values(self, document: DocumentNode, variables: Any) -> tuple[Any, ...]:
+        """The values of the variables @skip/@include use: the plan depends on them. Which
+        variables those are is found once per document (a walk of the whole document)."""
+        found = self._directive_names.get(id(document))
+        if found is None or found[0] is not document:
+            found = (document, tuple(sorted(_directive_variables(document))))
+            self._directive_names[id(document)] = found
+            if len(self._directive_names) > self._cache_size:
+                del self._directive_names[next(iter(self._directive_names))]
+        return tuple((name, repr(variables.coerced.get(name))) for name in found[1])
 
     def _convert(
         self, values: dict[str, Any], declared: tuple[tuple[str, Any], ...]
@@ -190,14 +203,6 @@ class CompiledExecutor:
         name_of = self._config.name_converter.get_graphql_name
         declared = definition.extensions["strawberry-definition"].arguments
         return tuple((name_of(argument), argument) for argument in declared)
-
-
-def _directive_values(
-    operation: OperationDefinitionNode, document: DocumentNode, variables: Any
-) -> tuple[Any, ...]:
-    """The values of the variables @skip/@include use: the plan depends on them."""
-    used = sorted(_directive_variables(document))
-    return tuple((name, repr(variables.coerced.get(name))) for name in used)
 
 
 def _directive_variables(document: DocumentNode) -> set[str]:
