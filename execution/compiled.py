@@ -360,10 +360,18 @@ async def _typed(
         name = fields[n].need.name  # type: ignore[union-attr]
         columns[n] = [getattr(s, name) for s in sources]
     if shape.resolved:
-        waiting = [_resolve(run, type_name, fields[n], sources, paths) for n in shape.resolved]
-        done = await asyncio.gather(*waiting) if len(waiting) > 1 else [await waiting[0]]
-        for n, column in zip(shape.resolved, done, strict=True):
-            columns[n] = column
+        pending = []
+        for n in shape.resolved:
+            column = _loaded_rows(run, fields[n], sources)
+            if column is None:
+                pending.append(n)
+            else:
+                columns[n] = column
+        if pending:
+            waiting = [_resolve(run, type_name, fields[n], sources, paths) for n in pending]
+            done = await asyncio.gather(*waiting) if len(waiting) > 1 else [await waiting[0]]
+            for n, column in zip(pending, done, strict=True):
+                columns[n] = column
     dead: list[bool] | None = None
     if shape.clean(sources) and all(
         _ERROR not in columns[n] and (fields[n].nullable or None not in columns[n])
@@ -641,6 +649,20 @@ def _path(path: Any) -> list[Any]:
 def _null_error(run: _Run, type_name: str, plan: FieldPlan, path: Any) -> None:
     message = f"Cannot return null for non-nullable field {type_name}.{plan.name}."
     run.errors.append(located_error(TypeError(message), plan.nodes, _path(path)))
+
+
+def _loaded_rows(run: _Run, plan: FieldPlan, sources: list[Any]) -> list[Any] | None:
+    """The column of a to-one field whose rows are all loaded already (the statement that
+    read the sources joined them), without a task: None when some must still be read."""
+    need = plan.need
+    if type(need) is not Row:
+        return None
+    key = need.key
+    keys = [getattr(s, key) for s in sources]
+    known = need.of(run.context.loaders).known
+    if not known.keys() >= set(keys) - {None}:
+        return None
+    return [None if k is None else known[k] for k in keys]
 
 
 async def _resolve(
