@@ -105,28 +105,33 @@ class Pages:
         return row.id if self.parent is None else self.parent(context, row)
 
 
-class PageSource:
-    """A connection's page, as its fields read it in both executors (no dataclass equality:
-    the compiled executor's whole-column checks, `None in column`, would call it per object)."""
+class PageSource(NamedTuple):
+    """A connection's page, as its fields read it in both executors: made for every parent
+    of a level, a tuple built in C (whose equality is a tuple's: the compiled executor's
+    whole-column checks, `None in column`, cost no call per object)."""
 
-    __slots__ = ("_counts", "_key", "order", "page", "unwrap")
+    page: Page[Any]
+    unwrap: Callable[[Any], Any] | None
+    counts: CountLoader
+    key: tuple[int, Hashable]
 
-    def __init__(
-        self,
-        page: Page[Any],
-        unwrap: Callable[[Any], Any] | None,
-        counts: CountLoader,
-        key: tuple[int, Hashable],
-    ) -> None:
-        self.page, self.order, self.unwrap = page, page.order, unwrap
-        self._counts, self._key = counts, key
+    @property
+    def order(self) -> Order:
+        return self.page.order
 
     def nodes(self) -> Sequence[Any]:
         rows = self.page.rows
         return rows if self.unwrap is None else list(map(self.unwrap, rows))
 
-    def count(self) -> Any:
-        return self._counts.load(self._key)
+    def total(self) -> Any:
+        """The whole list's count, through the (batched) count loader."""
+        return self.counts.load(self.key)
+
+
+_page_source = cast(
+    Callable[[tuple[Page[Any], Any, CountLoader, tuple[int, Hashable]]], PageSource],
+    partial(tuple.__new__, PageSource),
+)
 
 
 def connection(
@@ -168,7 +173,7 @@ async def resolve_pages(
     loaded = await page_loader.load_all(ids, request)
     unwrap, filters = need.unwrap, request.filters
     return [
-        PageSource(page, unwrap, count_loader, (i, filters))
+        _page_source((page, unwrap, count_loader, (i, filters)))
         for i, page in zip(ids, loaded, strict=True)
     ]
 
@@ -278,6 +283,6 @@ class Connection(Generic[T]):
     nodes: list[T] = value(lambda context, source: source.nodes(), "The items of this page.")
     page_info: PageInfo = value(page_info, "Where this page sits.", batch=page_infos)
     total_count: int = value(
-        lambda context, source: source.count(),
+        lambda context, source: source.total(),
         "How many items the whole list holds (for this viewer).",
     )

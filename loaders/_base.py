@@ -210,11 +210,12 @@ class PageLoader(DataLoader[tuple[int, PageRequest], Page[R]], Generic[R]):
         if self._primes is None:
             return
         known, unwrap = self._primes.known, self._unwrap
-        for page in pages:
-            rows: Iterable[Any] = page.rows if unwrap is None else map(unwrap, page.rows)
-            for row in rows:
-                if row.id not in known:
-                    known[row.id] = row
+        rows: Iterable[Any] = [row for page in pages for row in page.rows]
+        if unwrap is not None:
+            rows = map(unwrap, rows)
+        fresh = {row.id: row for row in rows}
+        fresh.update(known)  # a row read before stays the one known
+        known.update(fresh)
 
 
 class CountLoader(DataLoader[tuple[int, Hashable], int]):
