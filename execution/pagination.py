@@ -56,7 +56,8 @@ def encode_cursors(order: Order, rows: Sequence[Any]) -> list[str]:
             b"%b%b,%d]" % (head, v, pk) for v, pk in zip(_json_values(values), ids, strict=True)
         ]
     joined = b"\n".join([b2a_base64(text, newline=False) for text in texts])
-    return joined.translate(_URL_SAFE, b"=").decode().split("\n")
+    # (translate deleting "=" takes a slow path: replace is several times faster)
+    return joined.translate(_URL_SAFE).replace(b"=", b"").decode().split("\n")
 
 
 def _json_values(values: list[Any]) -> list[bytes]:
