@@ -130,8 +130,8 @@ class Run:
 
 
 def shape(data: Any) -> Counter[str]:
-    """Count the objects of a response by field name (list items and connection nodes under
-    the name of their field) and its scalar values."""
+    """Count the objects of a response by field name (list items and connection nodes, or
+    edges' nodes, under the name of their field) and its scalar values."""
     counts: Counter[str] = Counter()
 
     def walk(value: Any, name: str) -> None:
@@ -142,6 +142,11 @@ def shape(data: Any) -> Counter[str]:
             if isinstance(value.get("nodes"), list):
                 walk(value["nodes"], name)
                 rest = {k: v for k, v in value.items() if k != "nodes"}
+            elif isinstance(value.get("edges"), list):
+                for edge in value["edges"]:
+                    walk(edge.get("node"), name)
+                    walk({k: v for k, v in edge.items() if k != "node"}, "edge")
+                rest = {k: v for k, v in value.items() if k != "edges"}
             else:
                 counts[name] += 1
                 rest = value
