@@ -46,6 +46,7 @@ typecheck: install
 check: lint typecheck test
 
 bench: install
+	bash scripts/install_wrk.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -4,7 +4,9 @@
     python -m bench --scale 1 --scale 10            and scale 10 (loaded once, ~1M comments)
     python -m bench --server compiled --query dashboard --duration 5
 
-Prints the table, the dashboard's ratio to the json_agg floor and (with several scales)
+The load comes from wrk (bench/load.py; the server pinned to the last CPU and wrk to the
+first, unless --no-pin). Prints the table, the ratios to the json_agg floor of the
+queries it answers (dashboard, edges) and (with several scales)
 the per-request figures of each scale side by side to stdout (progress goes to stderr),
 writes the full report to `--out`, and exits 1 if any request or set-up failed or two
 servers answered a query differently. `python -m bench --subscriptions [...]` runs the
@@ -40,7 +42,7 @@ from bench.database import (
     table_sizes,
 )
 from bench.graphql import Workload, first_difference, send, signed_in_headers
-from bench.load import Measurement, client, measure
+from bench.load import Measurement, Pinning, client, measure, require_wrk
 from bench.queries import WORKLOADS
 from bench.report import Row, Run
 from bench.server import SERVERS, Server, ServerSpec, machine_busy_seconds, running_server
@@ -78,6 +80,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="seconds of discarded load before each measurement (default 2)",
     )
     parser.add_argument("--port", type=int, default=8100, help="server port (default 8100)")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the server to the last CPU and wrk to the first",
+    )
     names = [spec.name for spec in SERVERS]
     parser.add_argument(
         "--server",
@@ -108,6 +116,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.scale = args.scale or [1.0]
     args.quiet = Quiet(args.quiet_wait)
+    args.pinning = Pinning.split() if args.pin else Pinning()
     if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1:
         parser.error("--duration must be > 0, --warmup >= 0 and --concurrency >= 1")
     return args
@@ -165,7 +174,9 @@ async def run(args: argparse.Namespace) -> Run:
             if not chosen:
                 continue
             log.info("scale %g: starting server %s on port %d", scale, spec.name, args.port)
-            with running_server(spec, url, args.port, {"JWT_SECRET": secret}) as server:
+            with running_server(
+                spec, url, args.port, {"JWT_SECRET": secret}, args.pinning.server
+            ) as server:
                 await run_workloads(server, chosen, here, args, result)
                 result.server_logs[f"{spec.name} (scale {scale:g})"] = server.log_lines()
     return result
@@ -227,16 +238,22 @@ async def run_workload(
         args.warmup,
     )
     row.measurement = await measure(
-        http,
+        args.port,
         body,
         server_pid=server.pid,
         concurrency=args.concurrency,
         warmup=args.warmup,
         duration=args.duration,
         headers=headers,
-        check=workload.check,
         database=None if scale.database_pid is None else (scale.database_pid, scale.name),
+        cpus=args.pinning.client,
     )
+    # wrk checks each response's status and errors; the workload's own check (a
+    # mutation's userErrors) is run again on a request sent after the window.
+    last = await send(http, body, headers)
+    problem = last.problem_with(workload.check)
+    if problem is not None:
+        row.measurement.fail(f"after the window: {problem}")
     return row
 
 
@@ -348,6 +365,11 @@ def main(argv: list[str]) -> int:
     log.setLevel(logging.INFO)
     signal.signal(signal.SIGTERM, _interrupt)
     args = parse_args(argv)
+    try:
+        require_wrk()
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
     load_before = os.getloadavg()[0]
     try:
         result = asyncio.run(run(args))
@@ -366,6 +388,7 @@ def main(argv: list[str]) -> int:
         command=" ".join(["python -m bench", *argv]),
         load_before=load_before,
         quiet_wait=args.quiet_wait,
+        pinning=args.pinning.text(),
     )
     print(report.summary(result))
     report.write(args.out, report.document(result, conditions))

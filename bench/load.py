@@ -1,36 +1,57 @@
-"""The load generator: `concurrency` workers send one request back-to-back over keep-alive
-connections; requests started during the warm-up are discarded, the rest are measured.
+"""The load generator: wrk (a C program, Debian's package `wrk`), `concurrency` keep-alive
+connections sending one request back-to-back, first for the warm-up (discarded), then for
+the measured window.
+
+The load generator must not take its CPU from what it measures: in Python, it took a third
+to a half of a core on a 2-core machine, which came off PostgreSQL's share and made the
+API look closer to the json_agg floor than it is. wrk takes a few percent of a core; with
+two CPUs or more it runs pinned to the first (`Pinning`) and the server to the last, so
+the server has a core of its own (PostgreSQL may run on either, as it would beside an
+API server on one machine).
 
 Server CPU is read from /proc at the start and the end of the measured window, so it
-covers the requests of the window (and the tail of the last warm-up requests in flight).
+covers the requests of the window (the warm-up's last requests end in a pause before it).
 PostgreSQL's CPU (its main and background processes and the backends of the bench
 database) is read the same way when the database server runs on this machine, and so is
-the whole machine's: what other processes used in the window tells how far other work
-may have skewed the figures.
+the whole machine's and wrk's own: what other processes used in the window tells how far
+other work may have skewed the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import os
+import re
+import resource
+import shutil
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import httpx
+import orjson
 
-from bench.graphql import send
+from bench.graphql import HEADERS
 from bench.server import cpu_seconds, database_cpu_seconds, machine_busy_seconds
 
 REQUEST_TIMEOUT = 30.0
-MAX_FAILURE_MESSAGES = 5
+SETTLE = 0.3  # seconds between the warm-up and the window: the warm-up's last requests end
+SCRIPT = Path(__file__).with_name("wrk.lua")
+RESULT = re.compile(r"^BENCH-RESULT (.*)$", re.MULTILINE)
+INSTALL_WRK = (
+    "wrk is not installed; it generates the load. Install it: `apt-get install wrk` "
+    "(Debian, Ubuntu), `dnf install wrk` (Fedora), `brew install wrk` (macOS); "
+    "`make bench` installs it itself with apt-get where it runs as root"
+)
 
 
 @dataclass(slots=True)
 class Measurement:
-    latencies: list[float] = field(default_factory=list)  # seconds, measured window only
+    requests: int = 0  # answered without failure in the measured window
+    latencies: dict[int, float] = field(default_factory=dict)  # percentile: seconds
     statements: Counter[int | None] = field(default_factory=Counter)
     sizes: Counter[int] = field(default_factory=Counter)
     failures: int = 0
@@ -38,7 +59,7 @@ class Measurement:
     elapsed: float = 0.0
     server_cpu: float = 0.0  # seconds
     database_cpu: float | None = None  # seconds of PostgreSQL, when it can be seen
-    client_cpu: float = 0.0  # seconds of this process
+    client_cpu: float = 0.0  # seconds of the load generator
     machine_cpu: float = 0.0  # seconds of every process of the machine
 
     @property
@@ -50,43 +71,54 @@ class Measurement:
         return max(0.0, self.machine_cpu - ours) / self.elapsed
 
     @property
-    def requests(self) -> int:
-        return len(self.latencies)
-
-    @property
     def throughput(self) -> float:
         return self.requests / self.elapsed if self.elapsed else 0.0
 
     @property
     def client_share(self) -> float:
-        """CPU this process used during the window, as a share of one core."""
+        """CPU the load generator used during the window, as a share of one core."""
         return self.client_cpu / self.elapsed if self.elapsed else 0.0
 
     def percentile(self, q: float) -> float:
-        """Nearest-rank percentile of the latencies, in seconds."""
-        ordered = sorted(self.latencies)
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
+        """A latency percentile (0.5, 0.9 or 0.99), in seconds, as wrk measured it."""
+        return self.latencies.get(round(q * 100), float("nan"))
 
-    def fail(self, message: str) -> None:
-        self.failures += 1
-        if message in self.failure_messages or len(self.failure_messages) < MAX_FAILURE_MESSAGES:
-            self.failure_messages[message] += 1
+    def fail(self, message: str, count: int = 1) -> None:
+        self.failures += count
+        self.failure_messages[message] += count
 
 
-@dataclass(slots=True)
-class _Window:
-    start: float = math.inf
-    server_cpu: float = 0.0
-    database_cpu: float = 0.0
-    client_cpu: float = 0.0
-    machine_cpu: float = 0.0
+@dataclass(frozen=True, slots=True)
+class Pinning:
+    """The CPUs the server and the load generator run on (None: wherever they like)."""
+
+    server: frozenset[int] | None = None
+    client: frozenset[int] | None = None
+
+    @classmethod
+    def split(cls) -> Pinning:
+        """The server on the last CPU, the load generator on the first; no pinning on a
+        machine (or a CPU set) of one CPU."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return cls()
+        return cls(frozenset({cpus[-1]}), frozenset({cpus[0]}))
+
+    def text(self) -> str:
+        if self.server is None or self.client is None:
+            return "not pinned"
+        return f"server on CPU {_cpus(self.server)}, wrk on CPU {_cpus(self.client)}"
 
 
-Check = Callable[[Any], str | None] | None
+def require_wrk() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise RuntimeError(INSTALL_WRK)
+    return found
 
 
 async def measure(
-    client: httpx.AsyncClient,
+    port: int,
     body: bytes,
     *,
     server_pid: int,
@@ -94,71 +126,103 @@ async def measure(
     warmup: float,
     duration: float,
     headers: Mapping[str, str] | None = None,
-    check: Check = None,
     database: tuple[int, str] | None = None,  # (postmaster pid, database name)
+    cpus: frozenset[int] | None = None,
 ) -> Measurement:
     result = Measurement()
-    window = _Window()
-    deadline = time.perf_counter() + warmup + duration
-
-    async def open_window() -> None:
-        await asyncio.sleep(warmup)
-        window.server_cpu = cpu_seconds(server_pid)
+    with tempfile.NamedTemporaryFile(suffix=".json") as file:
+        file.write(body)
+        file.flush()
+        arguments = [file.name, *(f"{k}: {v}" for k, v in (headers or HEADERS).items())]
+        if warmup > 0:
+            await _wrk(port, concurrency, warmup, arguments, cpus)
+            await asyncio.sleep(SETTLE)
+        server_cpu = cpu_seconds(server_pid)
+        database_cpu = database_cpu_seconds(*database) if database is not None else 0.0
+        machine_cpu = machine_busy_seconds()
+        client_cpu = _children_cpu()
+        started = time.perf_counter()
+        figures = await _wrk(port, concurrency, duration, arguments, cpus)
+        result.elapsed = time.perf_counter() - started
+        result.server_cpu = cpu_seconds(server_pid) - server_cpu
         if database is not None:
-            window.database_cpu = database_cpu_seconds(*database)
-        window.machine_cpu = machine_busy_seconds()
-        window.client_cpu = time.process_time()
-        window.start = time.perf_counter()
-
-    async def worker() -> None:
-        while (started := time.perf_counter()) < deadline:
-            await _one(client, body, headers, check, started, window, result)
-
-    bound = warmup + duration + REQUEST_TIMEOUT + 5
-    try:
-        async with asyncio.timeout(bound), asyncio.TaskGroup() as tasks:
-            tasks.create_task(open_window())
-            for _ in range(concurrency):
-                tasks.create_task(worker())
-    except TimeoutError:  # requests hung: report what was measured, as a failure
-        result.fail(f"the window did not end within {bound:g} s: requests hung")
-    if window.start == math.inf:  # not even the warm-up ended
-        return result
-    result.server_cpu = cpu_seconds(server_pid) - window.server_cpu
-    if database is not None:
-        result.database_cpu = database_cpu_seconds(*database) - window.database_cpu
-    result.machine_cpu = machine_busy_seconds() - window.machine_cpu
-    result.client_cpu = time.process_time() - window.client_cpu
-    result.elapsed = time.perf_counter() - window.start
+            result.database_cpu = database_cpu_seconds(*database) - database_cpu
+        result.machine_cpu = machine_busy_seconds() - machine_cpu
+        result.client_cpu = _children_cpu() - client_cpu
+    _read(figures, result)
     return result
 
 
-async def _one(
-    client: httpx.AsyncClient,
-    body: bytes,
-    headers: Mapping[str, str] | None,
-    check: Check,
-    started: float,
-    window: _Window,
-    result: Measurement,
-) -> None:
-    try:
-        reply = await send(client, body, headers)
-    except httpx.HTTPError as exc:
-        result.fail(f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(0.01)  # no busy loop on a refused connection
-        return
-    problem = reply.problem_with(check)
-    if problem is not None:
-        result.fail(problem)
-    elif started >= window.start:
-        result.latencies.append(reply.received - started)
-        result.statements[reply.statements] += 1
-        result.sizes[reply.size] += 1
+def _read(figures: dict[str, object], result: Measurement) -> None:
+    failures: dict[str, int] = figures["failures"]  # type: ignore[assignment]
+    result.failures += sum(failures.values())
+    samples: list[str] = figures["samples"]  # type: ignore[assignment]
+    for sample in samples:  # the first few kinds of failure, with their counts
+        result.failure_messages[sample] = failures.get(sample, 1)
+    errors: dict[str, int] = figures["socket_errors"]  # type: ignore[assignment]
+    for kind in ("connect", "read", "write", "timeout"):
+        if errors[kind]:
+            result.fail(f"socket {kind} errors", errors[kind])
+    statements: dict[str, int] = figures["statements"]  # type: ignore[assignment]
+    result.statements.update({None if k == "none" else int(k): n for k, n in statements.items()})
+    sizes: dict[str, int] = figures["sizes"]  # type: ignore[assignment]
+    result.sizes.update({int(k): n for k, n in sizes.items()})
+    result.requests = sum(result.sizes.values())
+    latencies: dict[str, int] = figures["latency_us"]  # type: ignore[assignment]
+    result.latencies = {int(p): us / 1e6 for p, us in latencies.items()}
+    duration = int(figures["duration_us"]) / 1e6  # type: ignore[call-overload]
+    result.elapsed = duration or result.elapsed  # wrk's own window, without its start-up
+
+
+async def _wrk(
+    port: int,
+    concurrency: int,
+    seconds: float,
+    arguments: list[str],
+    cpus: frozenset[int] | None,
+) -> dict[str, object]:
+    command = [
+        require_wrk(),
+        "--threads",
+        "1",
+        "--connections",
+        str(concurrency),
+        "--duration",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        f"{REQUEST_TIMEOUT:g}s",
+        "--script",
+        str(SCRIPT),
+        f"http://127.0.0.1:{port}",
+        "--",
+        *arguments,
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
+    )
+    out, err = await process.communicate()
+    found = RESULT.search(out.decode(errors="replace"))
+    if process.returncode != 0 or found is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {err.decode()[-500:]}")
+    figures: dict[str, object] = orjson.loads(found.group(1))
+    return figures
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended children (wrk, once waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpus(cpus: frozenset[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
 
 
 def client(port: int, concurrency: int) -> httpx.AsyncClient:
-    """HTTP/1.1 keep-alive, one connection per worker, loopback only."""
+    """HTTP/1.1 keep-alive, loopback only: for set-up and the checked first requests."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     return httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}",

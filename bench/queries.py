@@ -5,6 +5,9 @@
   cannot hold 20 projects (the generator gives each 10, of which 2 or 3 are private and
   hidden from an anonymous viewer), so it reads the first 5 projects of each of the first
   4 organizations: exactly 20 at scale 1. bench/floor.py answers it without GraphQL.
+- edges: the dashboard read as a Relay client writes it: `edges { cursor node }` and
+  `pageInfo` (all four fields) at each level, about 1,200 cursors. bench/floor.py answers
+  it too, cursors and all.
 - issue_page: one issue with its labels and 50 of its comments (WEB #1 holds 60 more than
   the generator gave it, bench/database.py), and the comment count.
 - nodes_100: 100 issues by global id, with their authors.
@@ -63,6 +66,44 @@ query Dashboard {
     }
   }
 }
+"""
+
+PAGE_INFO = "pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
+
+EDGES = f"""
+query DashboardEdges {{
+  organizations(first: 4) {{
+    {PAGE_INFO}
+    edges {{
+      cursor
+      node {{
+        projects(first: 5) {{
+          {PAGE_INFO}
+          edges {{
+            cursor
+            node {{
+              key name
+              issues(first: 10) {{
+                {PAGE_INFO}
+                edges {{
+                  cursor
+                  node {{
+                    number title state priority createdAt
+                    author {{ login name }}
+                    comments(first: 5) {{
+                      {PAGE_INFO}
+                      edges {{ cursor node {{ body createdAt author {{ login name }} }} }}
+                    }}
+                  }}
+                }}
+              }}
+            }}
+          }}
+        }}
+      }}
+    }}
+  }}
+}}
 """
 
 ISSUE_PAGE = f"""
@@ -256,6 +297,7 @@ def _search(name: str, query: str, deep: bool = False) -> Workload:
 
 WORKLOADS: list[Workload] = [
     Workload("dashboard", DASHBOARD),
+    Workload("edges", EDGES),
     Workload("issue_page", ISSUE_PAGE),
     Workload("nodes_100", NODES_100, setup=issue_ids),
     Workload("deep_page", DEEP_PAGE, setup=deep_cursor, check=deep_page_check),

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.load import Measurement
 
-CLIENT_CPU_WARNING = 0.8  # share of one core above which the load generator may be the limit
+CLIENT_CPU_WARNING = 0.25  # share of a core over which wrk takes enough to skew the figures
 OTHER_CPU_WARNING = 0.25  # cores other processes may use in a window without a note
 COLUMNS = (
     "scale",
@@ -31,6 +31,7 @@ COLUMNS = (
     "requests",
     "failures",
     "other CPU",
+    "wrk CPU",
 )
 
 
@@ -72,6 +73,7 @@ class Row:
                 str(m.requests),
                 str(self.failures),
                 "—",
+                "—",
             ]
         return [
             f"{self.scale:g}",
@@ -87,6 +89,7 @@ class Row:
             f"{m.requests:,}",
             str(self.failures),
             f"{m.other_share:.2f}",
+            f"{m.client_share:.0%}",
         ]
 
 
@@ -127,8 +130,8 @@ class Run:
 
 
 def shape(data: Any) -> Counter[str]:
-    """Count the objects of a response by field name (list items and connection nodes under
-    the name of their field) and its scalar values."""
+    """Count the objects of a response by field name (list items and connection nodes, or
+    edges' nodes, under the name of their field) and its scalar values."""
     counts: Counter[str] = Counter()
 
     def walk(value: Any, name: str) -> None:
@@ -139,6 +142,11 @@ def shape(data: Any) -> Counter[str]:
             if isinstance(value.get("nodes"), list):
                 walk(value["nodes"], name)
                 rest = {k: v for k, v in value.items() if k != "nodes"}
+            elif isinstance(value.get("edges"), list):
+                for edge in value["edges"]:
+                    walk(edge.get("node"), name)
+                    walk({k: v for k, v in edge.items() if k != "node"}, "edge")
+                rest = {k: v for k, v in value.items() if k != "edges"}
             else:
                 counts[name] += 1
                 rest = value
@@ -158,30 +166,32 @@ def table(rows: Iterable[Row]) -> str:
     return "\n".join(lines)
 
 
-FLOOR, COMPILED, STANDARD, DASHBOARD = "floor", "compiled", "standard", "dashboard"
+FLOOR, COMPILED, STANDARD = "floor", "compiled", "standard"
 
 
 def floor_ratios(run: Run) -> list[str]:
-    """Per scale: the dashboard's req/s of each API server as a share of the floor's."""
+    """Per scale and query the floor answers: each API server's req/s as a share of the
+    floor's."""
     lines = []
     for scale in dict.fromkeys(row.scale for row in run.rows):
-        floor = run.find(scale, DASHBOARD, FLOOR)
-        if floor is None or not floor.measured:
-            continue
-        f = floor.measurement
-        parts = []
-        for name in (COMPILED, STANDARD):
-            row = run.find(scale, DASHBOARD, name)
-            if row is None or not row.measured:
+        for query in dict.fromkeys(row.query for row in run.ordered() if row.server == FLOOR):
+            floor = run.find(scale, query, FLOOR)
+            if floor is None or not floor.measured:
                 continue
-            m = row.measurement
-            parts.append(
-                f"{name}/floor req/s = **{m.throughput / f.throughput:.2f}** "
-                f"({m.throughput:,.0f} / {f.throughput:,.0f}); CPU ms/req server+PG "
-                f"{_sum_cpu(row)} vs {_sum_cpu(floor)}"
-            )
-        if parts:
-            lines.append(f"- scale {scale:g}: " + "; ".join(parts))
+            f = floor.measurement
+            parts = []
+            for name in (COMPILED, STANDARD):
+                row = run.find(scale, query, name)
+                if row is None or not row.measured:
+                    continue
+                m = row.measurement
+                parts.append(
+                    f"{name}/floor req/s = **{m.throughput / f.throughput:.2f}** "
+                    f"({m.throughput:,.0f} / {f.throughput:,.0f}); CPU ms/req server+PG "
+                    f"{_sum_cpu(row)} vs {_sum_cpu(floor)}"
+                )
+            if parts:
+                lines.append(f"- scale {scale:g}, {query}: " + "; ".join(parts))
     return lines
 
 
@@ -230,7 +240,7 @@ def summary(run: Run) -> str:
     if ratios:
         parts += [
             "",
-            "Dashboard against the json_agg floor (req/s ratio; higher is better):",
+            "Against the json_agg floor (req/s ratio; higher is better):",
             *ratios,
         ]
     scaled = scale_table(run)
@@ -265,8 +275,8 @@ def notes(run: Run) -> list[str]:
             )
         if m.client_share > CLIENT_CPU_WARNING:
             found.append(
-                f"{label}: the load generator used {m.client_share:.0%} "
-                "of a core; it may limit the figures"
+                f"{label}: wrk used {m.client_share:.0%} of a core, CPU that PostgreSQL "
+                "may have lacked"
             )
     found += _statement_growth(run)
     for server, lines in run.server_logs.items():
@@ -315,7 +325,7 @@ def document(run: Run, conditions: dict[str, str]) -> str:
             )
     found = notes(run) or ["no failures; statement counts and sizes constant"]
     client_cpu = _client_cpu(run.ordered())
-    parts += ["", "## Notes", "", f"- load generator CPU (share of one core): {client_cpu}"]
+    parts += ["", "## Notes", "", f"- wrk's CPU (share of one core): {client_cpu}"]
     parts += [f"- {note}" for note in found]
     return "\n".join(parts) + "\n"
 
@@ -330,6 +340,7 @@ def conditions(
     command: str,
     load_before: float,
     quiet_wait: float = 0.0,
+    pinning: str = "not pinned",
 ) -> dict[str, str]:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -342,7 +353,9 @@ def conditions(
         "python": platform.python_version(),
         "scale": ", ".join(f"{s:g}" for s in scales),
         "load": f"{duration:g} s measured after {warmup:g} s warm-up per query, "
-        f"{concurrency} concurrent keep-alive HTTP/1.1 clients (httpx) in one process",
+        f"{concurrency} keep-alive HTTP/1.1 connections from wrk (one thread); {pinning}; "
+        "every response's status and `errors` checked by wrk, the first one's data "
+        "compared between servers",
         "other CPU": "the CPU the rest of the machine (other processes, and kernel work "
         "charged to none, such as some loopback networking) used during each measured "
         f"window, in cores of {_nproc()}; before each window the bench waits up to "

@@ -64,9 +64,10 @@ SERVERS: list[ServerSpec] = [
     ServerSpec(
         "floor",
         factory="bench.floor:create_app",
-        queries=("dashboard",),
+        queries=("dashboard", "edges"),
         description="bench/floor.py: no GraphQL, one hand-written json_agg statement "
-        "answering the dashboard, PostgreSQL's JSON text passed through (its blanks, "
+        "answering the dashboard (and one its edges form, cursors and pageInfo made by "
+        "PostgreSQL), PostgreSQL's JSON text passed through (its blanks, "
         '`{"key" : value}`, make it ~10% more bytes than the API\'s compact JSON)',
     ),
 ]
@@ -107,9 +108,14 @@ def command(spec: ServerSpec, port: int) -> list[str]:
 
 @contextmanager
 def running_server(
-    spec: ServerSpec, database_url: str, port: int, extra_env: Mapping[str, str] | None = None
+    spec: ServerSpec,
+    database_url: str,
+    port: int,
+    extra_env: Mapping[str, str] | None = None,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[Server]:
-    """Start the server on `database_url`, wait until it answers /healthz, stop it after."""
+    """Start the server on `database_url` (on the CPUs `cpus` only, when given), wait
+    until it answers /healthz, stop it after."""
     _check_port_free(port)
     env = {
         **os.environ,
@@ -128,6 +134,7 @@ def running_server(
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
         )
         server = Server(spec, process, log_file)
         try:

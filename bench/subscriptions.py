@@ -796,7 +796,7 @@ async def run(args: argparse.Namespace) -> Result:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile, as bench/load.py computes it."""
+    """Nearest-rank percentile."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 

@@ -20,8 +20,8 @@ Request ids
 Traces
     `configure_tracing` installs an SDK `TracerProvider` only when OTEL_TRACES_EXPORTER asks
     for an exporter. Until then `tracer` is the API's proxy to its no-op tracer, so
-    `operation_span` and `sql_span` record nothing and cost ~6 µs each (measured), small
-    next to the SQL round trip they wrap.
+    `operation_span` and `sql_span` record nothing, and skip the API's machinery (its
+    context managers and context variables cost ~6 µs a span, measured).
 """
 
 from __future__ import annotations
@@ -420,9 +420,20 @@ def _exporter(name: str) -> SpanExporter | None:
     return exporter
 
 
+def _recording() -> bool:
+    """Whether spans go anywhere: until a provider is set, the API's proxy drops them."""
+    return not (
+        isinstance(tracer, trace.ProxyTracer)
+        and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    )
+
+
 @contextmanager
 def operation_span(name: str, **attributes: AttributeValue) -> Iterator[trace.Span]:
     """A span around one GraphQL operation; exceptions are recorded on it and re-raised."""
+    if not _recording():
+        yield trace.INVALID_SPAN
+        return
     with tracer.start_as_current_span(name, attributes=attributes) as span:
         yield span
 
@@ -434,6 +445,9 @@ def sql_span(statement_name: str, rows: int | None = None) -> Iterator[trace.Spa
     Set the row count afterwards with `span.set_attribute(ROWS_ATTRIBUTE, n)` if it is not
     known up front.
     """
+    if not _recording():
+        yield trace.INVALID_SPAN
+        return
     attributes: dict[str, AttributeValue] = {
         "db.system.name": "postgresql",
         "db.query.summary": statement_name,

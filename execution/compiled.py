@@ -99,6 +99,15 @@ class Plan:
 
 
 @dataclass(slots=True)
+class _Known:
+    """What the executor keeps of a document: the variables its @skip/@include read, and
+    its plans by operation and those variables' values."""
+
+    directive_variables: tuple[str, ...]
+    plans: dict[tuple[Any, ...], Plan | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class _Run:
     context: Any
     variables: Any
@@ -123,11 +132,11 @@ class CompiledExecutor:
         self.schema: GraphQLSchema = schema._schema
         self._config = schema.config
         self._scalars = schema.schema_converter.scalar_registry
-        # A document's plans live as long as it does (the document cache bounds both, by
-        # count and by bytes); keyed by `id(document)`, a plan could outlive its document
-        # and answer a later one given the same address.
-        self._plans: weakref.WeakKeyDictionary[DocumentNode, dict[tuple[Any, ...], Plan | None]]
-        self._plans = weakref.WeakKeyDictionary()
+        # What is known of a document lives as long as it does (the document cache bounds
+        # both, by count and by bytes): keyed by `id(document)`, a plan could outlive its
+        # document and answer a later one given the same address.
+        self._documents: weakref.WeakKeyDictionary[DocumentNode, _Known]
+        self._documents = weakref.WeakKeyDictionary()
 
     async def execute(
         self,
@@ -156,21 +165,22 @@ class CompiledExecutor:
     def _plan(
         self, document: DocumentNode, operation: OperationDefinitionNode, variables: Any
     ) -> Plan | None:
+        known = self._documents.get(document)
+        if known is None:  # which variables @skip/@include use: one walk per document
+            known = _Known(tuple(sorted(_directive_variables(document))))
+            self._documents[document] = known
         key = (
             operation.name.value if operation.name else None,
-            *_directive_values(operation, document, variables),
+            *((name, repr(variables.coerced.get(name))) for name in known.directive_variables),
         )
-        plans = self._plans.get(document)
-        if plans is None:
-            plans = self._plans[document] = {}
-        elif key in plans:
-            return plans[key]
+        if key in known.plans:
+            return known.plans[key]
         try:
             plan: Plan | None = _Planner(self, document, variables).plan(operation)
         except NotCompilable:
             plan = None
-        if len(plans) < PLANS_PER_DOCUMENT:  # one per operation and @skip/@include values
-            plans[key] = plan
+        if len(known.plans) < PLANS_PER_DOCUMENT:  # per operation and @skip/@include values
+            known.plans[key] = plan
         return plan
 
     def _convert(
@@ -194,14 +204,6 @@ class CompiledExecutor:
         name_of = self._config.name_converter.get_graphql_name
         declared = definition.extensions["strawberry-definition"].arguments
         return tuple((name_of(argument), argument) for argument in declared)
-
-
-def _directive_values(
-    operation: OperationDefinitionNode, document: DocumentNode, variables: Any
-) -> tuple[Any, ...]:
-    """The values of the variables @skip/@include use: the plan depends on them."""
-    used = sorted(_directive_variables(document))
-    return tuple((name, repr(variables.coerced.get(name))) for name in used)
 
 
 def _directive_variables(document: DocumentNode) -> set[str]:
@@ -362,10 +364,19 @@ async def _typed(
         name = fields[n].need.name  # type: ignore[union-attr]
         columns[n] = [getattr(s, name) for s in sources]
     if shape.resolved:
-        waiting = [_resolve(run, type_name, fields[n], sources, paths) for n in shape.resolved]
-        done = await asyncio.gather(*waiting) if len(waiting) > 1 or spread else [await waiting[0]]
-        for n, column in zip(shape.resolved, done, strict=True):
-            columns[n] = column
+        pending = []
+        for n in shape.resolved:
+            column = _loaded_rows(run, fields[n], sources)
+            if column is None:
+                pending.append(n)
+            else:
+                columns[n] = column
+        if pending:
+            waiting = [_resolve(run, type_name, fields[n], sources, paths) for n in pending]
+            many = len(waiting) > 1 or spread
+            done = await asyncio.gather(*waiting) if many else [await waiting[0]]
+            for n, column in zip(pending, done, strict=True):
+                columns[n] = column
     dead: list[bool] | None = None
     if shape.clean(sources) and all(
         _ERROR not in columns[n] and (fields[n].nullable or None not in columns[n])
@@ -645,6 +656,20 @@ def _null_error(run: _Run, type_name: str, plan: FieldPlan, path: Any) -> None:
     run.errors.append(located_error(TypeError(message), plan.nodes, _path(path)))
 
 
+def _loaded_rows(run: _Run, plan: FieldPlan, sources: list[Any]) -> list[Any] | None:
+    """The column of a to-one field whose rows are all loaded already (the statement that
+    read the sources joined them), without a task: None when some must still be read."""
+    need = plan.need
+    if type(need) is not Row:
+        return None
+    key = need.key
+    keys = [getattr(s, key) for s in sources]
+    known = need.of(run.context.loaders).known
+    if not known.keys() >= set(keys) - {None}:
+        return None
+    return [None if k is None else known[k] for k in keys]
+
+
 async def _resolve(
     run: _Run, type_name: str, plan: FieldPlan, sources: list[Any], paths: Any
 ) -> list[Any]:
@@ -688,9 +713,16 @@ async def _each(
     paths: Any,
     args: dict[str, Any],
 ) -> list[Any]:
+    fn, context = need.fn, run.context
+    if need.batch is not None and not args:
+        try:
+            return need.batch(context, sources)
+        except Exception as error:  # the same error for every parent
+            for i in range(len(sources)):
+                _error(run, plan, paths[i], error)
+            return [_ERROR] * len(sources)
     values: list[Any] = []
     pending: list[tuple[int, Any]] = []
-    fn, context = need.fn, run.context
     for i, source in enumerate(sources):
         try:
             value = fn(context, source, **args) if args else fn(context, source)

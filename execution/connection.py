@@ -15,16 +15,17 @@ its fields a `PageSource`: one loaded page and a way to count; `totalCount` runs
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from functools import partial
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar, cast
 
 import strawberry
 from strawberry.types import Info
 
 from domain.context import Context
 from execution.fields import declared, value
-from execution.pagination import PAGE_ARGUMENTS_DOC, encode_cursor, page_request
+from execution.pagination import PAGE_ARGUMENTS_DOC, encode_cursors, page_request
 from loaders import BY_ID, Loaders, Order, Page, PageRequest, using
 from loaders._base import CountLoader, PageLoader
 
@@ -117,28 +118,33 @@ class Pages:
         return row.id if self.parent is None else self.parent(context, row)
 
 
-class PageSource:
-    """A connection's page, as its fields read it in both executors (no dataclass equality:
-    the compiled executor's whole-column checks, `None in column`, would call it per object)."""
+class PageSource(NamedTuple):
+    """A connection's page, as its fields read it in both executors: made for every parent
+    of a level, a tuple built in C (whose equality is a tuple's: the compiled executor's
+    whole-column checks, `None in column`, cost no call per object)."""
 
-    __slots__ = ("_counts", "_key", "order", "page", "unwrap")
+    page: Page[Any]
+    unwrap: Callable[[Any], Any] | None
+    counts: CountLoader
+    key: tuple[int, Hashable]
 
-    def __init__(
-        self,
-        page: Page[Any],
-        unwrap: Callable[[Any], Any] | None,
-        counts: CountLoader,
-        key: tuple[int, Hashable],
-    ) -> None:
-        self.page, self.order, self.unwrap = page, page.order, unwrap
-        self._counts, self._key = counts, key
+    @property
+    def order(self) -> Order:
+        return self.page.order
 
     def nodes(self) -> Sequence[Any]:
         rows = self.page.rows
         return rows if self.unwrap is None else list(map(self.unwrap, rows))
 
-    def count(self) -> Any:
-        return self._counts.load(self._key)
+    def total(self) -> Any:
+        """The whole list's count, through the (batched) count loader."""
+        return self.counts.load(self.key)
+
+
+_page_source = cast(
+    Callable[[tuple[Page[Any], Any, CountLoader, tuple[int, Hashable]]], PageSource],
+    partial(tuple.__new__, PageSource),
+)
 
 
 def connection(
@@ -180,7 +186,7 @@ async def resolve_pages(
     loaded = await page_loader.load_all(ids, request)
     unwrap, filters = need.unwrap, request.filters
     return [
-        PageSource(page, unwrap, count_loader, (i, filters))
+        _page_source((page, unwrap, count_loader, (i, filters)))
         for i, page in zip(ids, loaded, strict=True)
     ]
 
@@ -193,32 +199,87 @@ class PageInfo:
     end_cursor: str | None = strawberry.field(description="The cursor of the last item.")
 
 
-def page_info(context: Context, source: PageSource) -> PageInfo:
-    page, order = source.page, source.order
-    keys = page.keys
-    return PageInfo(
-        has_next_page=page.has_next_page,
-        has_previous_page=page.has_previous_page,
-        start_cursor=encode_cursor(order, keys[0]) if keys else None,
-        end_cursor=encode_cursor(order, keys[-1]) if keys else None,
-    )
+class PageInfoSource(NamedTuple):
+    """A page's `PageInfo`, as both executors read its fields."""
+
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
 
 
-class EdgeSource:
+class EdgeSource(NamedTuple):
     """An edge: its cursor, its node, and the page row it came from (a member's role)."""
 
-    __slots__ = ("cursor", "node", "row")
+    cursor: str
+    node: Any
+    row: Any
 
-    def __init__(self, cursor: str, node: Any, row: Any) -> None:
-        self.cursor, self.node, self.row = cursor, node, row
+
+# Made from a tuple of the fields, in C (no __new__ frame per edge).
+_edge = cast(Callable[[tuple[str, Any, Any]], EdgeSource], partial(tuple.__new__, EdgeSource))
+
+
+def page_info(context: Context, source: PageSource) -> PageInfoSource:
+    return page_infos(context, [source])[0]
+
+
+def page_infos(context: Context, sources: Sequence[PageSource]) -> list[PageInfoSource]:
+    """The pageInfo of each page of a level: the cursors of their first and last rows,
+    encoded together."""
+    ends = [row for s in sources for row in _ends(s.page.rows)]
+    cursors = iter(_cursors(sources, ends, lambda s: len(_ends(s.page.rows))))
+    found = []
+    for source in sources:
+        page = source.page
+        first: str | None = None
+        last: str | None = None
+        if page.rows:
+            first = next(cursors)
+            last = first if len(page.rows) == 1 else next(cursors)
+        found.append(PageInfoSource(page.has_next_page, page.has_previous_page, first, last))
+    return found
 
 
 def edges(context: Context, source: PageSource) -> list[EdgeSource]:
-    order, unwrap, page = source.order, source.unwrap, source.page
-    return [
-        EdgeSource(encode_cursor(order, key), row if unwrap is None else unwrap(row), row)
-        for row, key in zip(page.rows, page.keys, strict=True)
-    ]
+    return all_edges(context, [source])[0]
+
+
+def all_edges(context: Context, sources: Sequence[PageSource]) -> list[list[EdgeSource]]:
+    """The edges of each page of a level: every cursor encoded at once, and each edge made
+    in C from its cursor, node and row."""
+    rows = [row for s in sources for row in s.page.rows]
+    cursors = _cursors(sources, rows, lambda s: len(s.page.rows))
+    unwrap = sources[0].unwrap if sources else None
+    nodes: Iterable[Any] = rows if unwrap is None else map(unwrap, rows)
+    made = list(map(_edge, zip(cursors, nodes, rows, strict=True)))
+    found, start = [], 0
+    for source in sources:
+        end = start + len(source.page.rows)
+        found.append(made[start:end])
+        start = end
+    return found
+
+
+def _ends(rows: Sequence[Any]) -> Sequence[Any]:
+    return rows if len(rows) < 2 else (rows[0], rows[-1])
+
+
+def _cursors(
+    sources: Sequence[PageSource], rows: list[Any], count: Callable[[PageSource], int]
+) -> list[str]:
+    """The cursors of `rows`, which hold `count(source)` rows of each source in turn:
+    in one call where the pages share their order (the pages of one field do)."""
+    orders = {s.order for s in sources}
+    if len(orders) == 1:
+        return encode_cursors(orders.pop(), rows)
+    found: list[str] = []
+    start = 0
+    for source in sources:
+        end = start + count(source)
+        found += encode_cursors(source.order, rows[start:end])
+        start = end
+    return found
 
 
 @strawberry.type(description="An item of a connection, with its cursor.")
@@ -229,10 +290,12 @@ class Edge(Generic[T]):
 
 @strawberry.type(description="A page of a list, with cursors to fetch the pages around it.")
 class Connection(Generic[T]):
-    edges: list[Edge[T]] = value(edges, "The items of this page, with their cursors.")
+    edges: list[Edge[T]] = value(
+        edges, "The items of this page, with their cursors.", batch=all_edges
+    )
     nodes: list[T] = value(lambda context, source: source.nodes(), "The items of this page.")
-    page_info: PageInfo = value(page_info, "Where this page sits.")
+    page_info: PageInfo = value(page_info, "Where this page sits.", batch=page_infos)
     total_count: int = value(
-        lambda context, source: source.count(),
+        lambda context, source: source.total(),
         "How many items the whole list holds (for this viewer).",
     )

@@ -76,11 +76,15 @@ class Each:
     """A value per object from fn(context, row, **arguments), sync or async. `reads` names
     the optional columns (loaders/rows.py) of the row that fn reads; `sized_by` names a list
     argument whose length is the number of objects the field fetches (its cost, as a page
-    size is a connection's)."""
+    size is a connection's); `batch`, fn for a whole level."""
 
     fn: Callable[..., Any]
     reads: tuple[str, ...] = ()
     sized_by: str | None = None
+    # The values of a whole level at once, batch(context, rows) (for a field without
+    # arguments whose values cost less made together: a page's cursors): what the
+    # compiled executor calls, where graphql-core calls fn object by object.
+    batch: Callable[[Context, Sequence[Any]], list[Any]] | None = None
 
 
 def need_of(definition: GraphQLField) -> Any:
@@ -136,11 +140,14 @@ def value(
     reads: tuple[str, ...] = (),
     sized_by: str | None = None,
     name: str | None = None,
+    batch: Callable[[Context, Sequence[Any]], list[Any]] | None = None,
 ) -> Any:
     """A value per object from fn(context, row, **arguments); the field's arguments are fn's
     parameters after the first two, with their annotations and defaults. `name` is its
-    GraphQL name where it is not the attribute's in camelCase (`bodyHTML`)."""
-    need = Each(fn, reads, sized_by)
+    GraphQL name where it is not the attribute's in camelCase (`bodyHTML`). `batch(context,
+    rows)`, for a field without arguments, gives the compiled executor a whole level's
+    values at once (it must answer as fn does, row by row)."""
+    need = Each(fn, reads, sized_by, batch)
 
     def resolve(root: Any, info: Info[Context, Any], **arguments: Any) -> Any:
         return fn(info.context, root, **arguments)

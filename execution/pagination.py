@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Hashable
+from binascii import b2a_base64
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -35,6 +37,41 @@ def encode_cursor(order: Order, key: tuple[Any, int]) -> str:
         value = value.isoformat()
     raw = orjson.dumps([CURSOR_VERSION, order.name, value, pk])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def encode_cursors(order: Order, rows: Sequence[Any]) -> list[str]:
+    """The cursors of rows in `order`, from the keys in hand: each `encode_cursor`'s
+    text, made for all the rows at once. orjson writes the sort values (a timestamp as
+    `isoformat()` does, ten times faster) in one call and base64 runs over the lot, which
+    costs a tenth of a call per cursor."""
+    if not rows:
+        return []
+    head = b"[%d,%b," % (CURSOR_VERSION, orjson.dumps(order.name))
+    ids = [row.id for row in rows]
+    attribute = order.attribute
+    if attribute is None:
+        texts = [b"%b%d,%d]" % (head, pk, pk) for pk in ids]
+    else:
+        values = list(map(attrgetter(attribute), rows))
+        texts = [
+            b"%b%b,%d]" % (head, v, pk) for v, pk in zip(_json_values(values), ids, strict=True)
+        ]
+    joined = b"\n".join([b2a_base64(text, newline=False) for text in texts])
+    # (translate deleting "=" takes a slow path: replace is several times faster)
+    return joined.translate(_URL_SAFE).replace(b"=", b"").decode().split("\n")
+
+
+def _json_values(values: list[Any]) -> list[bytes]:
+    """Each value's JSON text: one orjson call split at its commas, where no value's text
+    can hold a comma (numbers, timestamps), else value by value."""
+    if not isinstance(values[0], str):
+        found = orjson.dumps(values)[1:-1].split(b",")
+        if len(found) == len(values):
+            return found
+    return [orjson.dumps(v.isoformat() if isinstance(v, datetime) else v) for v in values]
+
+
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def decode_cursor(cursor: str, order: Order, argument: str) -> tuple[Any, int]:

@@ -6,6 +6,7 @@ see reaches them as a `Scope`, which their SQL applies.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, TypeVar
@@ -74,12 +75,16 @@ class Loaders:
         # to what its operation selects (see `project`).
         self.projection = Projection()
         self._joins: Mapping[type, frozenset[tuple[str, Any]]] = {}
+        try:  # looked up once for all the request's loaders
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # made outside the event loop: each loader finds it
+            self._loop = None
 
     # Each loader is made when first used: a request uses a few of them.
 
     def _rows(self, sql: str, rows: Any, key_of: Any, **options: Any) -> RowLoader[Any, Any]:
         loader: RowLoader[Any, Any] = RowLoader(
-            self.session, sql, rows, key_of, projection=self.projection, **options
+            self.session, sql, rows, key_of, projection=self.projection, loop=self._loop, **options
         )
         loader.shared = self.shared
         return loader
@@ -87,12 +92,14 @@ class Loaders:
     def _pages(
         self, spec: PageSpec[Any], primes: Any = None, unwrap: Any = None
     ) -> PageLoader[Any]:
-        loader = PageLoader(self.session, spec, self.scope, primes, unwrap, self.projection)
+        loader = PageLoader(
+            self.session, spec, self.scope, primes, unwrap, self.projection, self._loop
+        )
         loader.shared = self.shared
         return loader
 
     def _count(self, spec: PageSpec[Any]) -> CountLoader:
-        loader = CountLoader(self.session, spec, self.scope)
+        loader = CountLoader(self.session, spec, self.scope, self._loop)
         loader.shared = self.shared
         return loader
 

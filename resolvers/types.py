@@ -13,7 +13,14 @@ import strawberry
 from core.errors import BadUserInput, Forbidden
 from domain import markdown, permissions
 from domain.context import Context
-from execution.connection import Argument, Connection, PageSource, connection, edges
+from execution.connection import (
+    Argument,
+    Connection,
+    PageSource,
+    all_edges,
+    connection,
+    edges,
+)
 from execution.fields import flag, node, to_one, value
 from execution.ids import NAMES, encode_id
 from loaders import Loaders
@@ -213,7 +220,7 @@ class OrganizationMemberEdge:
 @strawberry.type(description="A page of an organization's members.")
 class OrganizationMemberConnection(Connection[User]):
     edges: list[OrganizationMemberEdge] = value(  # type: ignore[assignment]
-        edges, "The members of this page, with their roles and cursors."
+        edges, "The members of this page, with their roles and cursors.", batch=all_edges
     )
 
 

@@ -264,3 +264,37 @@ def test_pages_split_right_whichever_order_the_rows_arrive_in() -> None:
         assert [row.id for row in pages[7].rows] == [1, 2] and pages[7].has_next_page
         assert [row.id for row in pages[9].rows] == [4] and not pages[9].has_next_page
         assert pages[7].rows[0].body == "comment 1"
+
+
+def test_cursors_of_a_page_made_together_are_each_rows_cursor() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+    from typing import NamedTuple
+
+    from execution.pagination import decode_cursor, encode_cursor, encode_cursors
+    from loaders import BY_ID, Order
+
+    class Row(NamedTuple):
+        id: int
+        created_at: datetime
+        priority: int
+        name: str
+
+    start = datetime(2026, 3, 1, 8, tzinfo=UTC)
+    rows = [
+        Row(1, start, 4, 'quoted "name", with a comma'),
+        Row(2**40, start + timedelta(microseconds=1), -1, "ünïcode \\ back\nslash"),
+        Row(3, start.astimezone(timezone(timedelta(hours=2))) + timedelta(seconds=0.5), 0, ""),
+    ]
+    orders = [
+        BY_ID,
+        Order("CREATED_AT", "i.created_at", "created_at"),
+        Order("PRIORITY", "i.priority", "priority", descending=True),
+        Order("NAME", "l.name", "name"),
+    ]
+    for order in orders:
+        for page in (rows, rows[:1], []):
+            cursors = encode_cursors(order, page)
+            assert cursors == [encode_cursor(order, order.key(row)) for row in page], order
+            assert [decode_cursor(c, order, "after") for c in cursors] == [
+                order.key(row) for row in page
+            ]
