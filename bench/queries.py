@@ -33,6 +33,7 @@ The report prints what each response really held.
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -217,7 +218,9 @@ def issue_cursor(global_id: str, created_at: str) -> str:
     type_name, _, pk = raw.partition(":")
     if type_name != "Issue":
         raise RuntimeError(f"not an issue id: {global_id}")
-    text = orjson.dumps([1, "CREATED_AT", created_at, int(pk)])
+    # the API writes `createdAt` in RFC 3339 with Z, a cursor the value's isoformat()
+    moment = datetime.fromisoformat(created_at).isoformat()
+    text = orjson.dumps([1, "CREATED_AT", moment, int(pk)])
     return base64.urlsafe_b64encode(text).rstrip(b"=").decode()
 
 
