@@ -14,10 +14,59 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from starlette.types import ASGIApp
+
+
+class PostgresProxy:
+    """A TCP proxy to the PostgreSQL of `database_url` (over TCP, or over the embedded one's
+    Unix socket), for tests that watch or break what crosses the wire: a subclass says in
+    `relay` what happens to the bytes of each connection. `url()` reaches the database
+    through it while it runs (`async with`)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.target = urlsplit(database_url)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+
+    def url(self) -> str:
+        """The database's URL through this proxy."""
+        user = self.target.username or "postgres"
+        return f"postgresql://{user}@127.0.0.1:{self.port}{self.target.path}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target, port = self.target, self.target.port or 5432
+        if target.hostname:
+            up_reader, up_writer = await asyncio.open_connection(target.hostname, port)
+        else:  # the embedded PostgreSQL's Unix socket (`?host=/dir`)
+            folder = parse_qs(target.query)["host"][0]
+            up_reader, up_writer = await asyncio.open_unix_connection(f"{folder}/.s.PGSQL.{port}")
+        self._writers += [writer, up_writer]
+        await self.relay(reader, writer, up_reader, up_writer)
+
+    async def relay(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
+        raise NotImplementedError
 
 
 def free_port() -> int:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 from unittest.mock import ANY
-from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
@@ -23,7 +22,7 @@ from core.db import Database
 from core.redis import RedisHealth
 from execution.limits import Budget
 from tests.conftest import app_client, running_app
-from tests.servers import free_port
+from tests.servers import PostgresProxy, free_port
 from tests.sessions import access_token
 
 QUERY = '{ organization(slug: "acme") { name } }'
@@ -222,49 +221,22 @@ async def test_budgets_spent_while_redis_was_away_are_added_to_it_when_it_is_bac
     assert after.remaining in (1_000 - 10 - 300 - 1, 1_000 - 10 - 400 - 1)
 
 
-class Blackhole:
+class Blackhole(PostgresProxy):
     """A TCP proxy to PostgreSQL that can stop passing bytes either way, as a network
     partition does: nothing is refused, nothing arrives."""
 
-    def __init__(self, database_url: str) -> None:
-        self.target = urlsplit(database_url)
-        self.dropping = False
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
+    dropping = False
 
-    async def __aenter__(self) -> Blackhole:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await self._upstream()
-        self._writers += [writer, up_writer]
+    async def relay(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
         await asyncio.gather(
-            self._pump(reader, up_writer),
-            self._pump(up_reader, writer),
-            return_exceptions=True,
+            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
         )
-
-    async def _upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """PostgreSQL over TCP, or over its Unix socket (`?host=/dir`, the embedded one)."""
-        target, port = self.target, self.target.port or 5432
-        if target.hostname:
-            return await asyncio.open_connection(target.hostname, port)
-        folder = parse_qs(target.query)["host"][0]
-        return await asyncio.open_unix_connection(f"{folder}/.s.PGSQL.{port}")
-
-    def url(self) -> str:
-        """The database's URL through this proxy."""
-        user = self.target.username or "postgres"
-        return f"postgresql://{user}@127.0.0.1:{self.port}{self.target.path}"
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):

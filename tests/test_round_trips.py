@@ -6,13 +6,11 @@ session settings), a write its statements plus BEGIN and COMMIT."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from core.db import Database
 from tests.conftest import app_client
+from tests.servers import PostgresProxy
 from tests.sessions import access_token
 
 ORGANIZATION = '{ organization(slug: "acme") { name } }'
@@ -23,39 +21,21 @@ CREATE = """mutation($p: ID!) { createIssue(input: {projectId: $p, title: "Round
   issue { number } } }"""
 
 
-class TurnCounter:
+class TurnCounter(PostgresProxy):
     """A TCP proxy to PostgreSQL that counts round trips: the times a connection's client
     speaks again after the server has answered (PostgreSQL's protocol takes turns; a batch
     of messages the client sends at once, as asyncpg's Parse/Bind/Execute/Sync, is one).
     The pool's connections only: the event hub's listening connection pings on its own."""
 
-    def __init__(self, database_url: str) -> None:
-        self.target = urlsplit(database_url)
-        self.turns = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
+    turns = 0
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[str]:
-        """Serve; yield the database's URL through this proxy."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        user = self.target.username or "postgres"
-        try:
-            yield f"postgresql://{user}@127.0.0.1:{port}{self.target.path}"
-        finally:
-            self._server.close()
-            for writer in self._writers:
-                writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target, port = self.target, self.target.port or 5432
-        if target.hostname:
-            up_reader, up_writer = await asyncio.open_connection(target.hostname, port)
-        else:  # the embedded PostgreSQL's Unix socket (`?host=/dir`)
-            folder = parse_qs(target.query)["host"][0]
-            up_reader, up_writer = await asyncio.open_unix_connection(f"{folder}/.s.PGSQL.{port}")
-        self._writers += [writer, up_writer]
+    async def relay(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
         answered = [True]  # per connection: the server spoke last
 
         async def client_to_server() -> None:
@@ -100,8 +80,8 @@ async def test_a_request_costs_one_round_trip_per_statement_and_a_write_two_more
 ) -> None:
     proxy = TurnCounter(database_url)
     token = await access_token(database_url, committed["user"])
-    async with proxy.running() as url:
-        behind = await Database.connect(url, min_size=1, max_size=1)
+    async with proxy:
+        behind = await Database.connect(proxy.url(), min_size=1, max_size=1)
         try:
             async with app_client(behind, server_timing=True) as http:
                 one = await _round_trips(http, proxy, {"query": ORGANIZATION})
