@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from execution.fields import Attr
 from execution.ids import NODES
+from loaders.rendered import Rendering
 from loaders.rows import COLUMNS
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Shape:
     leaves: list[int] = field(default_factory=list)  # resolved leaves
     clean: Callable[[list[Any]], bool] = lambda sources: True
     build: Callable[[list[Any], list[Any]], list[dict[str, Any]]] = lambda s, c: []
+    render: Rendering | None = None  # how PostgreSQL writes its objects (execution/rendered.py)
 
     def __post_init__(self) -> None:
         for n, plan in enumerate(self.fields):

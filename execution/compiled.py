@@ -54,6 +54,7 @@ from graphql import (
     located_error,
 )
 from graphql.execution.values import get_directive_values, get_variable_values
+from orjson import Fragment
 from strawberry import Schema
 from strawberry.types.arguments import convert_argument
 
@@ -61,13 +62,16 @@ from execution._shapes import Shape, enum_value
 from execution.connection import Pages, resolve_pages
 from execution.fields import ROOT_SOURCE, Attr, Each, Row, need_of
 from execution.ids import NAMES, NODES
+from execution.rendered import outermost, rendering
 from execution.selections import collect_fields, fragments_of, pick_operation
+from loaders.rendered import Rendering
 from loaders.rows import COLUMNS
 
 __all__ = ["ROOT_SOURCE", "CompiledExecutor"]
 TYPENAME = "__typename"
 PLANS_PER_DOCUMENT = 16
 Need = Attr | Row | Each | Pages
+Object = dict[str, Any] | Fragment  # an object of the response: built, or PostgreSQL's text
 
 
 class NotCompilable(Exception):
@@ -96,6 +100,7 @@ class Plan:
     root_type: str
     columns: dict[type, frozenset[str]]  # the optional columns its fields read, by row type
     joins: dict[type, frozenset[tuple[str, Any]]]  # the rows its rows point to, by row type
+    renders: tuple[Rendering, ...]  # the objects PostgreSQL may write (execution/rendered.py)
 
 
 @dataclass(slots=True)
@@ -157,10 +162,12 @@ class CompiledExecutor:
         plan = self._plan(document, operation, coerced)
         if plan is None:
             return None
-        context.loaders.project(plan.columns, plan.joins)
+        context.loaders.project(plan.columns, plan.joins, plan.renders)
         run = _Run(context, coerced, self._convert)
         results = await _objects(run, {plan.root_type: plan.root}, [ROOT_SOURCE], [()])
-        return ExecutionResult(data=results[0], errors=run.errors or None)
+        data = results[0]
+        assert not isinstance(data, Fragment)  # (the root is no row's)
+        return ExecutionResult(data=data, errors=run.errors or None)
 
     def _plan(
         self, document: DocumentNode, operation: OperationDefinitionNode, variables: Any
@@ -234,15 +241,12 @@ class _Planner:
         self.joins: dict[type, set[tuple[str, Any]]] = {}
 
     def _reads(self, type_name: str, need: Need) -> None:
-        """Note the optional columns of the parent's row a field reads, and the rows it
-        points to, which the statements reading it may join."""
+        """Note the optional columns of the parent's row a field reads (the rows it points
+        to are noted once the plan knows which objects PostgreSQL writes: `_joins`)."""
         kind = NODES.get(type_name)
         if kind is None:
             return
         row = kind.row
-        if isinstance(need, Row):
-            self.joins.setdefault(row, set()).add((need.key, need.loader))
-            return
         if isinstance(need, Attr):
             names: Sequence[str] = (need.name,)
         elif isinstance(need, Each):
@@ -256,16 +260,34 @@ class _Planner:
         root = self.schema.query_type
         assert root is not None
         shape = self.shape(root, [operation.selection_set])
+        renders = outermost(shape)
+        self._joins(shape)
         columns = {row: frozenset(names) for row, names in self.columns.items()}
         joins = {row: frozenset(pairs) for row, pairs in self.joins.items()}
-        return Plan(operation, shape, root.name, columns, joins)
+        return Plan(operation, shape, root.name, columns, joins, renders)
+
+    def _joins(self, shape: Shape) -> None:
+        """Note the rows each row points to, which the statements reading it may join: not
+        under an object PostgreSQL writes (its rows are in its text; should a statement
+        not write it, the pointer costs a statement, as without a join)."""
+        if shape.render is not None:
+            return
+        kind = NODES.get(shape.type_name)
+        for plan in shape.fields:
+            need = plan.need
+            if kind is not None and isinstance(need, Row):
+                self.joins.setdefault(kind.row, set()).add((need.key, need.loader))
+            for child in (plan.children or {}).values():
+                self._joins(child)
 
     def shape(self, parent: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]) -> Shape:
         grouped = collect_fields(
             self.schema, self.fragments, parent, selection_sets, self._included
         )
         fields = [self._field(parent, key, nodes) for key, nodes in grouped.items()]
-        return Shape(parent.name, fields)
+        shape = Shape(parent.name, fields)
+        shape.render = rendering(shape)
+        return shape
 
     def _included(self, node: Any) -> bool:
         skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
@@ -316,7 +338,7 @@ class _Planner:
 
 async def _objects(
     run: _Run, shapes: dict[str, Shape], sources: list[Any], paths: Any
-) -> list[dict[str, Any] | None]:
+) -> list[Object | None]:
     """Complete objects of one (possibly abstract) type; None where null propagated (or
     where the source itself is None: a null item of a list that may hold nulls)."""
     if None in sources:
@@ -326,7 +348,7 @@ async def _objects(
             if present
             else []
         )
-        out: list[dict[str, Any] | None] = [None] * len(sources)
+        out: list[Object | None] = [None] * len(sources)
         for position, value in zip(present, completed_present, strict=True):
             out[position] = value
         return out
@@ -336,7 +358,7 @@ async def _objects(
     groups: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
         groups.setdefault(NAMES[type(source)], []).append(i)
-    grouped: list[dict[str, Any] | None] = [None] * len(sources)
+    grouped: list[Object | None] = [None] * len(sources)
     # spread: each type resolves its fields in tasks one level down, so that the loads of
     # every type register in the same loop tick and batch together
     done = await asyncio.gather(
@@ -353,11 +375,17 @@ async def _objects(
 
 async def _typed(
     run: _Run, shape: Shape, sources: list[Any], paths: Any, spread: bool = False
-) -> list[dict[str, Any] | None]:
+) -> list[Object | None]:
     """One type's objects of a level: the resolved fields for all of them at once (all
     concurrently, so that their loaders batch together), then the objects, then their
     object fields, level by level. `spread`: resolve even a single field in a task of its
     own (the types of an abstract field do, see `_objects`)."""
+    if shape.render is not None:  # written by PostgreSQL, if the statement could
+        texts = run.context.loaders.rendered.get(shape.render)
+        if texts is not None:
+            written = [texts.get(s.id) for s in sources]
+            if None not in written:
+                return list(map(Fragment, written))
     fields, type_name = shape.fields, shape.type_name
     columns: list[Any] = [None] * len(fields)
     for n in shape.attributes:

@@ -85,6 +85,9 @@ class Each:
     # arguments whose values cost less made together: a page's cursors): what the
     # compiled executor calls, where graphql-core calls fn object by object.
     batch: Callable[[Context, Sequence[Any]], list[Any]] | None = None
+    # How PostgreSQL writes the same value, where it can (a kind of loaders/rendered.py's
+    # `Entry`: "global_id"), so that a level of objects can be written there whole.
+    rendered: str | None = None
 
 
 def need_of(definition: GraphQLField) -> Any:
@@ -141,13 +144,15 @@ def value(
     sized_by: str | None = None,
     name: str | None = None,
     batch: Callable[[Context, Sequence[Any]], list[Any]] | None = None,
+    rendered: str | None = None,
 ) -> Any:
     """A value per object from fn(context, row, **arguments); the field's arguments are fn's
     parameters after the first two, with their annotations and defaults. `name` is its
     GraphQL name where it is not the attribute's in camelCase (`bodyHTML`). `batch(context,
     rows)`, for a field without arguments, gives the compiled executor a whole level's
-    values at once (it must answer as fn does, row by row)."""
-    need = Each(fn, reads, sized_by, batch)
+    values at once (it must answer as fn does, row by row). `rendered` names how PostgreSQL
+    writes the same value (see `Each`)."""
+    need = Each(fn, reads, sized_by, batch, rendered)
 
     def resolve(root: Any, info: Info[Context, Any], **arguments: Any) -> Any:
         return fn(info.context, root, **arguments)

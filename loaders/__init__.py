@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
@@ -29,6 +29,7 @@ from loaders import (
 )
 from loaders._base import CountLoader, PageLoader, RowLoader, by_id
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope
+from loaders.rendered import Rendering, json_sql
 from loaders.rows import (
     COMMENTS,
     ISSUES,
@@ -47,6 +48,7 @@ from loaders.rows import (
     OrganizationRow,
     Projection,
     ProjectRow,
+    Rendered,
     SessionRow,
     TimelineEntry,
     UserRow,
@@ -75,6 +77,9 @@ class Loaders:
         # to what its operation selects (see `project`).
         self.projection = Projection()
         self._joins: Mapping[type, frozenset[tuple[str, Any]]] = {}
+        self._renders: tuple[Rendering, ...] = ()
+        # the texts of each rendering the request's statements write, by row id
+        self.rendered: dict[Rendering, dict[int, str]] = {}
         try:  # looked up once for all the request's loaders
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # made outside the event loop: each loader finds it
@@ -363,20 +368,35 @@ class Loaders:
         self,
         wanted: Mapping[type, frozenset[str]] | None,
         joins: Mapping[type, frozenset[tuple[str, Any]]] | None = None,
+        renders: tuple[Rendering, ...] = (),
     ) -> None:
         """Read only the optional columns in `wanted` from now on (None: all of them), and
         with rows of each type in `joins` the rows their columns point to, for the by-id
         loaders given (a pair (column, the loader's property of this class, such as
-        `Loaders.user_by_id`)) that can take them. Rows already loaded under another
-        projection are forgotten."""
+        `Loaders.user_by_id`)) that can take them, and write rows as the JSON of each of
+        `renders` whose rows inside can be written (`rendered` has their texts). Rows
+        already loaded under another projection are forgotten."""
         joins = joins or {}
-        if wanted != self.projection.wanted or joins != self._joins:
+        if wanted != self.projection.wanted or joins != self._joins or renders != self._renders:
             self.clear_all()
             self.projection.wanted = wanted
             self._joins = joins
             self.projection.joins = {
                 row: bound for row, pairs in joins.items() if (bound := self._bind(pairs))
             }
+            self._renders = renders
+            self.rendered = {}
+            bound_renders: dict[type, list[Rendered]] = {}
+            for rendering in renders:
+                if all(self._joinable(prop) for prop in rendering.loaders()):
+                    found = Rendered(partial(json_sql, rendering), {})
+                    bound_renders.setdefault(rendering.row, []).append(found)
+                    self.rendered[rendering] = found.texts
+            self.projection.renders = {row: tuple(r) for row, r in bound_renders.items()}
+
+    def _joinable(self, prop: Any) -> bool:
+        loader = using(prop, self)
+        return isinstance(loader, RowLoader) and loader.joinable
 
     def _bind(self, pairs: frozenset[tuple[str, Any]]) -> tuple[Join, ...]:
         found = []
@@ -397,6 +417,8 @@ class Loaders:
                 loader.clear_all()
                 if scope is not None and getattr(loader, "_scope", None) is not None:
                     setattr(loader, "_scope", scope)  # noqa: B010  # every scoped loader has it
+        for texts in self.rendered.values():
+            texts.clear()
 
 
 def using(loader: Callable[[Loaders], T], loaders: Loaders) -> T:

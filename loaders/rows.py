@@ -9,7 +9,8 @@ others are selected as NULL, so that every row keeps the same layout.
 A projection may also *join*: a statement that reads rows of one table then reads, in the
 same statement, the row each of them points to in another (an issue's author), and hands
 those rows to the by-id loader of the other table, so that resolving the pointer costs no
-statement of its own.
+statement of its own. And it may *render*: the statement also writes each row as the JSON
+text of a response's object (loaders/rendered.py), kept by row id in `Rendered.texts`.
 """
 
 from __future__ import annotations
@@ -234,31 +235,56 @@ class Join:
     known: dict[Any, Any]
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Rendered:
+    """A rendering bound to a request: `sql(alias)` writes a row under that alias, and
+    `texts` keeps what the request's statements wrote, by row id."""
+
+    sql: Callable[[str], str]
+    texts: dict[int, str]
+
+
+class _Part(NamedTuple):
+    """A row a record holds: its columns from `first` to `last`, then its texts."""
+
+    first: int
+    last: int
+    make: Callable[[Iterable[Any]], Any]
+    known: dict[Any, Any] | None  # the by-id loader's rows (None: the record's own row)
+    texts: tuple[dict[int, str], ...]
+
+
 class Projection:
     """The optional columns a request's statements read, by row type (`wanted` None, the
-    default, reads every column), and the rows they join, by row type. Shared by all the
-    loaders of a request."""
+    default, reads every column), the rows they join, and the renderings they write of
+    both, by row type. Shared by all the loaders of a request."""
 
-    __slots__ = ("joins", "wanted")
+    __slots__ = ("joins", "renders", "wanted")
 
     def __init__(self) -> None:
         self.wanted: Mapping[type, frozenset[str]] | None = None
         self.joins: Mapping[type, tuple[Join, ...]] = {}
+        self.renders: Mapping[type, tuple[Rendered, ...]] = {}
 
     def _wanted(self, columns: Columns[Any]) -> frozenset[str] | None:
         return None if self.wanted is None else self.wanted.get(columns.row, frozenset())
+
+    def _written(self, columns: Columns[Any], alias: str) -> str:
+        return "".join(", " + r.sql(alias) for r in self.renders.get(columns.row, ()))
 
     def select_own(self, columns: Columns[Any]) -> str:
         """The select list of `columns`'s rows alone."""
         return columns.select(self._wanted(columns))
 
     def select(self, columns: Columns[Any]) -> str:
-        """The select list of `columns`'s rows, then of the rows they join."""
-        if self.wanted is None and not self.joins:
+        """The select list of `columns`'s rows and their renderings, then of each row they
+        join and its renderings."""
+        if self.wanted is None and not self.joins and not self.renders:
             return columns.all
-        found = columns.select(self._wanted(columns))
+        found = columns.select(self._wanted(columns)) + self._written(columns, columns.alias)
         for n, join in enumerate(self.joins.get(columns.row, ())):
             found += ", " + join.target.select(self._wanted(join.target), f"j{n}")
+            found += self._written(join.target, f"j{n}")
         return found
 
     def joined(self, columns: Columns[Any]) -> str:
@@ -268,46 +294,60 @@ class Projection:
             for n, join in enumerate(self.joins.get(columns.row, ()))
         )
 
+    def _parts(self, columns: Columns[Any], skip: int) -> list[_Part]:
+        """Where a record of `select(columns)` holds each of its rows (after `skip` values)."""
+        parts: list[_Part] = []
+        start = skip
+        targets = [(columns, None), *((j.target, j.known) for j in self.joins.get(columns.row, ()))]
+        for table, known in targets:
+            texts = tuple(r.texts for r in self.renders.get(table.row, ()))
+            last = start + len(table.names)
+            parts.append(_Part(start, last, table.make, known, texts))
+            start = last + len(texts)
+        return parts
+
     def reader(self, columns: Columns[Any], skip: int = 0) -> Callable[[Any], Any] | None:
         """What makes a row of a record whose first `skip` values are not the row's and
-        hands the rows the record joins to their loaders; None where there are no joins
-        (`columns.make` of the record after `skip` makes the row)."""
-        joins = self.joins.get(columns.row, ())
-        if not joins:
+        hands the rows the record joins to their loaders, and the texts it holds to their
+        renderings; None where it holds neither (`columns.make` of the record after
+        `skip` makes the row)."""
+        own, *joined = self._parts(columns, skip)
+        if not joined and not own.texts:
             return None
-        make, start = columns.make, skip
-        end = start + len(columns.names)
-        parts = []
-        for join in joins:
-            width = len(join.target.names)
-            parts.append((end, end + width, join.target.make, join.known))
-            end += width
-        stop = start + len(columns.names)
 
         def read(record: Any) -> Any:
-            for first, last, make_joined, known in parts:
+            for first, last, make_joined, known, texts in joined:
                 key = record[first]
-                if key is not None and key not in known:
-                    known[key] = make_joined(record[first:last])
-            return make(record[start:stop])
+                if key is not None:
+                    if key not in known:  # type: ignore[operator]
+                        known[key] = make_joined(record[first:last])  # type: ignore[index]
+                    for n, written in enumerate(texts):
+                        written[key] = record[last + n]
+            for n, written in enumerate(own.texts):
+                written[record[own.first]] = record[own.last + n]
+            return own.make(record[own.first : own.last])
 
         return read
 
     def read_all(self, columns: Columns[Any], records: Sequence[Any], skip: int = 0) -> list[Any]:
         """The rows of many records (as `reader` makes them, one by one): the rows they
-        join handed over once per key, with no call per record."""
-        start = skip
-        end = stop = start + len(columns.names)
-        for join in self.joins.get(columns.row, ()):
-            first, last = end, end + len(join.target.names)
-            end = last
-            known, make_joined = join.known, join.target.make
+        join and their texts handed over once per key, with no call per record."""
+        own, *joined = self._parts(columns, skip)
+        for first, last, make_joined, known, texts in joined:
+            assert known is not None
             latest = {record[first]: record for record in records}  # one record per key
             latest.pop(None, None)
             for key in latest.keys() - known.keys():
                 known[key] = make_joined(latest[key][first:last])
-        make = columns.make
-        return [make(record[start:stop]) for record in records]
+            for n, written in enumerate(texts):
+                position = last + n
+                written.update([(key, record[position]) for key, record in latest.items()])
+        first = own.first  # (a row's id is its first column)
+        for n, written in enumerate(own.texts):
+            position = own.last + n
+            written.update([(record[first], record[position]) for record in records])
+        make, last = own.make, own.last
+        return [make(record[first:last]) for record in records]
 
 
 USERS = Columns(UserRow, "users", "u", ("name", "email", "bio", "created_at"))

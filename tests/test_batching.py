@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
+from core import encoding
 from domain.context import build_context
 from domain.policy import ANONYMOUS
 from execution.documents import format_errors
@@ -168,7 +170,12 @@ async def compiled_statements(
     result = await compiled_executor.execute(compiled_executor.prepare(query), context, variables)
     await session.close()
     assert not result.errors, result.errors
-    return result.data, [sql for sql, _ in session.log]
+    return as_sent(result.data), [sql for sql, _ in session.log]
+
+
+def as_sent(data: Any) -> Any:
+    """Data as the client reads it: objects PostgreSQL wrote are JSON text until encoded."""
+    return orjson.loads(encoding.dumps(data))
 
 
 @pytest.mark.parametrize("size", [2, 20])
@@ -211,9 +218,10 @@ async def test_a_joined_row_is_the_row_its_loader_reads(
     )
     await session.close()
 
-    issue = result.data["organization"]["projects"]["nodes"][0]["issues"]["nodes"][0]
+    data = as_sent(result.data)
+    issue = data["organization"]["projects"]["nodes"][0]["issues"]["nodes"][0]
     found = {k: v for k, v in issue["author"].items() if k != "email"}
-    assert found == {**result.data["user"]}
+    assert found == {**data["user"]}
     assert found["name"] == "Joined Author"
     assert issue["author"]["email"] is None  # anonymous viewers read no emails
     assert [e["extensions"]["code"] for e in format_errors(result.errors)] == ["FORBIDDEN"]
