@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -53,7 +53,9 @@ HEALTH_CHECK_SECONDS = 5.0
 class SharedReads:
     """The reads of one event, shared by every subscriber it goes to: subscribers with the
     same scope share loaders, so two hundred of them resolve `issue` in one statement, and
-    all share one database session, released when the last of them is done with it."""
+    all share one database session, released when the last of them is done with it.
+    `results` keeps what is made of the event once for many subscribers (their payloads,
+    execution/fanout.py), for as long."""
 
     closing: ClassVar[set[asyncio.Task[None]]] = set()  # keeps closing tasks alive
 
@@ -62,6 +64,7 @@ class SharedReads:
         self._session: Session | None = None
         self._loaders: dict[Scope, Loaders] = {}
         self._holders = 0
+        self.results: dict[Hashable, Any] = {}
 
     def hold(self) -> None:
         self._holders += 1
@@ -79,6 +82,7 @@ class SharedReads:
         if self._holders <= 0 and self._session is not None:
             session, self._session = self._session, None
             self._loaders.clear()
+            self.results.clear()
             task = asyncio.get_running_loop().create_task(session.close())
             SharedReads.closing.add(task)
             task.add_done_callback(SharedReads.closing.discard)

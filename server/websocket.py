@@ -254,11 +254,20 @@ class _Connection:
             await self._send({"id": operation_id, "type": "complete"})
 
     async def _stream(self, operation_id: str, subscribed: Subscribed) -> bool:
-        """Send each event; False when the stream ended with an error."""
+        """Send each event; False when the stream ended with an error. A payload is encoded
+        once for every subscriber it goes to: only the `id` around it is this one's."""
+        head = f'{{"id":{encoding.dumps(operation_id).decode()},"type":"next","payload":'
         async with contextlib.aclosing(subscribed.events) as events:
-            async for body in events:
-                if not await self._send_result(operation_id, body):
+            async for payload in events:
+                body = payload.body
+                if "data" not in body:
+                    await self._send_errors(operation_id, body.get("errors", []))
                     return False
+                metrics.record_errors(
+                    e.get("extensions", {}).get("code") for e in body.get("errors", ())
+                )
+                self._check_credentials()
+                await self.websocket.send_text(f"{head}{payload.json()}}}")
         return True
 
     async def _send_result(self, operation_id: str, body: dict[str, Any]) -> bool:
@@ -276,11 +285,16 @@ class _Connection:
         await self._send({"id": operation_id, "type": "error", "payload": errors})
 
     async def _send(self, message: dict[str, Any]) -> None:
+        self._check_credentials()
+        await self.websocket.send_text(encoding.dumps(message).decode())
+
+    def _check_credentials(self) -> None:
+        """Raise (and close the connection) once the credentials have ended: nothing more
+        may be sent on it."""
         if self.ending is None and self.expires_at is not None and time.time() >= self.expires_at:
             self._end(TOKEN_EXPIRED)  # (the timer may not have fired yet)
         if self.ending is not None:
             raise self.ending
-        await self.websocket.send_text(encoding.dumps(message).decode())
 
     async def cancel_all(self) -> None:
         self._bound.close()
