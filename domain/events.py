@@ -40,7 +40,7 @@ from core.errors import DatabaseError
 from domain.policy import Access, Policy, Viewer
 from loaders import Loaders, Scope, accounts
 from loaders.events import EventRow, events_after, read_event, read_notification
-from loaders.rows import NotificationRow, UserRow
+from loaders.rows import NotificationRow, ProjectRow, UserRow
 from loaders.writes.issues import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -387,11 +387,18 @@ class EventHub:
             return
         event, project, now = found
         shared = SharedReads(self._database)
+        # each subscriber's access as the database says now, decided once per user
+        decided: dict[int | None, Viewer | None] = {}
         for inbox in inboxes:
             if inbox.issue_id is not None and inbox.issue_id != event.issue_id:
                 continue
-            viewer = _current(inbox.viewer, now, project.organization_id)
-            if viewer is None or not Policy(viewer, self._access).can_read(project):
+            user = inbox.viewer.user
+            user_id = user.id if user is not None else None
+            if user_id in decided:
+                viewer = decided[user_id]
+            else:
+                viewer = decided[user_id] = self._reader(inbox.viewer, now, project)
+            if viewer is None:
                 continue
             shared.hold()
             inbox.offer(
@@ -402,6 +409,15 @@ class EventHub:
                     shared,
                 )
             )
+
+    def _reader(
+        self, viewer: Viewer, now: dict[int, tuple[UserRow, str | None]], project: ProjectRow
+    ) -> Viewer | None:
+        """The subscriber as the database says now, if they may read the project."""
+        current = _current(viewer, now, project.organization_id)
+        if current is None or not Policy(current, self._access).can_read(project):
+            return None
+        return current
 
 
 def _current(

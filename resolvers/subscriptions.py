@@ -55,7 +55,6 @@ class EventSource:
         "actor_id",
         "comment_id",
         "created_at",
-        "cursor",
         "id",
         "issue_id",
         "kind",
@@ -67,7 +66,6 @@ class EventSource:
     def __init__(self, row: EventRow | None, shared: SharedReads | None = None) -> None:
         self.kind = row.kind if row is not None else IssueEventKind.RESYNC.value
         self.id = str(row.id) if row is not None else None
-        self.cursor = encode_event_cursor(row.id, row.created_at) if row is not None else None
         self.created_at = row.created_at if row is not None else None
         self.issue_id = row.issue_id if row is not None else None
         self.actor_id = row.actor_id if row is not None else None
@@ -75,6 +73,13 @@ class EventSource:
         self.label_ids = row.label_ids if row is not None else []
         self.shared = shared.results if shared is not None and row is not None else None
         self.shared_key = row.id if row is not None else None
+
+    @property
+    def cursor(self) -> str | None:
+        """Made when a selection reads it: once for every subscriber who shares it."""
+        if self.shared_key is None or self.created_at is None:
+            return None
+        return encode_event_cursor(self.shared_key, self.created_at)
 
 
 def _issue_id(context: Context, event: EventSource) -> str | None:
