@@ -181,6 +181,8 @@ async def _payload(executor: GraphQLExecutor[Any], source: Any, sharing: Sharing
     found = results.get(key)
     if found is None:
         found = results[key] = asyncio.ensure_future(_execute(executor, source))
+    elif found.done():
+        return found.result()
     # shielded: a subscriber that leaves does not cancel the others' execution
     return await asyncio.shield(found)
 
