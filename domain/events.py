@@ -65,6 +65,7 @@ class SharedReads:
         self._loaders: dict[Scope, Loaders] = {}
         self._holders = 0
         self.results: dict[Hashable, Any] = {}
+        self._scopes: dict[Hashable, Scope] = {}
 
     def hold(self) -> None:
         self._holders += 1
@@ -75,6 +76,22 @@ class SharedReads:
         found = self._loaders.get(scope)
         if found is None:
             found = self._loaders[scope] = Loaders(self._session, scope, shared=True)
+        return found
+
+    def scope_of(self, policy: Policy) -> Scope:
+        """The policy's scope, worked out once for all the subscribers of the event who
+        are alike as far as it goes: the same user (or anonymous), site admin or not, and
+        the same roles."""
+        viewer = policy.viewer
+        user = viewer.user
+        key = (
+            user.id if user is not None else None,
+            user is not None and user.is_site_admin,
+            tuple(sorted(viewer.roles.items())),
+        )
+        found = self._scopes.get(key)
+        if found is None:
+            found = self._scopes[key] = policy.scope()
         return found
 
     def release(self) -> None:
