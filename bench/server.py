@@ -103,6 +103,8 @@ def command(spec: ServerSpec, port: int) -> list[str]:
         "1",
         "--log-level",
         "warning",
+        "--ws-per-message-deflate",  # as `python -m server run` serves (server/__main__.py)
+        "false",
     ]
 
 

@@ -64,9 +64,11 @@ class Context:
         assert self.services.database is not None
         self.session = self.services.database.session()  # the subscription's own, idle
         self.policy = Policy(self.viewer, self.services.access)
-        scope = self.policy.scope()
         shared = delivery.shared
-        self.loaders = shared.loaders(scope) if shared else Loaders(self.session, scope)
+        if shared is None:
+            self.loaders = Loaders(self.session, self.policy.scope())
+        else:
+            self.loaders = shared.loaders(shared.scope_of(self.policy))
 
 
 def build_context(

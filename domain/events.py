@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,7 +40,7 @@ from core.errors import DatabaseError
 from domain.policy import Access, Policy, Viewer
 from loaders import Loaders, Scope, accounts
 from loaders.events import EventRow, events_after, read_event, read_notification
-from loaders.rows import NotificationRow, UserRow
+from loaders.rows import NotificationRow, ProjectRow, UserRow
 from loaders.writes.issues import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ HEALTH_CHECK_SECONDS = 5.0
 class SharedReads:
     """The reads of one event, shared by every subscriber it goes to: subscribers with the
     same scope share loaders, so two hundred of them resolve `issue` in one statement, and
-    all share one database session, released when the last of them is done with it."""
+    all share one database session, released when the last of them is done with it.
+    `results` keeps what is made of the event once for many subscribers (their payloads,
+    execution/fanout.py), for as long."""
 
     closing: ClassVar[set[asyncio.Task[None]]] = set()  # keeps closing tasks alive
 
@@ -62,6 +64,8 @@ class SharedReads:
         self._session: Session | None = None
         self._loaders: dict[Scope, Loaders] = {}
         self._holders = 0
+        self.results: dict[Hashable, Any] = {}
+        self._scopes: dict[Hashable, Scope] = {}
 
     def hold(self) -> None:
         self._holders += 1
@@ -74,11 +78,28 @@ class SharedReads:
             found = self._loaders[scope] = Loaders(self._session, scope, shared=True)
         return found
 
+    def scope_of(self, policy: Policy) -> Scope:
+        """The policy's scope, worked out once for all the subscribers of the event who
+        are alike as far as it goes: the same user (or anonymous), site admin or not, and
+        the same roles."""
+        viewer = policy.viewer
+        user = viewer.user
+        key = (
+            user.id if user is not None else None,
+            user is not None and user.is_site_admin,
+            tuple(sorted(viewer.roles.items())),
+        )
+        found = self._scopes.get(key)
+        if found is None:
+            found = self._scopes[key] = policy.scope()
+        return found
+
     def release(self) -> None:
         self._holders -= 1
         if self._holders <= 0 and self._session is not None:
             session, self._session = self._session, None
             self._loaders.clear()
+            self.results.clear()
             task = asyncio.get_running_loop().create_task(session.close())
             SharedReads.closing.add(task)
             task.add_done_callback(SharedReads.closing.discard)
@@ -383,11 +404,18 @@ class EventHub:
             return
         event, project, now = found
         shared = SharedReads(self._database)
+        # each subscriber's access as the database says now, decided once per user
+        decided: dict[int | None, Viewer | None] = {}
         for inbox in inboxes:
             if inbox.issue_id is not None and inbox.issue_id != event.issue_id:
                 continue
-            viewer = _current(inbox.viewer, now, project.organization_id)
-            if viewer is None or not Policy(viewer, self._access).can_read(project):
+            user = inbox.viewer.user
+            user_id = user.id if user is not None else None
+            if user_id in decided:
+                viewer = decided[user_id]
+            else:
+                viewer = decided[user_id] = self._reader(inbox.viewer, now, project)
+            if viewer is None:
                 continue
             shared.hold()
             inbox.offer(
@@ -398,6 +426,15 @@ class EventHub:
                     shared,
                 )
             )
+
+    def _reader(
+        self, viewer: Viewer, now: dict[int, tuple[UserRow, str | None]], project: ProjectRow
+    ) -> Viewer | None:
+        """The subscriber as the database says now, if they may read the project."""
+        current = _current(viewer, now, project.organization_id)
+        if current is None or not Policy(current, self._access).can_read(project):
+            return None
+        return current
 
 
 def _current(

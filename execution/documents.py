@@ -8,7 +8,9 @@ code, server errors show their fixed message and code, anything unexpected is lo
 full and masked as INTERNAL.
 
     Executor.prepare(query)          -> Prepared (a document, or the DocumentError it is)
-    Executor.execute / .subscribe    run a prepared document (compiled executor first)
+    Executor.execute                 run a prepared query or mutation (compiled executor first)
+    Executor.subscribe               a prepared subscription's source events
+    response_body(result)            an execution result as the response's body
     error_entries(error)             a refusal as the response's `errors`
     format_errors(errors)            execution errors as the response's `errors`
 """
@@ -16,10 +18,9 @@ full and masked as INTERNAL.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,9 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     NoSchemaIntrospectionCustomRule,
+    create_source_event_stream,
     execute,
     specified_rules,
-    subscribe,
     validate,
 )
 from graphql.execution import Executor as GraphQLExecutor
@@ -166,12 +167,9 @@ class Executor:
         self._hide_suggestions = not (introspection if suggestions is None else suggestions)
         self.graphql_schema = schema._schema
         self.executor_kwargs = execution_context_class_kwargs(schema.execution_context_class)
-        self._subscription_kwargs = {
-            **self.executor_kwargs,
-            "executor_class": _per_event_memos(
-                self.executor_kwargs.get("executor_class", GraphQLExecutor)
-            ),
-        }
+        self._subscription_class = _per_event_memos(
+            self.executor_kwargs.get("executor_class", GraphQLExecutor)
+        )
         self.documents = DocumentCache(cache_size, cache_bytes)
 
     def prepare(self, query: str) -> Prepared:
@@ -242,21 +240,26 @@ class Executor:
         context: Any,
         variables: dict[str, Any] | None = None,
         operation_name: str | None = None,
-    ) -> AsyncIterator[ExecutionResult] | ExecutionResult:
-        """A subscription's stream of results, or the result holding why there is none."""
+    ) -> tuple[GraphQLExecutor[Any], AsyncIterable[Any]] | ExecutionResult:
+        """A subscription's executor and its stream of source events (each to be executed
+        with it, see execution/fanout.py), or the result holding why there are none."""
         assert prepared.document is not None
         _count_standard(prepared.document, operation_name)
-        subscribed: Any = subscribe(
+        executor = self._subscription_class.build(
             self.graphql_schema,
             prepared.document,
             context_value=context,
-            variable_values=variables,
+            raw_variable_values=variables,
             operation_name=operation_name,
-            **self._subscription_kwargs,
         )
-        if inspect.isawaitable(subscribed):
-            subscribed = await subscribed
-        return subscribed  # type: ignore[no-any-return]
+        if isinstance(executor, list):  # the variables do not fit
+            return ExecutionResult(None, errors=executor)
+        sources: Any = create_source_event_stream(executor)
+        if executor.is_awaitable(sources):
+            sources = await sources
+        if not executor.is_async_iterable(sources):
+            return sources  # type: ignore[no-any-return]  # the resolver's error
+        return executor, sources
 
 
 def _per_event_memos(base: type[GraphQLExecutor[Any]]) -> type[GraphQLExecutor[Any]]:
@@ -327,3 +330,17 @@ def _format(error: GraphQLError | ClientError, default_code: str) -> dict[str, A
         masked["path"] = error.path
     masked["extensions"] = {"code": ServerError.code}
     return masked
+
+
+def response_body(result: ExecutionResult) -> dict[str, Any]:
+    """The response body of an execution result: `data` unless execution never started,
+    and the `errors` formatted."""
+    body: dict[str, Any] = {}
+    if result.errors:
+        body["errors"] = format_errors(result.errors)
+    # Execution errors (they have a path) leave `data`, null at worst; request errors
+    # (bad variables) mean execution never started, and `data` is absent.
+    executed = result.data is not None or any(e.path for e in result.errors or ())
+    if executed or not result.errors:
+        body["data"] = result.data
+    return body

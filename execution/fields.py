@@ -9,7 +9,9 @@ class annotation), its description, its arguments and the data it needs:
     email: str | None = value(_email, …, reads=("email",))
                                                       a value per object: fn(context, row,
                                                       **arguments), sync or async; the field's
-                                                      arguments are fn's keyword parameters
+                                                      arguments are fn's keyword parameters;
+                                                      `by_viewer=False` when it depends on the
+                                                      row and the loaders alone
     issues: Connection[Issue] = connection(…)         a page of a list per object
                                                       (execution/connection.py)
 
@@ -19,6 +21,13 @@ here from the need, one object at a time through the per-request DataLoaders; th
 executor reads the same need (`need_of`) and resolves the field for a whole level of objects
 at once. Sources are loader rows (loaders/rows.py) in both: a node type's `is_type_of` knows
 its row class (`node`).
+
+`by_viewer(need)` says whether a field's value may differ between two viewers who read
+through the same loaders' scope (their identity, roles or session, not only what they may
+see): subscriptions share one execution of an event among subscribers whose selection
+reads no such field (execution/fanout.py). An attribute or a row by key never does; a
+value or a page does unless its declaration says otherwise; a field with a resolver of its
+own is assumed to.
 """
 
 from __future__ import annotations
@@ -85,6 +94,9 @@ class Each:
     # arguments whose values cost less made together: a page's cursors): what the
     # compiled executor calls, where graphql-core calls fn object by object.
     batch: Callable[[Context, Sequence[Any]], list[Any]] | None = None
+    # False when fn reads only the row and the loaders (whose scope says what the viewer
+    # may see), never who the viewer is: see `by_viewer`
+    by_viewer: bool = True
     # How PostgreSQL writes the same value, where it can (a kind of loaders/rendered.py's
     # `Entry`: "global_id"), so that a level of objects can be written there whole.
     rendered: str | None = None
@@ -100,6 +112,16 @@ def need_of(definition: GraphQLField) -> Any:
     if need is None and field.base_resolver is None:
         return Attr(field.python_name)
     return need
+
+
+def by_viewer(need: Any) -> bool:
+    """Whether the value of a field with this need may differ between two viewers of the
+    same scope; see the module docstring."""
+    if isinstance(need, Attr | Row):
+        return False
+    if isinstance(need, Each):
+        return need.by_viewer
+    return True  # a page (its parent, order and filters may read the viewer), a resolver
 
 
 def declared(
@@ -144,15 +166,17 @@ def value(
     sized_by: str | None = None,
     name: str | None = None,
     batch: Callable[[Context, Sequence[Any]], list[Any]] | None = None,
+    by_viewer: bool = True,
     rendered: str | None = None,
 ) -> Any:
     """A value per object from fn(context, row, **arguments); the field's arguments are fn's
     parameters after the first two, with their annotations and defaults. `name` is its
     GraphQL name where it is not the attribute's in camelCase (`bodyHTML`). `batch(context,
     rows)`, for a field without arguments, gives the compiled executor a whole level's
-    values at once (it must answer as fn does, row by row). `rendered` names how PostgreSQL
-    writes the same value (see `Each`)."""
-    need = Each(fn, reads, sized_by, batch, rendered)
+    values at once (it must answer as fn does, row by row). `by_viewer=False` declares that
+    fn reads only the row and the loaders, never who the viewer is. `rendered` names how
+    PostgreSQL writes the same value (see `Each`)."""
+    need = Each(fn, reads, sized_by, batch, by_viewer, rendered)
 
     def resolve(root: Any, info: Info[Context, Any], **arguments: Any) -> Any:
         return fn(info.context, root, **arguments)

@@ -24,8 +24,8 @@ No SQL runs before step 6. The outcome is one of
               the `errors` the response carries;
   Executed    a query or mutation ran: the response `body` (data, errors, extensions.cost),
               the statements it took, the budget left;
-  Subscribed  a subscription's `events`, each the body of one `next`; a body without `data`
-              ends the stream with errors.
+  Subscribed  a subscription's `events`, each the payload of one `next` (execution/fanout.py);
+              a payload without `data` ends the stream with errors.
 Each transport maps these to its own messages: server/http.py to statuses and headers,
 server/websocket.py to graphql-transport-ws messages.
 """
@@ -62,7 +62,8 @@ from core.logs import AccessNote
 from domain.auth import Claims
 from domain.context import Context, Services, build_context
 from domain.policy import ANONYMOUS, Viewer
-from execution.documents import Executor, Prepared, error_entries, format_errors
+from execution.documents import Executor, Prepared, error_entries, response_body
+from execution.fanout import Payload, payloads, sharing
 from execution.limits import Analysis, Budget, BudgetState, analyze, check
 from execution.persisted import PersistedQueries
 from execution.selections import pick_operation
@@ -273,7 +274,7 @@ class Pipeline:
                             prepared, request, operation, context, name, sessions
                         )
                     handed_over = True
-                    return await self._subscribe(prepared, request, context, name, state)
+                    return await self._subscribe(prepared, request, operation, context, name, state)
         finally:
             if note is not None:  # a retry's statements included
                 note.sql_statements = sum(session.statements for session in sessions)
@@ -364,7 +365,7 @@ class Pipeline:
         failure = _database_failure(result)
         if failure is not None:
             raise failure
-        body = _body(result)
+        body = response_body(result)
         body["extensions"] = {"cost": _cost(context.rate_limit, context.cost)}
         return Executed(body, name, statements, context.rate_limit)
 
@@ -393,28 +394,35 @@ class Pipeline:
         self,
         prepared: Prepared,
         request: GraphQLRequest,
+        operation: OperationDefinitionNode,
         context: Context,
         name: str | None,
         state: BudgetState | None,
     ) -> Executed | Subscribed:
         try:
-            stream = await self.executor.subscribe(
+            subscribed = await self.executor.subscribe(
                 prepared, context, request.variables, request.operation_name
             )
         except BaseException:
             await context.session.close()
             raise
-        if isinstance(stream, ExecutionResult):  # no stream: its errors say why
+        if isinstance(subscribed, ExecutionResult):  # no stream: its errors say why
             await context.session.close()
-            return Executed(_body(stream), name, 0, state)
-        return Subscribed(EventStream(stream, context), name, state)
+            return Executed(response_body(subscribed), name, 0, state)
+        executor, sources = subscribed
+        assert prepared.document is not None
+        shares = sharing(
+            self.executor.graphql_schema, prepared.document, operation, request.variables
+        )
+        return Subscribed(EventStream(payloads(executor, sources, shares), context), name, state)
 
 
 class EventStream:
-    """A subscription's results as response bodies. A body without `data` is the last one;
-    `aclose` (also at the end) stops the stream and frees its database session."""
+    """A subscription's results as `next` payloads (execution/fanout.py: one made for every
+    subscriber who gets the same). A payload without `data` is the last one; `aclose` (also
+    at the end) stops the stream and frees its database session."""
 
-    def __init__(self, stream: AsyncIterator[ExecutionResult], context: Context) -> None:
+    def __init__(self, stream: AsyncIterator[Payload], context: Context) -> None:
         self._stream = stream
         self._context = context
         self._closed = False
@@ -422,22 +430,21 @@ class EventStream:
     def __aiter__(self) -> EventStream:
         return self
 
-    async def __anext__(self) -> dict[str, Any]:
+    async def __anext__(self) -> Payload:
         if self._closed:
             raise StopAsyncIteration
         try:
-            result = await anext(self._stream)
+            return await anext(self._stream)
         except StopAsyncIteration:
             await self.aclose()
             raise
         except (ClientError, ServerError) as error:  # raised by the resolver: a hidden project
             await self.aclose()
-            return {"errors": error_entries(error)}
+            return Payload({"errors": error_entries(error)})
         except Exception as unexpected:
             log.exception("subscription failed")
             await self.aclose()
-            return {"errors": error_entries(ServerError(str(unexpected)))}
-        return _body(result)
+            return Payload({"errors": error_entries(ServerError(str(unexpected)))})
 
     async def aclose(self) -> None:
         if self._closed:
@@ -524,18 +531,6 @@ def _renewed(context: Context, session: Session) -> Context:
     renewed = build_context(session, context.viewer, context.services, context.request)
     renewed.rate_limit, renewed.cost = context.rate_limit, context.cost
     return renewed
-
-
-def _body(result: ExecutionResult) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if result.errors:
-        body["errors"] = format_errors(result.errors)
-    # Execution errors (they have a path) leave `data`, null at worst; request errors
-    # (bad variables) mean execution never started, and `data` is absent.
-    executed = result.data is not None or any(e.path for e in result.errors or ())
-    if executed or not result.errors:
-        body["data"] = result.data
-    return body
 
 
 def _cost(state: BudgetState | None, cost: int) -> dict[str, Any]:

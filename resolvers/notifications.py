@@ -70,6 +70,7 @@ class Notification:
     id: strawberry.ID = value(
         lambda context, row: encode_id(NOTIFICATION, row.id),
         "The notification's opaque id, for markNotificationsRead.",
+        by_viewer=False,
     )
     reason: NotificationReason = strawberry.field(description="Why it concerns the user.")
     issue: _Issue | None = to_one(
@@ -79,7 +80,9 @@ class Notification:
         Loaders.comment_by_id, "comment_id", "The comment it is about, if any (and not deleted)."
     )
     actor: _User | None = to_one(Loaders.user_by_id, "actor_id", "Who did it.")
-    is_unread: bool = value(lambda context, row: row.read_at is None, "Not marked read yet.")
+    is_unread: bool = value(
+        lambda context, row: row.read_at is None, "Not marked read yet.", by_viewer=False
+    )
     created_at: datetime = strawberry.field(description="When it happened.")
 
 

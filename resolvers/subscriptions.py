@@ -17,7 +17,7 @@ import strawberry
 
 from domain import permissions
 from domain.context import Context
-from domain.events import Delivery
+from domain.events import Delivery, SharedReads
 from execution.fields import to_one, value
 from execution.ids import encode_id
 from execution.pagination import decode_event_cursor, encode_event_cursor
@@ -47,28 +47,39 @@ REPLAYED_KINDS = tuple(k.value for k in IssueEventKind if k is not IssueEventKin
 
 
 class EventSource:
-    """An event as IssueEvent's fields read it; RESYNC has no row, so nulls throughout."""
+    """An event as IssueEvent's fields read it; RESYNC has no row, so nulls throughout.
+    `shared` and `shared_key` let the subscribers it goes to share its execution
+    (execution/fanout.py)."""
 
     __slots__ = (
         "actor_id",
         "comment_id",
         "created_at",
-        "cursor",
         "id",
         "issue_id",
         "kind",
         "label_ids",
+        "shared",
+        "shared_key",
     )
 
-    def __init__(self, row: EventRow | None) -> None:
+    def __init__(self, row: EventRow | None, shared: SharedReads | None = None) -> None:
         self.kind = row.kind if row is not None else IssueEventKind.RESYNC.value
         self.id = str(row.id) if row is not None else None
-        self.cursor = encode_event_cursor(row.id, row.created_at) if row is not None else None
         self.created_at = row.created_at if row is not None else None
         self.issue_id = row.issue_id if row is not None else None
         self.actor_id = row.actor_id if row is not None else None
         self.comment_id = row.comment_id if row is not None else None
         self.label_ids = row.label_ids if row is not None else []
+        self.shared = shared.results if shared is not None and row is not None else None
+        self.shared_key = row.id if row is not None else None
+
+    @property
+    def cursor(self) -> str | None:
+        """Made when a selection reads it: once for every subscriber who shares it."""
+        if self.shared_key is None or self.created_at is None:
+            return None
+        return encode_event_cursor(self.shared_key, self.created_at)
 
 
 def _issue_id(context: Context, event: EventSource) -> str | None:
@@ -100,13 +111,15 @@ class IssueEvent:
         "not see it).",
     )
     issue_id: strawberry.ID | None = value(
-        _issue_id, "The issue's global id, also when `issue` is null (DELETED)."
+        _issue_id, "The issue's global id, also when `issue` is null (DELETED).", by_viewer=False
     )
     actor: User | None = to_one(Loaders.user_by_id, "actor_id", "Who did it.")
     comment: Comment | None = to_one(
         Loaders.comment_by_id, "comment_id", "The comment added (COMMENTED)."
     )
-    labels: list[Label] = value(_labels, "The labels added or removed (LABELED, UNLABELED).")
+    labels: list[Label] = value(
+        _labels, "The labels added or removed (LABELED, UNLABELED).", by_viewer=False
+    )
 
 
 @strawberry.enum(description="What a notificationAdded message brings.")
@@ -124,6 +137,23 @@ class NotificationAdded:
     notification: NotificationRow | None = strawberry.field(
         graphql_type=Notification | None, description="The notification (NOTIFICATION)."
     )
+
+
+class NotificationSource:
+    """A notificationAdded message as NotificationAdded's fields read it, shared as an
+    EventSource is."""
+
+    __slots__ = ("kind", "notification", "shared", "shared_key")
+
+    def __init__(self, delivery: Delivery) -> None:
+        found = delivery.notification
+        self.notification = found
+        self.kind = (
+            NotificationAddedKind.RESYNC if found is None else NotificationAddedKind.NOTIFICATION
+        )
+        shared = delivery.shared
+        self.shared = shared.results if shared is not None and found is not None else None
+        self.shared_key = found.id if found is not None else None
 
 
 async def _stream(
@@ -157,7 +187,7 @@ async def _stream(
                 continue
             try:
                 await context.renew_for_event(delivery)
-                yield EventSource(event)
+                yield EventSource(event, delivery.shared)
             finally:  # resumed once the event is resolved and sent (or cancelled)
                 delivery.done()
 
@@ -205,7 +235,7 @@ class Subscription:
         description="The viewer's notifications as they are made (signed-in viewers only); "
         "each is delivered only while the viewer may read its issue.",
     )
-    async def notification_added(self, info: Ctx) -> AsyncGenerator[NotificationAdded, None]:
+    async def notification_added(self, info: Ctx) -> AsyncGenerator[NotificationSource, None]:
         context = info.context
         signed_in(context)
         hub = context.services.hub
@@ -215,12 +245,6 @@ class Subscription:
             async for delivery in inbox:
                 try:
                     await context.renew_for_event(delivery)
-                    found = delivery.notification
-                    yield NotificationAdded(
-                        kind=NotificationAddedKind.NOTIFICATION
-                        if found is not None
-                        else NotificationAddedKind.RESYNC,
-                        notification=found,
-                    )
+                    yield NotificationSource(delivery)
                 finally:
                     delivery.done()

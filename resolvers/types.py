@@ -87,7 +87,9 @@ def _global_id(context: Context, row: Any) -> str:
 
 @strawberry.interface(description="An object with a global id, fetchable with `node(id:)`.")
 class Node:
-    id: strawberry.ID = value(_global_id, "The object's opaque global id.", rendered="global_id")
+    id: strawberry.ID = value(
+        _global_id, "The object's opaque global id.", by_viewer=False, rendered="global_id"
+    )
 
 
 def _issue_filter(given: IssueFilters | None, context: Context) -> IssueFilter | None:

@@ -106,6 +106,10 @@ def run(workers: int) -> None:
         timeout_keep_alive=settings.keepalive_timeout,
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=settings.max_header_bytes,
+        # No permessage-deflate (as Node's `ws` by default): an event's `next` message is a
+        # few hundred bytes, encoded once for all its subscribers (execution/fanout.py);
+        # compressing it again for each socket cost more CPU than sending it whole.
+        ws_per_message_deflate=False,
     )
 
 

@@ -41,6 +41,7 @@ from core.logs import access_note
 from domain.auth import Claims
 from domain.policy import Viewer
 from execution.documents import error_entries
+from execution.fanout import Payload
 from execution.pipeline import EVERY_OPERATION, Caller, Executed, Pipeline, Refused, Subscribed
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,7 @@ class _Connection:
         if isinstance(outcome, Refused):
             await self._send_errors(operation_id, outcome.errors)
         elif isinstance(outcome, Executed):
-            if await self._send_result(operation_id, outcome.body):
+            if await self._send_result(operation_id, Payload(outcome.body)):
                 await self._send({"id": operation_id, "type": "complete"})
         elif await self._stream(operation_id, outcome):
             await self._send({"id": operation_id, "type": "complete"})
@@ -256,19 +257,25 @@ class _Connection:
     async def _stream(self, operation_id: str, subscribed: Subscribed) -> bool:
         """Send each event; False when the stream ended with an error."""
         async with contextlib.aclosing(subscribed.events) as events:
-            async for body in events:
-                if not await self._send_result(operation_id, body):
+            async for payload in events:
+                if not await self._send_result(operation_id, payload):
                     return False
         return True
 
-    async def _send_result(self, operation_id: str, body: dict[str, Any]) -> bool:
+    async def _send_result(self, operation_id: str, payload: Payload) -> bool:
         """A `next`, or an `error` when execution never started (the body has no `data`):
-        an `error` ends the operation, and no `complete` follows it."""
+        an `error` ends the operation, and no `complete` follows it. The payload's JSON is
+        made once for every subscriber it goes to: only the `id` around it is this one's."""
+        body = payload.body
         if "data" not in body:
             await self._send_errors(operation_id, body.get("errors", []))
             return False
         metrics.record_errors(e.get("extensions", {}).get("code") for e in body.get("errors", ()))
-        await self._send({"id": operation_id, "type": "next", "payload": body})
+        self._check_credentials()
+        operation = encoding.dumps(operation_id).decode()
+        await self.websocket.send_text(
+            f'{{"id":{operation},"type":"next","payload":{payload.json()}}}'
+        )
         return True
 
     async def _send_errors(self, operation_id: str, errors: list[dict[str, Any]]) -> None:
@@ -276,11 +283,16 @@ class _Connection:
         await self._send({"id": operation_id, "type": "error", "payload": errors})
 
     async def _send(self, message: dict[str, Any]) -> None:
+        self._check_credentials()
+        await self.websocket.send_text(encoding.dumps(message).decode())
+
+    def _check_credentials(self) -> None:
+        """Raise (and close the connection) once the credentials have ended: nothing more
+        may be sent on it."""
         if self.ending is None and self.expires_at is not None and time.time() >= self.expires_at:
             self._end(TOKEN_EXPIRED)  # (the timer may not have fired yet)
         if self.ending is not None:
             raise self.ending
-        await self.websocket.send_text(encoding.dumps(message).decode())
 
     async def cancel_all(self) -> None:
         self._bound.close()

@@ -479,3 +479,113 @@ async def test_a_move_reaches_both_projects_and_a_deletion_outlives_the_issue(
         "actor": {"login": f"sub-owner-{world['org_tag']}"},
     }}}}  # fmt: skip
     await ws.close()
+
+
+VIEWER_EVENTS = """subscription($p: ID!) { issueEvents(projectId: $p) {
+  kind issue { title viewerCanClose viewerSubscription } actor { login email } } }"""
+ISSUE_AS_VIEWER = """query($i: ID!) { node(id: $i) { ... on Issue {
+  title viewerCanClose viewerSubscription } } }"""
+
+
+async def _issue_alone(base: str, token: str | None, issue: str) -> Any:
+    """The issue's viewer-dependent fields as this viewer reads them in a query of its own."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=base) as http:
+        response = await http.post(
+            "/graphql", json={"query": ISSUE_AS_VIEWER, "variables": {"i": issue}}, headers=headers
+        )
+    return response.json()["data"]["node"]
+
+
+async def _another_member(database_url: str, world: dict[str, Any]) -> tuple[str, str]:
+    """A second MEMBER of the organization (the same scope as the first): login, token."""
+    connection = await asyncpg.connect(database_url)
+    login = f"sub-author-{world['org_tag']}"
+    user = await connection.fetchval(
+        "INSERT INTO users (login, email, password_hash) VALUES ($1, $1 || '@x.test', '!')"
+        " RETURNING id",
+        login,
+    )
+    await connection.execute(
+        "INSERT INTO memberships SELECT id, $2, 'MEMBER' FROM organizations WHERE slug = $1",
+        f"sub-{world['org_tag']}",
+        user,
+    )
+    token = await access_token(connection, user)
+    await connection.close()
+    return login, token
+
+
+async def test_subscribers_of_one_event_each_get_what_they_would_alone(
+    servers: list[str], world: dict[str, Any], database_url: str
+) -> None:
+    """An event is executed once for every subscriber who gets the same payload: the same
+    selection, scope and, when the selection reads viewer-dependent fields, viewer. Two
+    anonymous sockets, two of the issue's author (a MEMBER), another MEMBER's (the same
+    scope), all on one event: each sees its own viewerCanClose, viewerSubscription and
+    email, as a query of its own reads them; and of two subscribers with the same selection
+    and scope, the one who may no longer read the project gets nothing."""
+    a, b = servers
+    author_login, author_token = await _another_member(database_url, world)
+    anonymous = [await _open(a, None), await _open(a, None)]
+    authors = [await _open(a, author_token), await _open(a, author_token)]
+    member = await _open(a, world["member"])
+    everyone = [*anonymous, *authors, member]
+    for ws in everyone:
+        await _subscribe(ws, "v", VIEWER_EVENTS, p=world["public"])
+    owner = await _open(a, world["owner"])
+    for ws in (owner, member):
+        await _subscribe(ws, "p", EVENTS, p=world["private"])
+    await _until_subscribed(b, world["owner"], world["public"], *everyone)
+    await _until_subscribed(b, world["owner"], world["private"], owner, member)
+
+    created = await _mutate(b, author_token, CREATE, p=world["public"], t="Seen by all")
+    issue = created["createIssue"]["issue"]["id"]
+    got = {ws: (await _next(ws))["payload"] for ws in everyone}
+
+    for ws, token in [(authors[0], author_token), (member, world["member"]), (anonymous[0], None)]:
+        assert got[ws]["data"]["issueEvents"]["issue"] == await _issue_alone(b, token, issue)
+    assert got[authors[0]] == {
+        "data": {
+            "issueEvents": {
+                "kind": "OPENED",
+                "issue": {
+                    "title": "Seen by all",
+                    "viewerCanClose": True,
+                    "viewerSubscription": "SUBSCRIBED",
+                },
+                "actor": {"login": author_login, "email": f"{author_login}@x.test"},
+            }
+        }
+    }
+    assert got[member]["data"]["issueEvents"]["issue"] == {
+        "title": "Seen by all",
+        "viewerCanClose": False,
+        "viewerSubscription": "UNSUBSCRIBED",
+    }
+    assert got[anonymous[0]]["data"]["issueEvents"]["issue"]["viewerSubscription"] is None
+    for ws in (member, anonymous[0]):
+        assert got[ws]["data"]["issueEvents"]["actor"] == {"login": author_login, "email": None}
+        [error] = got[ws]["errors"]
+        assert error["extensions"]["code"] == "FORBIDDEN"
+        assert error["path"] == ["issueEvents", "actor", "email"]
+    assert got[anonymous[1]] == got[anonymous[0]] and got[authors[1]] == got[authors[0]]
+
+    await _mutate(
+        b,
+        world["owner"],
+        """mutation($o: ID!, $u: ID!) { removeMember(input:
+        {organizationId: $o, userId: $u}) { role } }""",
+        o=world["org"],
+        u=world["member_id"],
+    )
+    await _mutate(b, world["owner"], CREATE, p=world["private"], t="Members only")
+    await _mutate(b, world["owner"], CREATE, p=world["public"], t="Public again")
+    to_owner = await _next(owner)
+    assert to_owner["id"] == "p"
+    assert to_owner["payload"]["data"]["issueEvents"]["issue"]["title"] == "Members only"
+    after_removal = await _next(member)
+    assert after_removal["id"] == "v", "a removed member must not get private events"
+    assert after_removal["payload"]["data"]["issueEvents"]["issue"]["title"] == "Public again"
+    for ws in [*everyone, owner]:
+        await ws.close()
