@@ -13,7 +13,9 @@ with code generated per selected type (execution/_shapes.py). A plan also record
 optional columns of each table its fields read, and narrows the request's loaders to them,
 and which rows its rows point to (an issue's author), which the statements reading them
 then join: the fields that follow such a pointer find their rows loaded (loaders/rows.py,
-`Join`).
+`Join`). And a plan knows which of its objects PostgreSQL can write whole (a comment with its
+author's login: execution/rendered.py); the statements reading their rows write each as the
+object's JSON text, which the response embeds as it is (an orjson `Fragment`).
 
 It follows graphql-core's semantics for what it covers: aliases, fragments, @skip/@include,
 __typename, abstract types, argument and variable coercion, errors with paths and
