@@ -81,6 +81,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=8100, help="server port (default 8100)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (default 1); with more than one the server is not pinned "
+        "(wrk still is) and its CPU is the sum of its processes'",
+    )
+    parser.add_argument(
         "--no-pin",
         dest="pin",
         action="store_false",
@@ -117,8 +124,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.scale = args.scale or [1.0]
     args.quiet = Quiet(args.quiet_wait)
     args.pinning = Pinning.split() if args.pin else Pinning()
-    if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1:
-        parser.error("--duration must be > 0, --warmup >= 0 and --concurrency >= 1")
+    if args.workers > 1:  # the workers share every CPU; wrk keeps its own
+        args.pinning = Pinning(None, args.pinning.client)
+    if args.duration <= 0 or args.warmup < 0 or args.concurrency < 1 or args.workers < 1:
+        parser.error("--duration must be > 0, --warmup >= 0, --concurrency >= 1 and --workers >= 1")
     return args
 
 
@@ -175,7 +184,7 @@ async def run(args: argparse.Namespace) -> Run:
                 continue
             log.info("scale %g: starting server %s on port %d", scale, spec.name, args.port)
             with running_server(
-                spec, url, args.port, {"JWT_SECRET": secret}, args.pinning.server
+                spec, url, args.port, {"JWT_SECRET": secret}, args.pinning.server, args.workers
             ) as server:
                 await run_workloads(server, chosen, here, args, result)
                 result.server_logs[f"{spec.name} (scale {scale:g})"] = server.log_lines()
@@ -389,6 +398,7 @@ def main(argv: list[str]) -> int:
         load_before=load_before,
         quiet_wait=args.quiet_wait,
         pinning=args.pinning.text(),
+        workers=args.workers,
     )
     print(report.summary(result))
     report.write(args.out, report.document(result, conditions))

@@ -105,6 +105,8 @@ class Pinning:
         return cls(frozenset({cpus[-1]}), frozenset({cpus[0]}))
 
     def text(self) -> str:
+        if self.server is None and self.client is not None:
+            return f"server on every CPU, wrk on CPU {_cpus(self.client)}"
         if self.server is None or self.client is None:
             return "not pinned"
         return f"server on CPU {_cpus(self.server)}, wrk on CPU {_cpus(self.client)}"

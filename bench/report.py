@@ -341,7 +341,14 @@ def conditions(
     load_before: float,
     quiet_wait: float = 0.0,
     pinning: str = "not pinned",
+    workers: int = 1,
 ) -> dict[str, str]:
+    processes = (
+        "one uvicorn process (`--workers 1`)"
+        if workers == 1
+        else f"one uvicorn server of {workers} worker processes (`--workers {workers}`)"
+    )
+    counted = "that process only" if workers == 1 else "its supervisor and workers together"
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": f"`{command}`",
@@ -362,9 +369,9 @@ def conditions(
         f"{quiet_wait:g} s for it to drop under 0.25 core (not after two such waits in a row "
         "ran out). Other work skews the figures, "
         "the more the larger it is",
-        "server": "one uvicorn process (`--workers 1`) at a time over loopback, each server "
+        "server": f"{processes} at a time over loopback, each server "
         "started in turn on the same database; anonymous viewer except `mutation` (alice, "
-        "Bearer token); server CPU counts that process only; PG CPU counts PostgreSQL's "
+        f"Bearer token); server CPU counts {counted}; PG CPU counts PostgreSQL's "
         "main and background processes and the bench database's backends (n/a when the "
         "server is not on this machine)",
         "database": database,

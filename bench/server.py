@@ -88,7 +88,7 @@ class Server:
         return self.log_file.read().decode(errors="replace").splitlines()
 
 
-def command(spec: ServerSpec, port: int) -> list[str]:
+def command(spec: ServerSpec, port: int, workers: int = 1) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -100,7 +100,7 @@ def command(spec: ServerSpec, port: int) -> list[str]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--log-level",
         "warning",
         "--ws-per-message-deflate",  # as `python -m server run` serves (server/__main__.py)
@@ -115,10 +115,12 @@ def running_server(
     port: int,
     extra_env: Mapping[str, str] | None = None,
     cpus: frozenset[int] | None = None,
+    workers: int = 1,
 ) -> Iterator[Server]:
-    """Start the server on `database_url` (on the CPUs `cpus` only, when given), wait
-    until it answers /healthz, stop it after."""
+    """Start the server on `database_url` (on the CPUs `cpus` only, when given) with
+    `workers` processes, wait until it answers /healthz, stop it after."""
     _check_port_free(port)
+    metrics = tempfile.TemporaryDirectory() if workers > 1 else None
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -128,9 +130,11 @@ def running_server(
         **(extra_env or {}),
         **spec.env,
     }
+    if metrics is not None:  # several workers count their metrics in files there
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics.name
     with tempfile.TemporaryFile() as log_file:
         process = subprocess.Popen(
-            command(spec, port),
+            command(spec, port, workers),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -144,14 +148,26 @@ def running_server(
             yield server
         finally:
             _stop(process)
+            if metrics is not None:
+                metrics.cleanup()
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far, from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / CLOCK_TICKS
+    """User plus system CPU time so far of a process and of its living children (a server
+    of several workers: the supervisor and each worker), from /proc/<pid>/stat."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+            total += (utime + stime) / CLOCK_TICKS
+    return total
 
 
 # Process titles of PostgreSQL's shared machinery (not a client backend): counted for any
