@@ -32,6 +32,26 @@ CROSS JOIN LATERAL (
 ) AS page
 """
 
+# An order in two tiers (`Order.tier`): each tier is a page of its own, read as above, and
+# the page is the first `limit` rows of the two.
+TIERED_TEMPLATE = """
+SELECT page.* FROM unnest($1::bigint[]) AS parent(id)
+CROSS JOIN LATERAL (
+    SELECT * FROM (
+    {tiers}
+    ) AS tiers
+    ORDER BY {order}
+    LIMIT $2
+) AS page
+"""
+TIER_TEMPLATE = """(
+        SELECT {parent_column} AS parent_id, {columns}
+        FROM {source}
+        WHERE {parent_column} = parent.id{conditions}
+        ORDER BY {order}
+        LIMIT $2
+    )"""
+
 COUNT_TEMPLATE = """
 SELECT {parent_column} AS parent_id, count(*) AS total
 FROM {source}
@@ -42,12 +62,20 @@ GROUP BY 1
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """A sort order: a SQL column and the row attribute holding it (None: the id alone)."""
+    """A sort order: a SQL column and the row attribute holding it (None: the id alone).
+
+    With a `tier`, the rows where a condition holds come before the others (after them in
+    an ascending order), each tier in the column's order: `tier` names the condition, a
+    piece of SQL the conditions write (`Params.named`) and the column of the select list
+    that holds its value. The row attribute then holds (in the first tier, column value).
+    Each tier reads the column's index from the cursor on, so that a page never sorts
+    every row of a tier."""
 
     name: str = "ID"
     column: str | None = None
     attribute: str | None = None
     descending: bool = False
+    tier: str | None = None
 
     def key(self, row: Any) -> SortKey:
         return (getattr(row, self.attribute) if self.attribute else row.id, row.id)
@@ -83,8 +111,9 @@ class Page(NamedTuple, Generic[R]):
 
 class Params:
     """Collects positional parameters while a statement is being written, and `named`
-    pieces of SQL that conditions write for the rest of the statement (a search's rank,
-    which its select list and order read as `{rank}`)."""
+    pieces of SQL that conditions write for the rest of the statement (whether a search's
+    words match an issue's title, which its select list and order read as
+    `{title_match}`)."""
 
     def __init__(self, *initial: Any) -> None:
         self.values: list[Any] = list(initial)
@@ -193,11 +222,17 @@ def _keyset(spec: PageSpec[Any], request: PageRequest, params: Params) -> tuple[
     value, last_id = request.cursor
     if sort is None:
         return f"{spec.id_column} {op} {params.add(last_id, 'bigint')}", order
+    return _seek(spec, sort, op, (value, last_id), params), order
+
+
+def _seek(spec: PageSpec[Any], sort: str, op: str, key: SortKey, params: Params) -> str:
+    """The rows past `key` in the order `op` reads (< descending, > ascending)."""
+    value, last_id = key
     bound = params.add(value, _cast(value))
     row_cmp = f"({sort}, {spec.id_column}) {op} ({bound}, {params.add(last_id, 'bigint')})"
     if spec.seek:
         row_cmp += f" AND {sort} {op}= {bound}"
-    return row_cmp, order
+    return row_cmp
 
 
 def _cast(value: Any) -> str:
@@ -219,6 +254,8 @@ def page_statement(
     parent_ids: Sequence[int],
     projection: Projection = ALL_COLUMNS,
 ) -> tuple[str, list[Any]]:
+    if request.order.tier is not None:
+        return _tiered_statement(spec, request, scope, parent_ids, projection)
     params = Params(list(parent_ids), request.limit + 1)
     keyset, order = _keyset(spec, request, params)
     conditions = spec.conditions(request.filters, scope, params)
@@ -232,6 +269,54 @@ def page_statement(
         order=order,
     )
     return spec.fill(sql, params), params.values
+
+
+def _tiered_statement(
+    spec: PageSpec[Any],
+    request: PageRequest,
+    scope: Scope,
+    parent_ids: Sequence[int],
+    projection: Projection,
+) -> tuple[str, list[Any]]:
+    """A page of an order in tiers (`Order.tier`): a page of each tier from the cursor
+    on (the tiers before the cursor's are left out), then the first rows of the two."""
+    order, tier = request.order, "{" + str(request.order.tier) + "}"
+    sort = str(order.column)
+    params = Params(list(parent_ids), request.limit + 1)
+    descending = order.descending != request.backward
+    direction = " DESC" if descending else ""
+    tiers: tuple[bool, ...] = (True, False) if descending else (False, True)  # as read
+    seek, in_tier = "", None
+    if request.cursor is not None:
+        (in_tier, value), last_id = request.cursor
+        seek = _seek(spec, sort, "<" if descending else ">", (value, last_id), params)
+        tiers = tiers[tiers.index(in_tier) :]
+    conditions = spec.conditions(request.filters, scope, params)
+    parts = []
+    for first in tiers:
+        found = [*conditions, tier if first else f"({tier}) IS NOT TRUE"]
+        if first == in_tier:
+            found.append(seek)
+        parts.append(
+            TIER_TEMPLATE.format(
+                parent_column=spec.parent_column,
+                columns=spec.columns(projection),
+                source=spec.source + spec.joins(projection),
+                conditions="".join(f"\n          AND {c}" for c in found),
+                order=f"{sort}{direction}, {spec.id_column}{direction}",
+            )
+        )
+    names = (str(order.tier), _output_name(sort), _output_name(spec.id_column))
+    sql = TIERED_TEMPLATE.format(
+        tiers="\n    UNION ALL\n    ".join(parts),
+        order=", ".join(name + direction for name in names),
+    )
+    return spec.fill(sql, params), params.values
+
+
+def _output_name(column: str) -> str:
+    """The name a select list gives a column (`i.updated_at`: updated_at)."""
+    return column.rsplit(".", 1)[-1]
 
 
 def count_statement(
