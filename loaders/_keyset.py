@@ -32,25 +32,41 @@ CROSS JOIN LATERAL (
 ) AS page
 """
 
-# An order in two tiers (`Order.tier`): each tier is a page of its own, read as above, and
-# the page is the first `limit` rows of the two.
+# An order in two tiers (`Order.tier`), for one parent. Each tier's page is found one of
+# two ways, both in the statement, and PostgreSQL runs one: a walk of the sort column's
+# index from the cursor that reads at most `PageSpec.walk` rows (`{walk}`: it finds the
+# page when the tier's rows are not rare there), else, when the walk found fewer than a
+# page, every row of the tier that the conditions find by other indexes (a search's GIN
+# index), sorted (`{found}`; `OFFSET 0` keeps the index of the order from being walked).
+# The second tier is read only where the first falls short of a page.
 TIERED_TEMPLATE = """
-SELECT page.* FROM unnest($1::bigint[]) AS parent(id)
-CROSS JOIN LATERAL (
-    SELECT * FROM (
+WITH {walks}
+SELECT * FROM (
     {tiers}
-    ) AS tiers
+) AS tiers
+ORDER BY {order}
+LIMIT $2
+"""
+WALK_TEMPLATE = """{name} AS (
+    SELECT {parent_column} AS parent_id, {columns}
+    FROM {source}
+    WHERE {parent_column} = ANY($1::bigint[]){conditions}
     ORDER BY {order}
     LIMIT $2
-) AS page
-"""
-TIER_TEMPLATE = """(
-        SELECT {parent_column} AS parent_id, {columns}
-        FROM {source}
-        WHERE {parent_column} = parent.id{conditions}
+)"""
+CAPPED_TEMPLATE = "(SELECT * FROM {table} {alias}{seek} ORDER BY {order} LIMIT {walk}) AS {alias}"
+FOUND_TEMPLATE = """(
+        SELECT * FROM (
+            SELECT {parent_column} AS parent_id, {columns}
+            FROM {source}
+            WHERE {parent_column} = ANY($1::bigint[]){conditions}
+            OFFSET 0
+        ) AS found
+        WHERE {gate}
         ORDER BY {order}
         LIMIT $2
     )"""
+WALKED_TEMPLATE = "SELECT * FROM {name} WHERE {gate}"
 
 COUNT_TEMPLATE = """
 SELECT {parent_column} AS parent_id, count(*) AS total
@@ -188,6 +204,10 @@ class PageSpec(Generic[R]):
     # `{name}` pieces of `extra` and of the order's column, with the SQL they stand for
     # when the conditions write none (see `Params.named`)
     placeholders: tuple[tuple[str, str], ...] = ()
+    # For an order in tiers (TIERED_TEMPLATE): `source` with `{walk}` where `table` is,
+    # and how many rows of the order's index a walk reads at most
+    walk_source: str = ""
+    walk: int = 0
 
     def fill(self, sql: str, params: Params) -> str:
         for name, default in self.placeholders:
@@ -278,13 +298,17 @@ def _tiered_statement(
     parent_ids: Sequence[int],
     projection: Projection,
 ) -> tuple[str, list[Any]]:
-    """A page of an order in tiers (`Order.tier`): a page of each tier from the cursor
-    on (the tiers before the cursor's are left out), then the first rows of the two."""
+    """A page of an order in tiers (`Order.tier`, TIERED_TEMPLATE): a page of each tier
+    from the cursor on (the tiers before the cursor's are left out), then the first rows
+    of the two."""
+    if len(parent_ids) != 1:
+        raise ValueError("an order in tiers pages one parent's rows at a time")
     order, tier = request.order, "{" + str(request.order.tier) + "}"
     sort = str(order.column)
     params = Params(list(parent_ids), request.limit + 1)
     descending = order.descending != request.backward
     direction = " DESC" if descending else ""
+    by = f"{sort}{direction}, {spec.id_column}{direction}"
     tiers: tuple[bool, ...] = (True, False) if descending else (False, True)  # as read
     seek, in_tier = "", None
     if request.cursor is not None:
@@ -292,22 +316,45 @@ def _tiered_statement(
         seek = _seek(spec, sort, "<" if descending else ">", (value, last_id), params)
         tiers = tiers[tiers.index(in_tier) :]
     conditions = spec.conditions(request.filters, scope, params)
-    parts = []
-    for first in tiers:
+    table = spec.table
+    walks, parts, short = [], [], ""
+    for n, first in enumerate(tiers):
         found = [*conditions, tier if first else f"({tier}) IS NOT TRUE"]
         if first == in_tier:
             found.append(seek)
-        parts.append(
-            TIER_TEMPLATE.format(
-                parent_column=spec.parent_column,
-                columns=spec.columns(projection),
-                source=spec.source + spec.joins(projection),
-                conditions="".join(f"\n          AND {c}" for c in found),
-                order=f"{sort}{direction}, {spec.id_column}{direction}",
+        capped = CAPPED_TEMPLATE.format(
+            table=table.table,
+            alias=table.alias,
+            seek=f" WHERE {seek}" if first == in_tier else "",
+            order=by,
+            walk=spec.walk,
+        )
+        name, text = f"walk_{n}", "".join(f"\n      AND {c}" for c in found)
+        common = {"parent_column": spec.parent_column, "columns": spec.columns(projection)}
+        walks.append(
+            WALK_TEMPLATE.format(
+                name=name,
+                source=spec.walk_source.format(walk=capped),
+                conditions=text,
+                order=by,
+                **common,
             )
         )
+        counted = f"(SELECT count(*) FROM {name})"
+        parts.append(WALKED_TEMPLATE.format(name=name, gate=f"{short}{counted} = $2"))
+        parts.append(
+            FOUND_TEMPLATE.format(
+                source=spec.source + spec.joins(projection),
+                conditions=text.replace("\n", "\n        "),
+                gate=f"{short}{counted} < $2",
+                order=", ".join(f"{_output_name(c)}{direction}" for c in (sort, spec.id_column)),
+                **common,
+            )
+        )
+        short = f"{counted} < $2 AND "  # the next tier only where this one falls short
     names = (str(order.tier), _output_name(sort), _output_name(spec.id_column))
     sql = TIERED_TEMPLATE.format(
+        walks=", ".join(walks),
         tiers="\n    UNION ALL\n    ".join(parts),
         order=", ".join(name + direction for name in names),
     )

@@ -41,6 +41,10 @@ ORDER_ATTRIBUTES = {
 # those that match in the body alone, each most recently updated first. Each tier walks
 # issues_updated (or, for a rare word, reads the GIN index), so that a page never ranks
 # every match. `{title_match}` is written into a statement once its words are.
+# The most issues a tier's walk of issues_updated reads before the tier is read from the
+# GIN index instead: a page is found within it wherever one issue in 200 matches (by
+# measure, ~1 ms per 1,000 issues read at any scale).
+SEARCH_WALK = 4_000
 RELEVANCE = Order("RELEVANCE", "i.updated_at", "relevance", descending=True, tier="title_match")
 
 
@@ -222,4 +226,6 @@ SEARCH = PageSpec(
     extra=", {title_match} AS title_match, i.comment_count",
     make_row=_search_hit,
     placeholders=(("title_match", "FALSE"),),
+    walk_source="{walk} JOIN projects p ON p.id = i.project_id",
+    walk=SEARCH_WALK,
 )
