@@ -303,62 +303,76 @@ def _tiered_statement(
     of the two."""
     if len(parent_ids) != 1:
         raise ValueError("an order in tiers pages one parent's rows at a time")
-    order, tier = request.order, "{" + str(request.order.tier) + "}"
-    sort = str(order.column)
+    order = request.order
     params = Params(list(parent_ids), request.limit + 1)
     descending = order.descending != request.backward
     direction = " DESC" if descending else ""
-    by = f"{sort}{direction}, {spec.id_column}{direction}"
     tiers: tuple[bool, ...] = (True, False) if descending else (False, True)  # as read
     seek, in_tier = "", None
     if request.cursor is not None:
         (in_tier, value), last_id = request.cursor
-        seek = _seek(spec, sort, "<" if descending else ">", (value, last_id), params)
+        op = "<" if descending else ">"
+        seek = _seek(spec, str(order.column), op, (value, last_id), params)
         tiers = tiers[tiers.index(in_tier) :]
     conditions = spec.conditions(request.filters, scope, params)
-    table = spec.table
-    walks, parts, short = [], [], ""
+    walks, parts, gate = [], [], ""
     for n, first in enumerate(tiers):
-        found = [*conditions, tier if first else f"({tier}) IS NOT TRUE"]
-        if first == in_tier:
-            found.append(seek)
-        capped = CAPPED_TEMPLATE.format(
-            table=table.table,
-            alias=table.alias,
-            seek=f" WHERE {seek}" if first == in_tier else "",
-            order=by,
-            walk=spec.walk,
+        found = [*conditions, f"{{{order.tier}}}" if first else f"({{{order.tier}}}) IS NOT TRUE"]
+        tier_seek = seek if first == in_tier else ""
+        walk, walked, matched = _tier(
+            spec, projection, f"walk_{n}", found, tier_seek, (str(order.column), direction)
         )
-        name, text = f"walk_{n}", "".join(f"\n      AND {c}" for c in found)
-        common = {"parent_column": spec.parent_column, "columns": spec.columns(projection)}
-        walks.append(
-            WALK_TEMPLATE.format(
-                name=name,
-                source=spec.walk_source.format(walk=capped),
-                conditions=text,
-                order=by,
-                **common,
-            )
-        )
-        counted = f"(SELECT count(*) FROM {name})"
-        parts.append(WALKED_TEMPLATE.format(name=name, gate=f"{short}{counted} = $2"))
-        parts.append(
-            FOUND_TEMPLATE.format(
-                source=spec.source + spec.joins(projection),
-                conditions=text.replace("\n", "\n        "),
-                gate=f"{short}{counted} < $2",
-                order=", ".join(f"{_output_name(c)}{direction}" for c in (sort, spec.id_column)),
-                **common,
-            )
-        )
-        short = f"{counted} < $2 AND "  # the next tier only where this one falls short
-    names = (str(order.tier), _output_name(sort), _output_name(spec.id_column))
+        walks.append(walk)
+        counted = f"(SELECT count(*) FROM walk_{n})"
+        parts.append(walked.replace("{gate}", f"{gate}{counted} = $2"))
+        parts.append(matched.replace("{gate}", f"{gate}{counted} < $2"))
+        gate = f"{counted} < $2 AND "  # the next tier only where this one falls short
+    names = (str(order.tier), _output_name(str(order.column)), _output_name(spec.id_column))
     sql = TIERED_TEMPLATE.format(
         walks=", ".join(walks),
         tiers="\n    UNION ALL\n    ".join(parts),
         order=", ".join(name + direction for name in names),
     )
     return spec.fill(sql, params), params.values
+
+
+def _tier(
+    spec: PageSpec[Any],
+    projection: Projection,
+    name: str,
+    conditions: list[str],
+    seek: str,
+    order: tuple[str, str],
+) -> tuple[str, str, str]:
+    """One tier's page, the two ways (TIERED_TEMPLATE): the walk (a named query), the
+    walk's rows and the rows found otherwise, the last two with a `{gate}` to fill.
+    `order` is the sort column and the direction."""
+    (sort, direction), table = order, spec.table
+    by = f"{sort}{direction}, {spec.id_column}{direction}"
+    capped = CAPPED_TEMPLATE.format(
+        table=table.table,
+        alias=table.alias,
+        seek=f" WHERE {seek}" if seek else "",
+        order=by,
+        walk=spec.walk,
+    )
+    where = "".join(f"\n      AND {c}" for c in [*conditions, *([seek] if seek else [])])
+    common = {"parent_column": spec.parent_column, "columns": spec.columns(projection)}
+    walk = WALK_TEMPLATE.format(
+        name=name,
+        source=spec.walk_source.format(walk=capped) + spec.joins(projection),
+        conditions=where,
+        order=by,
+        **common,
+    )
+    found = FOUND_TEMPLATE.format(
+        source=spec.source + spec.joins(projection),
+        conditions=where.replace("\n", "\n        "),
+        gate="{gate}",
+        order=", ".join(f"{_output_name(c)}{direction}" for c in (sort, spec.id_column)),
+        **common,
+    )
+    return walk, WALKED_TEMPLATE.format(name=name, gate="{gate}"), found
 
 
 def _output_name(column: str) -> str:
