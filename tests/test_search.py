@@ -294,3 +294,30 @@ async def test_mentions_and_involves_find_whom_an_issue_concerns(run: Run, make:
              totalCount } } }"""
     )
     assert authored.data["user"]["authoredIssues"]["totalCount"] == 2
+
+
+def _cursor(value: Any, pk: int) -> str:
+    import base64
+
+    raw = orjson.dumps([1, "RELEVANCE", value, pk])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0.0607927, [True], [1, "2026-01-01T00:00:00+00:00"], [True, "yesterday"], "true"],
+)
+async def test_a_relevance_cursor_holds_its_tier_and_time_or_is_refused(
+    run: Run, make: Any, value: Any
+) -> None:
+    await _world(make)
+    first = await run(SEARCH, {"q": "login org:s-org", "first": 1})
+    [edge] = first.data["searchIssues"]["edges"]
+    after = await run(SEARCH, {"q": "login org:s-org", "first": 5, "after": edge["cursor"]})
+    assert [e["node"]["title"] for e in after.data["searchIssues"]["edges"]] == ["Dark mode"]
+
+    outcome = await run(SEARCH, {"q": "login org:s-org", "first": 5, "after": _cursor(value, 1)})
+    assert outcome.data is None
+    [error] = outcome.errors
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "not a valid cursor" in error["message"]
