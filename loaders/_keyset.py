@@ -32,13 +32,14 @@ CROSS JOIN LATERAL (
 ) AS page
 """
 
-# An order in two tiers (`Order.tier`), for one parent. Each tier's page is found one of
-# two ways, both in the statement, and PostgreSQL runs one: a walk of the sort column's
-# index from the cursor that reads at most `PageSpec.walk` rows (`{walk}`: it finds the
-# page when the tier's rows are not rare there), else, when the walk found fewer than a
-# page, every row of the tier that the conditions find by other indexes (a search's GIN
-# index), sorted (`{found}`; `OFFSET 0` keeps the index of the order from being walked).
-# The second tier is read only where the first falls short of a page.
+# An order in two tiers (`Order.tier`), for one parent. A tier's page is first looked for
+# by a walk of the sort column's index from the cursor that reads at most `PageSpec.walk`
+# rows (`walk_N`, over CAPPED_TEMPLATE: it finds the page unless the tier's rows are rare
+# there). Where the first tier's walk finds less than a page, the second tier's walk is
+# run too; where that one finds a page, the first tier's rows come from its conditions'
+# own indexes (a search's GIN index), else both tiers' rows do, in one pass (FOUND_TEMPLATE;
+# `OFFSET 0` keeps the sort column's index from being walked without a bound). Each
+# part is gated on the walks' counts, so PostgreSQL runs only the parts it needs.
 TIERED_TEMPLATE = """
 WITH {walks}
 SELECT * FROM (
@@ -66,7 +67,6 @@ FOUND_TEMPLATE = """(
         ORDER BY {order}
         LIMIT $2
     )"""
-WALKED_TEMPLATE = "SELECT * FROM {name} WHERE {gate}"
 
 COUNT_TEMPLATE = """
 SELECT {parent_column} AS parent_id, count(*) AS total
@@ -298,9 +298,8 @@ def _tiered_statement(
     parent_ids: Sequence[int],
     projection: Projection,
 ) -> tuple[str, list[Any]]:
-    """A page of an order in tiers (`Order.tier`, TIERED_TEMPLATE): a page of each tier
-    from the cursor on (the tiers before the cursor's are left out), then the first rows
-    of the two."""
+    """A page of an order in tiers (`Order.tier`, TIERED_TEMPLATE), from the cursor on
+    (the tier before the cursor's is left out)."""
     if len(parent_ids) != 1:
         raise ValueError("an order in tiers pages one parent's rows at a time")
     order = request.order
@@ -315,64 +314,76 @@ def _tiered_statement(
         seek = _seek(spec, str(order.column), op, (value, last_id), params)
         tiers = tiers[tiers.index(in_tier) :]
     conditions = spec.conditions(request.filters, scope, params)
-    walks, parts, gate = [], [], ""
-    for n, first in enumerate(tiers):
-        found = [*conditions, f"{{{order.tier}}}" if first else f"({{{order.tier}}}) IS NOT TRUE"]
-        tier_seek = seek if first == in_tier else ""
-        walk, walked, matched = _tier(
-            spec, projection, f"walk_{n}", found, tier_seek, (str(order.column), direction)
-        )
-        walks.append(walk)
-        counted = f"(SELECT count(*) FROM walk_{n})"
-        parts.append(walked.replace("{gate}", f"{gate}{counted} = $2"))
-        parts.append(matched.replace("{gate}", f"{gate}{counted} < $2"))
-        gate = f"{counted} < $2 AND "  # the next tier only where this one falls short
-    names = (str(order.tier), _output_name(str(order.column)), _output_name(spec.id_column))
+    held = "{" + str(order.tier) + "}"
+    own = [
+        [held if first else f"({held}) IS NOT TRUE", *([seek] if first == in_tier else [])]
+        for first in tiers
+    ]  # each tier's conditions
+    column = str(order.column)
+    names = (str(order.tier), _output_name(column), _output_name(spec.id_column))
+    by = ", ".join(name + direction for name in names)
+    walks = [
+        _walk(spec, projection, f"walk_{n}", [*conditions, *mine], mine[1:], f"{column}{direction}")
+        for n, mine in enumerate(own)
+    ]
+    count = [f"(SELECT count(*) FROM walk_{n})" for n in range(len(tiers))]
+    parts = [f"SELECT * FROM walk_0 WHERE {count[0]} = $2"]
+    if len(tiers) == 1:
+        parts.append(_found(spec, projection, [*conditions, *own[0]], f"{count[0]} < $2", by))
+    else:  # the second tier only where the first falls short of a page
+        second = f"{count[0]} < $2 AND {count[1]} = $2"
+        parts.append(f"SELECT * FROM walk_1 WHERE {second}")
+        parts.append(_found(spec, projection, [*conditions, *own[0]], second, by))
+        either = " OR ".join("(" + " AND ".join(mine) + ")" for mine in own)
+        neither = f"{count[0]} < $2 AND {count[1]} < $2"
+        parts.append(_found(spec, projection, [*conditions, f"({either})"], neither, by))
     sql = TIERED_TEMPLATE.format(
-        walks=", ".join(walks),
-        tiers="\n    UNION ALL\n    ".join(parts),
-        order=", ".join(name + direction for name in names),
+        walks=", ".join(walks), tiers="\n    UNION ALL\n    ".join(parts), order=by
     )
     return spec.fill(sql, params), params.values
 
 
-def _tier(
+def _walk(
     spec: PageSpec[Any],
     projection: Projection,
     name: str,
     conditions: list[str],
-    seek: str,
-    order: tuple[str, str],
-) -> tuple[str, str, str]:
-    """One tier's page, the two ways (TIERED_TEMPLATE): the walk (a named query), the
-    walk's rows and the rows found otherwise, the last two with a `{gate}` to fill.
-    `order` is the sort column and the direction."""
-    (sort, direction), table = order, spec.table
-    by = f"{sort}{direction}, {spec.id_column}{direction}"
+    seek: list[str],
+    order: str,
+) -> str:
+    """A tier's page as a walk of at most `spec.walk` rows of the index of `order` (the
+    column and the direction, e.g. `i.updated_at DESC`) from the cursor (`seek`) on."""
+    direction = order.partition(" ")[2]
+    by = f"{order}, {spec.id_column} {direction}".rstrip()
     capped = CAPPED_TEMPLATE.format(
-        table=table.table,
-        alias=table.alias,
-        seek=f" WHERE {seek}" if seek else "",
+        table=spec.table.table,
+        alias=spec.table.alias,
+        seek="".join(f" WHERE {c}" for c in seek),
         order=by,
         walk=spec.walk,
     )
-    where = "".join(f"\n      AND {c}" for c in [*conditions, *([seek] if seek else [])])
-    common = {"parent_column": spec.parent_column, "columns": spec.columns(projection)}
-    walk = WALK_TEMPLATE.format(
+    return WALK_TEMPLATE.format(
         name=name,
+        parent_column=spec.parent_column,
+        columns=spec.columns(projection),
         source=spec.walk_source.format(walk=capped) + spec.joins(projection),
-        conditions=where,
+        conditions="".join(f"\n      AND {c}" for c in conditions),
         order=by,
-        **common,
     )
-    found = FOUND_TEMPLATE.format(
+
+
+def _found(
+    spec: PageSpec[Any], projection: Projection, conditions: list[str], gate: str, by: str
+) -> str:
+    """The first rows of every row the conditions find (where `gate` holds), sorted."""
+    return FOUND_TEMPLATE.format(
+        parent_column=spec.parent_column,
+        columns=spec.columns(projection),
         source=spec.source + spec.joins(projection),
-        conditions=where.replace("\n", "\n        "),
-        gate="{gate}",
-        order=", ".join(f"{_output_name(c)}{direction}" for c in (sort, spec.id_column)),
-        **common,
+        conditions="".join(f"\n              AND {c}" for c in conditions),
+        gate=gate,
+        order=by,
     )
-    return walk, WALKED_TEMPLATE.format(name=name, gate="{gate}"), found
 
 
 def _output_name(column: str) -> str:

@@ -321,3 +321,48 @@ async def test_a_relevance_cursor_holds_its_tier_and_time_or_is_refused(
     [error] = outcome.errors
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "not a valid cursor" in error["message"]
+
+
+async def _every_page(
+    conn: asyncpg.Connection, spec: Any, query: str, size: int, forward: bool
+) -> list[int]:
+    """The ids of every page of a search by relevance, one way, read by the loaders'
+    statements themselves (every project visible)."""
+    from dataclasses import replace
+
+    from domain.search import parse
+    from loaders._keyset import PageRequest, Scope, page_statement, split_pages
+
+    found = parse(query)
+    request = PageRequest(size, found.order, backward=not forward, filters=found.filter)
+    ids: list[int] = []
+    for _ in range(500):
+        sql, args = page_statement(spec, request, Scope(all_projects=True), [0])
+        page = split_pages(spec, request, await conn.fetch(sql, *args)).get(0)
+        if page is None:
+            return ids
+        ids = ids + [row.id for row in page.rows] if forward else [r.id for r in page.rows] + ids
+        if not (page.has_next_page if forward else page.has_previous_page):
+            return ids
+        edge = page.rows[-1] if forward else page.rows[0]
+        request = replace(request, cursor=found.order.key(edge))
+    raise AssertionError("too many pages")
+
+
+@pytest.mark.parametrize("walk", [1, 6, 40])
+async def test_a_walk_cut_short_finds_the_same_pages(
+    make: Any, conn: asyncpg.Connection, walk: int
+) -> None:
+    # Where a tier's walk reads too few issues to fill a page, the tier is read from the
+    # GIN index instead: the pages are the same, both ways, whatever the walk's bound
+    from dataclasses import replace
+
+    from loaders.issues import SEARCH
+
+    await _many_issues(conn, make, 2_000)
+    short = replace(SEARCH, walk=walk)
+    for query in ("alpha", "walrus", "alpha -bravo", "trouble", "charlie is:closed"):
+        for forward in (True, False):
+            expected = await _every_page(conn, SEARCH, query, 25, forward)
+            assert expected, query
+            assert await _every_page(conn, short, query, 25, forward) == expected, query
