@@ -84,8 +84,8 @@ class Order:
     an ascending order), each tier in the column's order: `tier` names the condition, a
     piece of SQL the conditions write (`Params.named`) and the column of the select list
     that holds its value. The row attribute then holds (in the first tier, column value).
-    Each tier reads the column's index from the cursor on, so that a page never sorts
-    every row of a tier."""
+    A tier's page is a bounded walk of the column's index from the cursor where that
+    finds one, so that a page seldom sorts every row of a tier (TIERED_TEMPLATE)."""
 
     name: str = "ID"
     column: str | None = None
