@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from binascii import b2a_base64
 from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
@@ -33,9 +32,7 @@ PAGE_ARGUMENTS_DOC = (
 
 def encode_cursor(order: Order, key: tuple[Any, int]) -> str:
     value, pk = key
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    raw = orjson.dumps([CURSOR_VERSION, order.name, value, pk])
+    raw = orjson.dumps([CURSOR_VERSION, order.name, _plain(value), pk])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -68,7 +65,17 @@ def _json_values(values: list[Any]) -> list[bytes]:
         found = orjson.dumps(values)[1:-1].split(b",")
         if len(found) == len(values):
             return found
-    return [orjson.dumps(v.isoformat() if isinstance(v, datetime) else v) for v in values]
+    return [orjson.dumps(_plain(v)) for v in values]
+
+
+def _plain(value: Any) -> Any:
+    """A sort value as JSON holds it: a timestamp as its isoformat(), a tier's
+    (in the first tier, value) as a list of the two."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_plain(part) for part in value]
+    return value
 
 
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
@@ -88,9 +95,18 @@ def decode_cursor(cursor: str, order: Order, argument: str) -> tuple[Any, int]:
 
 
 def _sort_value(value: Any, order: Order, argument: str) -> Any:
-    if order.attribute is None:
+    if order.tier is not None:  # (in the first tier, the value of the column)
+        if type(value) is list and len(value) == 2 and type(value[0]) is bool:
+            column = str(order.column).rsplit(".", 1)[-1]
+            return value[0], _column_value(value[1], column, argument)
+        raise _bad(argument, "is not a valid cursor")
+    return _column_value(value, order.attribute, argument)
+
+
+def _column_value(value: Any, attribute: str | None, argument: str) -> Any:
+    if attribute is None:
         expected: type = int
-    elif order.attribute.endswith("_at"):
+    elif attribute.endswith("_at"):
         if isinstance(value, str):
             try:
                 moment = datetime.fromisoformat(value)
@@ -100,15 +116,9 @@ def _sort_value(value: Any, order: Order, argument: str) -> Any:
             except (ValueError, OverflowError):
                 pass
         raise _bad(argument, "is not a valid cursor")
-    elif order.attribute == "rank":  # a search's relevance: a float4, exact in JSON
-        if type(value) is float and math.isfinite(value):
-            return value
-        raise _bad(argument, "is not a valid cursor")
     else:
         expected = (
-            int
-            if order.attribute in ("priority", "comment_count") or order.attribute.endswith("_id")
-            else str
+            int if attribute in ("priority", "comment_count") or attribute.endswith("_id") else str
         )
     if type(value) is not expected:
         raise _bad(argument, "is not a valid cursor")

@@ -32,6 +32,42 @@ CROSS JOIN LATERAL (
 ) AS page
 """
 
+# An order in two tiers (`Order.tier`), for one parent. A tier's page is first looked for
+# by a walk of the sort column's index from the cursor that reads at most `PageSpec.walk`
+# rows (`walk_N`, over CAPPED_TEMPLATE: it finds the page unless the tier's rows are rare
+# there). Where the first tier's walk finds less than a page, the second tier's walk is
+# run too; where that one finds a page, the first tier's rows come from its conditions'
+# own indexes (a search's GIN index), else both tiers' rows do, in one pass (FOUND_TEMPLATE;
+# `OFFSET 0` keeps the sort column's index from being walked without a bound). Each
+# part is gated on the walks' counts, so PostgreSQL runs only the parts it needs.
+TIERED_TEMPLATE = """
+WITH {walks}
+SELECT * FROM (
+    {tiers}
+) AS tiers
+ORDER BY {order}
+LIMIT $2
+"""
+WALK_TEMPLATE = """{name} AS (
+    SELECT {parent_column} AS parent_id, {columns}
+    FROM {source}
+    WHERE {parent_column} = ANY($1::bigint[]){conditions}
+    ORDER BY {order}
+    LIMIT $2
+)"""
+CAPPED_TEMPLATE = "(SELECT * FROM {table} {alias}{seek} ORDER BY {order} LIMIT {walk}) AS {alias}"
+FOUND_TEMPLATE = """(
+        SELECT * FROM (
+            SELECT {parent_column} AS parent_id, {columns}
+            FROM {source}
+            WHERE {parent_column} = ANY($1::bigint[]){conditions}
+            OFFSET 0
+        ) AS found
+        WHERE {gate}
+        ORDER BY {order}
+        LIMIT $2
+    )"""
+
 COUNT_TEMPLATE = """
 SELECT {parent_column} AS parent_id, count(*) AS total
 FROM {source}
@@ -42,12 +78,20 @@ GROUP BY 1
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """A sort order: a SQL column and the row attribute holding it (None: the id alone)."""
+    """A sort order: a SQL column and the row attribute holding it (None: the id alone).
+
+    With a `tier`, the rows where a condition holds come before the others (after them in
+    an ascending order), each tier in the column's order: `tier` names the condition, a
+    piece of SQL the conditions write (`Params.named`) and the column of the select list
+    that holds its value. The row attribute then holds (in the first tier, column value).
+    A tier's page is a bounded walk of the column's index from the cursor where that
+    finds one, so that a page seldom sorts every row of a tier (TIERED_TEMPLATE)."""
 
     name: str = "ID"
     column: str | None = None
     attribute: str | None = None
     descending: bool = False
+    tier: str | None = None
 
     def key(self, row: Any) -> SortKey:
         return (getattr(row, self.attribute) if self.attribute else row.id, row.id)
@@ -83,8 +127,9 @@ class Page(NamedTuple, Generic[R]):
 
 class Params:
     """Collects positional parameters while a statement is being written, and `named`
-    pieces of SQL that conditions write for the rest of the statement (a search's rank,
-    which its select list and order read as `{rank}`)."""
+    pieces of SQL that conditions write for the rest of the statement (whether a search's
+    words match an issue's title, which its select list and order read as
+    `{title_match}`)."""
 
     def __init__(self, *initial: Any) -> None:
         self.values: list[Any] = list(initial)
@@ -159,6 +204,10 @@ class PageSpec(Generic[R]):
     # `{name}` pieces of `extra` and of the order's column, with the SQL they stand for
     # when the conditions write none (see `Params.named`)
     placeholders: tuple[tuple[str, str], ...] = ()
+    # For an order in tiers (TIERED_TEMPLATE): `source` with `{walk}` where `table` is,
+    # and how many rows of the order's index a walk reads at most
+    walk_source: str = ""
+    walk: int = 0
 
     def fill(self, sql: str, params: Params) -> str:
         for name, default in self.placeholders:
@@ -193,11 +242,17 @@ def _keyset(spec: PageSpec[Any], request: PageRequest, params: Params) -> tuple[
     value, last_id = request.cursor
     if sort is None:
         return f"{spec.id_column} {op} {params.add(last_id, 'bigint')}", order
+    return _seek(spec, sort, op, (value, last_id), params), order
+
+
+def _seek(spec: PageSpec[Any], sort: str, op: str, key: SortKey, params: Params) -> str:
+    """The rows past `key` in the order `op` reads (< descending, > ascending)."""
+    value, last_id = key
     bound = params.add(value, _cast(value))
     row_cmp = f"({sort}, {spec.id_column}) {op} ({bound}, {params.add(last_id, 'bigint')})"
     if spec.seek:
         row_cmp += f" AND {sort} {op}= {bound}"
-    return row_cmp, order
+    return row_cmp
 
 
 def _cast(value: Any) -> str:
@@ -219,6 +274,8 @@ def page_statement(
     parent_ids: Sequence[int],
     projection: Projection = ALL_COLUMNS,
 ) -> tuple[str, list[Any]]:
+    if request.order.tier is not None:
+        return _tiered_statement(spec, request, scope, parent_ids, projection)
     params = Params(list(parent_ids), request.limit + 1)
     keyset, order = _keyset(spec, request, params)
     conditions = spec.conditions(request.filters, scope, params)
@@ -232,6 +289,106 @@ def page_statement(
         order=order,
     )
     return spec.fill(sql, params), params.values
+
+
+def _tiered_statement(
+    spec: PageSpec[Any],
+    request: PageRequest,
+    scope: Scope,
+    parent_ids: Sequence[int],
+    projection: Projection,
+) -> tuple[str, list[Any]]:
+    """A page of an order in tiers (`Order.tier`, TIERED_TEMPLATE), from the cursor on
+    (the tier before the cursor's is left out)."""
+    if len(parent_ids) != 1:
+        raise ValueError("an order in tiers pages one parent's rows at a time")
+    order = request.order
+    params = Params(list(parent_ids), request.limit + 1)
+    descending = order.descending != request.backward
+    direction = " DESC" if descending else ""
+    tiers: tuple[bool, ...] = (True, False) if descending else (False, True)  # as read
+    seek, in_tier = "", None
+    if request.cursor is not None:
+        (in_tier, value), last_id = request.cursor
+        op = "<" if descending else ">"
+        seek = _seek(spec, str(order.column), op, (value, last_id), params)
+        tiers = tiers[tiers.index(in_tier) :]
+    conditions = spec.conditions(request.filters, scope, params)
+    held = "{" + str(order.tier) + "}"
+    own = [
+        [held if first else f"({held}) IS NOT TRUE", *([seek] if first == in_tier else [])]
+        for first in tiers
+    ]  # each tier's conditions
+    column = str(order.column)
+    names = (str(order.tier), _output_name(column), _output_name(spec.id_column))
+    by = ", ".join(name + direction for name in names)
+    walks = [
+        _walk(spec, projection, f"walk_{n}", [*conditions, *mine], mine[1:], f"{column}{direction}")
+        for n, mine in enumerate(own)
+    ]
+    count = [f"(SELECT count(*) FROM walk_{n})" for n in range(len(tiers))]
+    parts = [f"SELECT * FROM walk_0 WHERE {count[0]} = $2"]
+    if len(tiers) == 1:
+        parts.append(_found(spec, projection, [*conditions, *own[0]], f"{count[0]} < $2", by))
+    else:  # the second tier only where the first falls short of a page
+        second = f"{count[0]} < $2 AND {count[1]} = $2"
+        parts.append(f"SELECT * FROM walk_1 WHERE {second}")
+        parts.append(_found(spec, projection, [*conditions, *own[0]], second, by))
+        either = " OR ".join("(" + " AND ".join(mine) + ")" for mine in own)
+        neither = f"{count[0]} < $2 AND {count[1]} < $2"
+        parts.append(_found(spec, projection, [*conditions, f"({either})"], neither, by))
+    sql = TIERED_TEMPLATE.format(
+        walks=", ".join(walks), tiers="\n    UNION ALL\n    ".join(parts), order=by
+    )
+    return spec.fill(sql, params), params.values
+
+
+def _walk(
+    spec: PageSpec[Any],
+    projection: Projection,
+    name: str,
+    conditions: list[str],
+    seek: list[str],
+    order: str,
+) -> str:
+    """A tier's page as a walk of at most `spec.walk` rows of the index of `order` (the
+    column and the direction, e.g. `i.updated_at DESC`) from the cursor (`seek`) on."""
+    direction = order.partition(" ")[2]
+    by = f"{order}, {spec.id_column} {direction}".rstrip()
+    capped = CAPPED_TEMPLATE.format(
+        table=spec.table.table,
+        alias=spec.table.alias,
+        seek="".join(f" WHERE {c}" for c in seek),
+        order=by,
+        walk=spec.walk,
+    )
+    return WALK_TEMPLATE.format(
+        name=name,
+        parent_column=spec.parent_column,
+        columns=spec.columns(projection),
+        source=spec.walk_source.format(walk=capped) + spec.joins(projection),
+        conditions="".join(f"\n      AND {c}" for c in conditions),
+        order=by,
+    )
+
+
+def _found(
+    spec: PageSpec[Any], projection: Projection, conditions: list[str], gate: str, by: str
+) -> str:
+    """The first rows of every row the conditions find (where `gate` holds), sorted."""
+    return FOUND_TEMPLATE.format(
+        parent_column=spec.parent_column,
+        columns=spec.columns(projection),
+        source=spec.source + spec.joins(projection),
+        conditions="".join(f"\n              AND {c}" for c in conditions),
+        gate=gate,
+        order=by,
+    )
+
+
+def _output_name(column: str) -> str:
+    """The name a select list gives a column (`i.updated_at`: updated_at)."""
+    return column.rsplit(".", 1)[-1]
 
 
 def count_statement(

@@ -37,10 +37,15 @@ ORDER_ATTRIBUTES = {
     "PRIORITY": "priority",
     "COMMENTS": "comment_count",
 }
-# How well an issue matches the words: title words weigh more than body words (the
-# vector's weights A and B). `{rank}` is written into a statement once its words are.
-RELEVANCE = Order("RELEVANCE", "{rank}", "rank", descending=True)
-NO_RANK = "0::real"
+# How well an issue matches the words: issues whose title matches them come first, then
+# those that match in the body alone, each most recently updated first. Each tier walks
+# issues_updated (or, for a rare word, reads the GIN index), so that a page never ranks
+# every match. `{title_match}` is written into a statement once its words are.
+# The most issues a tier's walk of issues_updated reads before the tier is read from the
+# GIN index instead: a page is found within it wherever one issue in 200 matches (by
+# measure, ~1 ms per 1,000 issues read at any scale).
+SEARCH_WALK = 4_000
+RELEVANCE = Order("RELEVANCE", "i.updated_at", "relevance", descending=True, tier="title_match")
 
 
 def order(field: str, descending: bool) -> Order:
@@ -149,7 +154,7 @@ def _conditions(filters: Hashable, scope: Scope, params: Params) -> list[str]:
     if filters.words is not None:
         query = f"websearch_to_tsquery('{TEXT_CONFIG}', {params.add(filters.words, 'text')})"
         found.append(f"i.search_vector @@ {query}")
-        params.named["rank"] = f"ts_rank(i.search_vector, {query})"
+        params.named["title_match"] = f"i.title_vector @@ {query}"
     return found
 
 
@@ -176,11 +181,16 @@ ISSUES_BY_ORGANIZATION = _by("p.organization_id", _WITH_PROJECT, _visible_filter
 
 class SearchHit(NamedTuple):
     """An issue found by searchIssues, with what its orders read that an issue row does not
-    hold: its rank for the words, its number of comments."""
+    hold: whether its title matches the words, its number of comments."""
 
     issue: IssueRow
-    rank: float
+    title_match: bool
     comment_count: int
+
+    @property
+    def relevance(self) -> tuple[bool, datetime]:
+        """Its place in RELEVANCE: the tier, then the time within it."""
+        return self.title_match, self.issue.updated_at
 
     @property
     def id(self) -> int:
@@ -213,7 +223,9 @@ SEARCH = PageSpec(
     id_column="i.id",
     table=ISSUES,
     conditions=_visible_filtered,
-    extra=", {rank} AS rank, i.comment_count",
+    extra=", {title_match} AS title_match, i.comment_count",
     make_row=_search_hit,
-    placeholders=(("rank", NO_RANK),),
+    placeholders=(("title_match", "FALSE"),),
+    walk_source="{walk} JOIN projects p ON p.id = i.project_id",
+    walk=SEARCH_WALK,
 )

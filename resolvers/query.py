@@ -114,7 +114,9 @@ class Query:
         Loaders.search_issues,
         Loaders.search_issue_count,
         "The issues the viewer may see that match a search query: by relevance when it has "
-        "words, newest first otherwise, unless it says `sort:`.",
+        "words (those whose title matches the words, then those that match in the body "
+        "alone, each most recently updated first), newest first otherwise, unless it says "
+        "`sort:`.",
         filters=SEARCH_QUERY,
         unwrap=lambda hit: hit.issue,
     )
