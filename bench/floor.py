@@ -38,10 +38,15 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from core.settings import get_settings
+from loaders.rendered import timestamp_sql
 
 ORGANIZATIONS, PROJECTS, ISSUES, COMMENTS = 4, 5, 10, 5  # the dashboard's page sizes
 
-DASHBOARD_SQL = """
+# Timestamps as the API writes them (RFC 3339 in UTC with `Z`), not as json_build_object does
+ISSUE_CREATED = timestamp_sql("i.created_at")
+COMMENT_CREATED = timestamp_sql("c.created_at")
+
+DASHBOARD_SQL = f"""
 SELECT json_build_object('data', json_build_object('organizations', json_build_object(
   'nodes', coalesce(json_agg(json_build_object(
     'projects', json_build_object('nodes', pr.nodes)) ORDER BY o.id), '[]'))))::text
@@ -62,7 +67,7 @@ CROSS JOIN LATERAL (
         'title', i.title,
         'state', i.state,
         'priority', i.priority,
-        'createdAt', i.created_at,
+        'createdAt', {ISSUE_CREATED},
         'author', (SELECT json_build_object('login', u.login, 'name', u.name)
                    FROM users u WHERE u.id = i.author_id),
         'comments', json_build_object('nodes', cm.nodes)) ORDER BY i.created_at, i.id),
@@ -75,7 +80,7 @@ CROSS JOIN LATERAL (
     CROSS JOIN LATERAL (
       SELECT coalesce(json_agg(json_build_object(
           'body', c.body,
-          'createdAt', c.created_at,
+          'createdAt', {COMMENT_CREATED},
           'author', (SELECT json_build_object('login', u.login, 'name', u.name)
                      FROM users u WHERE u.id = c.author_id))
           ORDER BY c.created_at, c.id), '[]') AS nodes
@@ -130,10 +135,10 @@ def _author(alias: str) -> str:
 
 ISSUE_NODE = f"""json_build_object(
     'number', i.number, 'title', i.title, 'state', i.state, 'priority', i.priority,
-    'createdAt', i.created_at, 'author', {_author("i")}, 'comments', cm.connection)"""
+    'createdAt', {ISSUE_CREATED}, 'author', {_author("i")}, 'comments', cm.connection)"""
 PROJECT_NODE = "json_build_object('key', p.key, 'name', p.name, 'issues', iss.connection)"
 COMMENT_NODE = f"""json_build_object(
-    'body', c.body, 'createdAt', c.created_at, 'author', {_author("c")})"""
+    'body', c.body, 'createdAt', {COMMENT_CREATED}, 'author', {_author("c")})"""
 
 # The levels under a row past its page's end are not read (`rn <= limit` in their WHERE
 # is a one-time filter).

@@ -33,6 +33,11 @@ _TIMESTAMP = (
 )
 
 
+def timestamp_sql(column: str) -> str:
+    """An expression writing the timestamp `column` as the API's text (no quotes)."""
+    return _TIMESTAMP.format(c=column)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One member of a rendered object, under `key`:
@@ -94,7 +99,7 @@ def json_sql(rendering: Rendering, alias: str, depth: int = 0) -> str:
         if entry.kind == "column":
             value = f"to_json({column})::text"
         elif entry.kind == "timestamp":
-            value = "'\"' || " + _TIMESTAMP.format(c=column) + " || '\"'"
+            value = "'\"' || " + timestamp_sql(column) + " || '\"'"
         elif entry.kind == "global_id":
             assert entry.value is not None
             text = _GLOBAL_ID.format(type=_literal(entry.value + ":"), id=f"{alias}.id")
