@@ -197,6 +197,8 @@ async def run_workloads(
     async with client(args.port, args.concurrency) as http:
         for workload in workloads:
             result.rows.append(await run_workload(http, server, workload, scale, args, result))
+            if workload.writes:
+                await reset_writes(scale.url)
             if (code := server.process.poll()) is not None:
                 result.problems.append(
                     f"server {server.spec.name} (scale {scale.scale:g}) exited with code "

@@ -13,7 +13,8 @@ On top of the generated data (core/seed.py) every bench database holds, in acme:
   labels at every scale (the generator draws 0 to 3 at random),
 - DEEP, a public project of 12,000 issues (the `deep_page` query reads issues 10,001-10,020),
 - BENCH, a public project without issues, where the `mutation` query creates issues; they
-  are deleted at the start of each run (`reset_writes`), so that every run starts equal.
+  are deleted at the start of each run and after the `mutation` query (`reset_writes`), so
+  that every run and every query after it reads the data as loaded.
 The same rows at every scale: per-request work must not depend on the scale.
 """
 

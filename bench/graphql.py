@@ -24,7 +24,9 @@ class Workload:
     `signed_in`: sent with alice's access token (else anonymous). `check`: a further test
     of each response's `data` (None: fine, else what is wrong), for what an HTTP 200
     without `errors` does not say (a mutation's userErrors). `deterministic`: every server
-    must answer the same `data`, which the bench compares.
+    must answer the same `data`, which the bench compares. `writes`: it creates issues in
+    BENCH, which the bench deletes once it is measured, so that the workloads after it read
+    the data as loaded (fresh issues head the `updated_at` order that searches walk).
     """
 
     name: str
@@ -34,6 +36,7 @@ class Workload:
     signed_in: bool = False
     check: Callable[[Any], str | None] | None = None
     deterministic: bool = True
+    writes: bool = False
 
     async def body(self, client: httpx.AsyncClient) -> bytes:
         variables = dict(self.variables)
