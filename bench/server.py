@@ -152,10 +152,9 @@ def running_server(
                 metrics.cleanup()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time so far of a process and of its living children (a server
-    of several workers: the supervisor and each worker), from /proc/<pid>/stat."""
-    total = 0.0
+def _family(parent: int) -> Iterator[tuple[Path, list[str]]]:
+    """The /proc entry and stat fields (those after the name) of `parent` and of each of its
+    living children."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -164,10 +163,18 @@ def cpu_seconds(pid: int) -> float:
         except OSError:  # exited meanwhile
             continue
         fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-            total += (utime + stime) / CLOCK_TICKS
-    return total
+        if int(entry.name) == parent or int(fields[1]) == parent:
+            yield entry, fields
+
+
+def _cpu(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: 14, 15 of proc(5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time so far of a process and of its living children (a server
+    of several workers: the supervisor and each worker), from /proc/<pid>/stat."""
+    return sum(_cpu(fields) for _, fields in _family(pid))
 
 
 # Process titles of PostgreSQL's shared machinery (not a client backend): counted for any
@@ -195,25 +202,19 @@ def database_cpu_seconds(postmaster: int, database: str) -> float:
     backends connected to `database`; the backends of other databases (tests sharing the
     embedded server) are left out, as are backends that have exited."""
     total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(entry.name) != postmaster:
-                if int(fields[1]) != postmaster:
-                    continue
+    for entry, fields in _family(postmaster):
+        if int(entry.name) != postmaster:
+            try:
                 title = (entry / "cmdline").read_bytes().decode(errors="replace")
-                title = title.replace("\0", " ").removeprefix("postgres:").strip()
-                cluster, _, rest = title.partition(": ")  # "15/main: checkpointer"
-                if rest and " " not in cluster:
-                    title = rest
-                if not title.startswith(_AUXILIARY) and title.split()[1:2] != [database]:
-                    continue
-        except (OSError, ValueError, IndexError):  # exited meanwhile
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            except OSError:  # exited meanwhile
+                continue
+            title = title.replace("\0", " ").removeprefix("postgres:").strip()
+            cluster, _, rest = title.partition(": ")  # "15/main: checkpointer"
+            if rest and " " not in cluster:
+                title = rest
+            if not title.startswith(_AUXILIARY) and title.split()[1:2] != [database]:
+                continue
+        total += _cpu(fields)
     return total
 
 
