@@ -17,9 +17,10 @@
   must not depend on the depth.
 - mutation: createIssue as alice (OWNER of acme) in the public project BENCH, whose
   issues are deleted at the start of each run and once it is measured. It writes an
-  issue, an event (outbox, NOTIFY) and bumps the project's issue counter under its row lock, so concurrent creates
-  in one project queue on that lock: the figures include that wait. Both API servers
-  run mutations on the standard executor (the compiled one covers queries only).
+  issue, an event (outbox, NOTIFY) and bumps the project's issue counter under its row
+  lock, so concurrent creates in one project queue on that lock: the figures include that
+  wait. Both API servers run mutations on the standard executor (the compiled one covers
+  queries only).
 
 - search_*: searchIssues, anonymous (public projects only), first 20: a common word and
   two qualifiers (`crash is:open label:bug`) by relevance and by `updated-desc`; a rare
