@@ -54,7 +54,7 @@ def _entry(plan: FieldPlan, type_name: str, table: Any) -> Entry | None:
     if plan.is_list:
         return None
     if type(need) is Each:
-        return Entry(plan.key, "global_id", value=type_name) if need.rendered else None
+        return Entry(plan.key, need.rendered, value=type_name) if need.rendered else None
     column = need.name if type(need) is Attr else need.key if type(need) is Row else None
     if column is None or column not in table.names:
         return None

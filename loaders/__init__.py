@@ -388,21 +388,22 @@ class Loaders:
             self.rendered = {}
             bound_renders: dict[type, list[Rendered]] = {}
             for rendering in renders:
-                if all(self._joinable(prop) for prop in rendering.loaders()):
+                if all(self._joinable(prop) is not None for prop in rendering.loaders()):
                     found = Rendered(partial(json_sql, rendering), {})
                     bound_renders.setdefault(rendering.row, []).append(found)
                     self.rendered[rendering] = found.texts
             self.projection.renders = {row: tuple(r) for row, r in bound_renders.items()}
 
-    def _joinable(self, prop: Any) -> bool:
+    def _joinable(self, prop: Any) -> RowLoader[Any, Any] | None:
+        """The by-id loader a property of this class names, if other tables' statements may
+        read its rows for it (join them, or write them inside their own rows' JSON)."""
         loader = using(prop, self)
-        return isinstance(loader, RowLoader) and loader.joinable
+        return loader if isinstance(loader, RowLoader) and loader.joinable else None
 
     def _bind(self, pairs: frozenset[tuple[str, Any]]) -> tuple[Join, ...]:
         found = []
         for key, prop in sorted(pairs, key=lambda pair: pair[0]):
-            loader = using(prop, self)
-            if isinstance(loader, RowLoader) and loader.joinable:
+            if (loader := self._joinable(prop)) is not None:
                 assert loader.columns is not None
                 found.append(Join(key, loader.columns, loader.known))
         return tuple(found)

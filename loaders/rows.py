@@ -250,7 +250,7 @@ class _Part(NamedTuple):
     first: int
     last: int
     make: Callable[[Iterable[Any]], Any]
-    known: dict[Any, Any] | None  # the by-id loader's rows (None: the record's own row)
+    known: dict[Any, Any]  # the by-id loader's rows (unused for the record's own row)
     texts: tuple[dict[int, str], ...]
 
 
@@ -298,7 +298,8 @@ class Projection:
         """Where a record of `select(columns)` holds each of its rows (after `skip` values)."""
         parts: list[_Part] = []
         start = skip
-        targets = [(columns, None), *((j.target, j.known) for j in self.joins.get(columns.row, ()))]
+        joins = self.joins.get(columns.row, ())
+        targets = [(columns, {}), *((j.target, j.known) for j in joins)]
         for table, known in targets:
             texts = tuple(r.texts for r in self.renders.get(table.row, ()))
             last = start + len(table.names)
@@ -319,8 +320,8 @@ class Projection:
             for first, last, make_joined, known, texts in joined:
                 key = record[first]
                 if key is not None:
-                    if key not in known:  # type: ignore[operator]
-                        known[key] = make_joined(record[first:last])  # type: ignore[index]
+                    if key not in known:
+                        known[key] = make_joined(record[first:last])
                     for n, written in enumerate(texts):
                         written[key] = record[last + n]
             for n, written in enumerate(own.texts):
@@ -334,7 +335,6 @@ class Projection:
         join and their texts handed over once per key, with no call per record."""
         own, *joined = self._parts(columns, skip)
         for first, last, make_joined, known, texts in joined:
-            assert known is not None
             latest = {record[first]: record for record in records}  # one record per key
             latest.pop(None, None)
             for key in latest.keys() - known.keys():
