@@ -64,9 +64,10 @@ from execution._shapes import Shape, enum_value
 from execution.connection import Pages, resolve_pages
 from execution.fields import ROOT_SOURCE, Attr, Each, Row, need_of
 from execution.ids import NAMES, NODES
-from execution.rendered import outermost, rendering
+from execution.rendered import rendering, renderings
 from execution.selections import collect_fields, fragments_of, pick_operation
-from loaders.rendered import Rendering
+from loaders import PageRequest
+from loaders.rendered import Entry, Rendering
 from loaders.rows import COLUMNS
 
 __all__ = ["ROOT_SOURCE", "CompiledExecutor"]
@@ -103,6 +104,7 @@ class Plan:
     columns: dict[type, frozenset[str]]  # the optional columns its fields read, by row type
     joins: dict[type, frozenset[tuple[str, Any]]]  # the rows its rows point to, by row type
     renders: tuple[Rendering, ...]  # the objects PostgreSQL may write (execution/rendered.py)
+    lists: tuple[tuple[Entry, FieldPlan], ...]  # the lists they write, with their fields
 
 
 @dataclass(slots=True)
@@ -164,7 +166,8 @@ class CompiledExecutor:
         plan = self._plan(document, operation, coerced)
         if plan is None:
             return None
-        context.loaders.project(plan.columns, plan.joins, plan.renders)
+        pages = self._pages(plan, context, coerced) if plan.lists else None
+        context.loaders.project(plan.columns, plan.joins, plan.renders, pages)
         run = _Run(context, coerced, self._convert)
         results = await _objects(run, {plan.root_type: plan.root}, [ROOT_SOURCE], [()])
         data = results[0]
@@ -191,6 +194,22 @@ class CompiledExecutor:
         if len(known.plans) < PLANS_PER_DOCUMENT:  # per operation and @skip/@include values
             known.plans[key] = plan
         return plan
+
+    def _pages(self, plan: Plan, context: Any, variables: Any) -> dict[Entry, PageRequest]:
+        """The page request of each list that PostgreSQL may write, where its arguments
+        make one (where they do not, the list is read as the executor reaches it, which
+        reports the error at its path)."""
+        found = {}
+        for entry, field in plan.lists:
+            need = field.need
+            assert isinstance(need, Pages)
+            try:
+                values = get_argument_values(field.definition, field.nodes[0], variables)
+                arguments = self._convert(values, field.arguments) if field.arguments else {}
+                found[entry] = need.request(arguments, context)
+            except Exception:  # (reported where the executor meets it)
+                continue
+        return found
 
     def _convert(
         self, values: dict[str, Any], declared: tuple[tuple[str, Any], ...]
@@ -241,6 +260,7 @@ class _Planner:
         self.fragments = fragments_of(document)
         self.columns: dict[type, set[str]] = {}
         self.joins: dict[type, set[tuple[str, Any]]] = {}
+        self.lists: dict[Entry, FieldPlan] = {}  # connection entries, with their fields
 
     def _reads(self, type_name: str, need: Need) -> None:
         """Note the optional columns of the parent's row a field reads (the rows it points
@@ -262,11 +282,12 @@ class _Planner:
         root = self.schema.query_type
         assert root is not None
         shape = self.shape(root, [operation.selection_set])
-        renders = outermost(shape)
+        renders = renderings(shape)
         self._joins(shape)
         columns = {row: frozenset(names) for row, names in self.columns.items()}
         joins = {row: frozenset(pairs) for row, pairs in self.joins.items()}
-        return Plan(operation, shape, root.name, columns, joins, renders)
+        lists = {entry: self.lists[entry] for r in renders for entry, _parent in r.lists}
+        return Plan(operation, shape, root.name, columns, joins, renders, tuple(lists.items()))
 
     def _joins(self, shape: Shape) -> None:
         """Note the rows each row points to, which the statements reading it may join: not
@@ -288,7 +309,7 @@ class _Planner:
         )
         fields = [self._field(parent, key, nodes) for key, nodes in grouped.items()]
         shape = Shape(parent.name, fields)
-        shape.render = rendering(shape)
+        shape.render = rendering(shape, self.lists)
         return shape
 
     def _included(self, node: Any) -> bool:

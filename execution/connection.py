@@ -291,11 +291,16 @@ class Edge(Generic[T]):
 @strawberry.type(description="A page of a list, with cursors to fetch the pages around it.")
 class Connection(Generic[T]):
     edges: list[Edge[T]] = value(
-        edges, "The items of this page, with their cursors.", batch=all_edges
+        edges, "The items of this page, with their cursors.", batch=all_edges, rendered="edges"
     )
-    nodes: list[T] = value(lambda context, source: source.nodes(), "The items of this page.")
-    page_info: PageInfo = value(page_info, "Where this page sits.", batch=page_infos)
+    nodes: list[T] = value(
+        lambda context, source: source.nodes(), "The items of this page.", rendered="nodes"
+    )
+    page_info: PageInfo = value(
+        page_info, "Where this page sits.", batch=page_infos, rendered="page_info"
+    )
     total_count: int = value(
         lambda context, source: source.total(),
         "How many items the whole list holds (for this viewer).",
+        rendered="total_count",
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
@@ -29,7 +29,7 @@ from loaders import (
 )
 from loaders._base import CountLoader, PageLoader, RowLoader, by_id
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope
-from loaders.rendered import Rendering, json_sql
+from loaders.rendered import Entry, Rendering, Writer, json_sql, writable, write
 from loaders.rows import (
     COMMENTS,
     ISSUES,
@@ -78,6 +78,7 @@ class Loaders:
         self.projection = Projection()
         self._joins: Mapping[type, frozenset[tuple[str, Any]]] = {}
         self._renders: tuple[Rendering, ...] = ()
+        self._pages_asked: Mapping[Entry, PageRequest] = {}
         # the texts of each rendering the request's statements write, by row id
         self.rendered: dict[Rendering, dict[int, str]] = {}
         try:  # looked up once for all the request's loaders
@@ -369,15 +370,23 @@ class Loaders:
         wanted: Mapping[type, frozenset[str]] | None,
         joins: Mapping[type, frozenset[tuple[str, Any]]] | None = None,
         renders: tuple[Rendering, ...] = (),
+        pages: Mapping[Entry, PageRequest] | None = None,
     ) -> None:
         """Read only the optional columns in `wanted` from now on (None: all of them), and
         with rows of each type in `joins` the rows their columns point to, for the by-id
         loaders given (a pair (column, the loader's property of this class, such as
         `Loaders.user_by_id`)) that can take them, and write rows as the JSON of each of
-        `renders` whose rows inside can be written (`rendered` has their texts). Rows
-        already loaded under another projection are forgotten."""
+        `renders` whose rows inside and lists can be written (`rendered` has their texts;
+        `pages` has the page request of each list, by its entry). Rows already loaded
+        under another projection are forgotten."""
         joins = joins or {}
-        if wanted != self.projection.wanted or joins != self._joins or renders != self._renders:
+        pages = pages or {}
+        if (
+            wanted != self.projection.wanted
+            or joins != self._joins
+            or renders != self._renders
+            or pages != self._pages_asked
+        ):
             self.clear_all()
             self.projection.wanted = wanted
             self._joins = joins
@@ -385,14 +394,39 @@ class Loaders:
                 row: bound for row, pairs in joins.items() if (bound := self._bind(pairs))
             }
             self._renders = renders
+            self._pages_asked = pages
             self.rendered = {}
             bound_renders: dict[type, list[Rendered]] = {}
             for rendering in renders:
-                if all(self._joinable(prop) is not None for prop in rendering.loaders()):
-                    found = Rendered(partial(json_sql, rendering), {})
+                found = self._render(rendering, pages)
+                if found is not None:
                     bound_renders.setdefault(rendering.row, []).append(found)
                     self.rendered[rendering] = found.texts
             self.projection.renders = {row: tuple(r) for row, r in bound_renders.items()}
+
+    def _render(
+        self, rendering: Rendering, asked: Mapping[Entry, PageRequest]
+    ) -> Rendered | None:
+        """`rendering` bound to this request, if its rows inside and its lists can be
+        written (see loaders/rendered.py)."""
+        if any(self._joinable(prop) is None for prop in rendering.loaders()):
+            return None
+        if not rendering.paged:
+            return Rendered(lambda alias, params: json_sql(rendering, alias), {})
+        pages = {}
+        for entry, parent in rendering.lists:
+            request = asked.get(entry)
+            loader = using(entry.loader, self)
+            if request is None or not isinstance(loader, PageLoader):
+                return None
+            if not writable(loader.spec, request, parent):
+                return None
+            pages[entry] = (loader.spec, request)
+
+        def sql(alias: str, params: Any) -> str:
+            return write(rendering, alias, 0, Writer(params, self.scope, pages))
+
+        return Rendered(sql, {}, paged=True)
 
     def _joinable(self, prop: Any) -> RowLoader[Any, Any] | None:
         """The by-id loader a property of this class names, if other tables' statements may

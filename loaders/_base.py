@@ -196,6 +196,11 @@ class PageLoader(_Shareable, DataLoader[tuple[int, PageRequest], Page[R]], Gener
         self._unwrap = unwrap
         self.known_pages: dict[PageRequest, dict[int, Page[R]]] = {}
 
+    @property
+    def spec(self) -> PageSpec[R]:
+        """How it pages its rows."""
+        return self._spec
+
     async def load_all(self, parents: Sequence[int], request: PageRequest) -> list[Page[R]]:
         """Pages for a whole level at once, in one statement, without a future per key (the
         compiled executor asks for all of a level's pages of one field together)."""

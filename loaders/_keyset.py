@@ -214,10 +214,10 @@ class PageSpec(Generic[R]):
             sql = sql.replace("{" + name + "}", params.named.get(name, default))
         return sql
 
-    def columns(self, projection: Projection) -> str:
+    def columns(self, projection: Projection, params: Params) -> str:
         if self.make_row is not None:  # rows of its own making: no joins
             return projection.select_own(self.table) + self.extra
-        return projection.select(self.table) + self.extra
+        return projection.select(self.table, params) + self.extra
 
     def joins(self, projection: Projection) -> str:
         return "" if self.make_row is not None else projection.joined(self.table)
@@ -225,10 +225,12 @@ class PageSpec(Generic[R]):
     def reader(self, projection: Projection) -> Callable[[Any], R] | None:
         """What makes a row of a whole page record, where it joins other rows (None: the
         maker of the record after its parent id, `make_row` or the table's)."""
-        return None if self.make_row is not None else projection.reader(self.table, skip=1)
+        if self.make_row is not None:
+            return None
+        return projection.reader(self.table, skip=1, paged=True)
 
 
-def _keyset(spec: PageSpec[Any], request: PageRequest, params: Params) -> tuple[str, str]:
+def keyset_sql(spec: PageSpec[Any], request: PageRequest, params: Params) -> tuple[str, str]:
     descending = request.order.descending != request.backward
     direction = " DESC" if descending else ""
     sort = request.order.column
@@ -277,13 +279,13 @@ def page_statement(
     if request.order.tier is not None:
         return _tiered_statement(spec, request, scope, parent_ids, projection)
     params = Params(list(parent_ids), request.limit + 1)
-    keyset, order = _keyset(spec, request, params)
+    keyset, order = keyset_sql(spec, request, params)
     conditions = spec.conditions(request.filters, scope, params)
     if keyset:
         conditions.append(keyset)
     sql = PAGE_TEMPLATE.format(
         parent_column=spec.parent_column,
-        columns=spec.columns(projection),
+        columns=spec.columns(projection, params),
         source=spec.source + spec.joins(projection),
         conditions="".join(f"\n      AND {c}" for c in conditions),
         order=order,
@@ -323,20 +325,20 @@ def _tiered_statement(
     names = (str(order.tier), _output_name(column), _output_name(spec.id_column))
     by = ", ".join(name + direction for name in names)
     walks = [
-        _walk(spec, projection, f"walk_{n}", [*conditions, *mine], mine[1:], f"{column}{direction}")
+        _walk(spec, projection, params, f"walk_{n}", [*conditions, *mine], mine[1:], f"{column}{direction}")
         for n, mine in enumerate(own)
     ]
     count = [f"(SELECT count(*) FROM walk_{n})" for n in range(len(tiers))]
     parts = [f"SELECT * FROM walk_0 WHERE {count[0]} = $2"]
     if len(tiers) == 1:
-        parts.append(_found(spec, projection, [*conditions, *own[0]], f"{count[0]} < $2", by))
+        parts.append(_found(spec, projection, params, [*conditions, *own[0]], f"{count[0]} < $2", by))
     else:  # the second tier only where the first falls short of a page
         second = f"{count[0]} < $2 AND {count[1]} = $2"
         parts.append(f"SELECT * FROM walk_1 WHERE {second}")
-        parts.append(_found(spec, projection, [*conditions, *own[0]], second, by))
+        parts.append(_found(spec, projection, params, [*conditions, *own[0]], second, by))
         either = " OR ".join("(" + " AND ".join(mine) + ")" for mine in own)
         neither = f"{count[0]} < $2 AND {count[1]} < $2"
-        parts.append(_found(spec, projection, [*conditions, f"({either})"], neither, by))
+        parts.append(_found(spec, projection, params, [*conditions, f"({either})"], neither, by))
     sql = TIERED_TEMPLATE.format(
         walks=", ".join(walks), tiers="\n    UNION ALL\n    ".join(parts), order=by
     )
@@ -346,6 +348,7 @@ def _tiered_statement(
 def _walk(
     spec: PageSpec[Any],
     projection: Projection,
+    params: Params,
     name: str,
     conditions: list[str],
     seek: list[str],
@@ -365,7 +368,7 @@ def _walk(
     return WALK_TEMPLATE.format(
         name=name,
         parent_column=spec.parent_column,
-        columns=spec.columns(projection),
+        columns=spec.columns(projection, params),
         source=spec.walk_source.format(walk=capped) + spec.joins(projection),
         conditions="".join(f"\n      AND {c}" for c in conditions),
         order=by,
@@ -373,12 +376,17 @@ def _walk(
 
 
 def _found(
-    spec: PageSpec[Any], projection: Projection, conditions: list[str], gate: str, by: str
+    spec: PageSpec[Any],
+    projection: Projection,
+    params: Params,
+    conditions: list[str],
+    gate: str,
+    by: str,
 ) -> str:
     """The first rows of every row the conditions find (where `gate` holds), sorted."""
     return FOUND_TEMPLATE.format(
         parent_column=spec.parent_column,
-        columns=spec.columns(projection),
+        columns=spec.columns(projection, params),
         source=spec.source + spec.joins(projection),
         conditions="".join(f"\n              AND {c}" for c in conditions),
         gate=gate,
@@ -417,7 +425,7 @@ def split_pages(
         for record in records:
             grouped[record[0]].append(make_row(record[1:]))
     else:
-        rows = projection.read_all(spec.table, records, skip=1)
+        rows = projection.read_all(spec.table, records, skip=1, paged=True)
         for record, row in zip(records, rows, strict=True):
             grouped[record[0]].append(row)
     return {parent: _page(request, rows) for parent, rows in grouped.items()}

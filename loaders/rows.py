@@ -237,11 +237,14 @@ class Join:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Rendered:
-    """A rendering bound to a request: `sql(alias)` writes a row under that alias, and
-    `texts` keeps what the request's statements wrote, by row id."""
+    """A rendering bound to a request: `sql(alias, params)` writes a row under that alias
+    (`params`, the statement's parameters, which a `paged` rendering's lists take: only a
+    statement that has them writes it), and `texts` keeps what the request's statements
+    wrote, by row id."""
 
-    sql: Callable[[str], str]
+    sql: Callable[[str, Any], str]
     texts: dict[int, str]
+    paged: bool = False
 
 
 class _Part(NamedTuple):
@@ -269,22 +272,31 @@ class Projection:
     def _wanted(self, columns: Columns[Any]) -> frozenset[str] | None:
         return None if self.wanted is None else self.wanted.get(columns.row, frozenset())
 
-    def _written(self, columns: Columns[Any], alias: str) -> str:
-        return "".join(", " + r.sql(alias) for r in self.renders.get(columns.row, ()))
+    def _renders(self, columns: Columns[Any], paged: bool) -> tuple[Rendered, ...]:
+        """The renderings a statement writes of `columns`'s rows: with `paged`, those
+        with lists too (the statement has parameters for them)."""
+        found = self.renders.get(columns.row, ())
+        return found if paged else tuple(r for r in found if not r.paged)
+
+    def _written(self, columns: Columns[Any], alias: str, params: Any) -> str:
+        renders = self._renders(columns, params is not None)
+        return "".join(", " + r.sql(alias, params) for r in renders)
 
     def select_own(self, columns: Columns[Any]) -> str:
         """The select list of `columns`'s rows alone."""
         return columns.select(self._wanted(columns))
 
-    def select(self, columns: Columns[Any]) -> str:
+    def select(self, columns: Columns[Any], params: Any = None) -> str:
         """The select list of `columns`'s rows and their renderings, then of each row they
-        join and its renderings."""
+        join and its renderings; those with lists only given the statement's `params`
+        (loaders/_keyset.py's `Params`)."""
         if self.wanted is None and not self.joins and not self.renders:
             return columns.all
-        found = columns.select(self._wanted(columns)) + self._written(columns, columns.alias)
+        found = columns.select(self._wanted(columns))
+        found += self._written(columns, columns.alias, params)
         for n, join in enumerate(self.joins.get(columns.row, ())):
             found += ", " + join.target.select(self._wanted(join.target), f"j{n}")
-            found += self._written(join.target, f"j{n}")
+            found += self._written(join.target, f"j{n}", params)
         return found
 
     def joined(self, columns: Columns[Any]) -> str:
@@ -294,25 +306,28 @@ class Projection:
             for n, join in enumerate(self.joins.get(columns.row, ()))
         )
 
-    def _parts(self, columns: Columns[Any], skip: int) -> list[_Part]:
-        """Where a record of `select(columns)` holds each of its rows (after `skip` values)."""
+    def _parts(self, columns: Columns[Any], skip: int, paged: bool) -> list[_Part]:
+        """Where a record of `select(columns)` holds each of its rows (after `skip` values;
+        `paged`: the select list was given parameters)."""
         parts: list[_Part] = []
         start = skip
         joins = self.joins.get(columns.row, ())
         targets = [(columns, {}), *((j.target, j.known) for j in joins)]
         for table, known in targets:
-            texts = tuple(r.texts for r in self.renders.get(table.row, ()))
+            texts = tuple(r.texts for r in self._renders(table, paged))
             last = start + len(table.names)
             parts.append(_Part(start, last, table.make, known, texts))
             start = last + len(texts)
         return parts
 
-    def reader(self, columns: Columns[Any], skip: int = 0) -> Callable[[Any], Any] | None:
+    def reader(
+        self, columns: Columns[Any], skip: int = 0, paged: bool = False
+    ) -> Callable[[Any], Any] | None:
         """What makes a row of a record whose first `skip` values are not the row's and
         hands the rows the record joins to their loaders, and the texts it holds to their
         renderings; None where it holds neither (`columns.make` of the record after
-        `skip` makes the row)."""
-        own, *joined = self._parts(columns, skip)
+        `skip` makes the row). `paged`: the select list was given parameters."""
+        own, *joined = self._parts(columns, skip, paged)
         if not joined and not own.texts:
             return None
 
@@ -330,10 +345,12 @@ class Projection:
 
         return read
 
-    def read_all(self, columns: Columns[Any], records: Sequence[Any], skip: int = 0) -> list[Any]:
+    def read_all(
+        self, columns: Columns[Any], records: Sequence[Any], skip: int = 0, paged: bool = False
+    ) -> list[Any]:
         """The rows of many records (as `reader` makes them, one by one): the rows they
         join and their texts handed over once per key, with no call per record."""
-        own, *joined = self._parts(columns, skip)
+        own, *joined = self._parts(columns, skip, paged)
         for first, last, make_joined, known, texts in joined:
             latest = {record[first]: record for record in records}  # one record per key
             latest.pop(None, None)
