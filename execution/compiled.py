@@ -200,12 +200,12 @@ class CompiledExecutor:
         make one (where they do not, the list is read as the executor reaches it, which
         reports the error at its path)."""
         found = {}
-        for entry, field in plan.lists:
-            need = field.need
+        for entry, listed in plan.lists:
+            need = listed.need
             assert isinstance(need, Pages)
             try:
-                values = get_argument_values(field.definition, field.nodes[0], variables)
-                arguments = self._convert(values, field.arguments) if field.arguments else {}
+                values = get_argument_values(listed.definition, listed.nodes[0], variables)
+                arguments = self._convert(values, listed.arguments) if listed.arguments else {}
                 found[entry] = need.request(arguments, context)
             except Exception:  # (reported where the executor meets it)
                 continue

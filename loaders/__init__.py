@@ -404,9 +404,7 @@ class Loaders:
                     self.rendered[rendering] = found.texts
             self.projection.renders = {row: tuple(r) for row, r in bound_renders.items()}
 
-    def _render(
-        self, rendering: Rendering, asked: Mapping[Entry, PageRequest]
-    ) -> Rendered | None:
+    def _render(self, rendering: Rendering, asked: Mapping[Entry, PageRequest]) -> Rendered | None:
         """`rendering` bound to this request, if its rows inside and its lists can be
         written (see loaders/rendered.py)."""
         if any(self._joinable(prop) is None for prop in rendering.loaders()):

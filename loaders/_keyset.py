@@ -214,10 +214,12 @@ class PageSpec(Generic[R]):
             sql = sql.replace("{" + name + "}", params.named.get(name, default))
         return sql
 
-    def columns(self, projection: Projection, params: Params) -> str:
+    def columns(self, projection: Projection, params: Params, shown: str | None = None) -> str:
+        """The select list (`shown`: where the rows' subtrees are written, see
+        `Projection.select`)."""
         if self.make_row is not None:  # rows of its own making: no joins
             return projection.select_own(self.table) + self.extra
-        return projection.select(self.table, params) + self.extra
+        return projection.select(self.table, params, shown) + self.extra
 
     def joins(self, projection: Projection) -> str:
         return "" if self.make_row is not None else projection.joined(self.table)
@@ -283,9 +285,10 @@ def page_statement(
     conditions = spec.conditions(request.filters, scope, params)
     if keyset:
         conditions.append(keyset)
+    shown = f"row_number() OVER (ORDER BY {order}) < $2"  # (not the extra row)
     sql = PAGE_TEMPLATE.format(
         parent_column=spec.parent_column,
-        columns=spec.columns(projection, params),
+        columns=spec.columns(projection, params, shown),
         source=spec.source + spec.joins(projection),
         conditions="".join(f"\n      AND {c}" for c in conditions),
         order=order,
@@ -325,13 +328,23 @@ def _tiered_statement(
     names = (str(order.tier), _output_name(column), _output_name(spec.id_column))
     by = ", ".join(name + direction for name in names)
     walks = [
-        _walk(spec, projection, params, f"walk_{n}", [*conditions, *mine], mine[1:], f"{column}{direction}")
+        _walk(
+            spec,
+            projection,
+            params,
+            f"walk_{n}",
+            [*conditions, *mine],
+            mine[1:],
+            f"{column}{direction}",
+        )
         for n, mine in enumerate(own)
     ]
     count = [f"(SELECT count(*) FROM walk_{n})" for n in range(len(tiers))]
     parts = [f"SELECT * FROM walk_0 WHERE {count[0]} = $2"]
     if len(tiers) == 1:
-        parts.append(_found(spec, projection, params, [*conditions, *own[0]], f"{count[0]} < $2", by))
+        parts.append(
+            _found(spec, projection, params, [*conditions, *own[0]], f"{count[0]} < $2", by)
+        )
     else:  # the second tier only where the first falls short of a page
         second = f"{count[0]} < $2 AND {count[1]} = $2"
         parts.append(f"SELECT * FROM walk_1 WHERE {second}")

@@ -270,7 +270,8 @@ def _connection(entry: Entry, parent: str, depth: int, writer: Writer) -> str:
             return more if ahead else given
         if kind in ("start_cursor", "end_cursor"):
             last = (kind == "end_cursor") != request.backward
-            found = f"(array_agg({alias}._cursor ORDER BY {alias}._n{' DESC' if last else ''}) {shown})[1]"
+            by = f"{alias}._n{' DESC' if last else ''}"
+            found = f"(array_agg({alias}._cursor ORDER BY {by}) {shown})[1]"
             return f"coalesce('\"' || {found} || '\"', 'null')"
         assert kind == "total_count", kind
         counted = " AND ".join(
@@ -286,7 +287,8 @@ def _connection(entry: Entry, parent: str, depth: int, writer: Writer) -> str:
         f"SELECT {', '.join(columns)} FROM {spec.source} WHERE {' AND '.join(conditions)}"
         f" ORDER BY {order} LIMIT {limit} + 1"
     )
-    return f"(SELECT {text} FROM ({rows}) AS {alias})"
+    # (GROUP BY (): one row, whether or not the object reads an aggregate)
+    return f"(SELECT {text} FROM ({rows}) AS {alias} GROUP BY ())"
 
 
 def _object(members: list[tuple[str, str]]) -> str:

@@ -278,25 +278,32 @@ class Projection:
         found = self.renders.get(columns.row, ())
         return found if paged else tuple(r for r in found if not r.paged)
 
-    def _written(self, columns: Columns[Any], alias: str, params: Any) -> str:
-        renders = self._renders(columns, params is not None)
-        return "".join(", " + r.sql(alias, params) for r in renders)
+    def _written(self, columns: Columns[Any], alias: str, params: Any, shown: str | None) -> str:
+        """The renderings' texts of a statement's rows; those with lists only where
+        `shown` holds, when given (a page's rows but its extra one, which only tells that
+        there is a next page: its subtree would be written for nothing)."""
+        found = ""
+        for r in self._renders(columns, params is not None):
+            text = r.sql(alias, params)
+            found += f", CASE WHEN {shown} THEN {text} END" if r.paged and shown else ", " + text
+        return found
 
     def select_own(self, columns: Columns[Any]) -> str:
         """The select list of `columns`'s rows alone."""
         return columns.select(self._wanted(columns))
 
-    def select(self, columns: Columns[Any], params: Any = None) -> str:
+    def select(self, columns: Columns[Any], params: Any = None, shown: str | None = None) -> str:
         """The select list of `columns`'s rows and their renderings, then of each row they
         join and its renderings; those with lists only given the statement's `params`
-        (loaders/_keyset.py's `Params`)."""
+        (loaders/_keyset.py's `Params`), and only for the rows where `shown` holds (NULL
+        for the others), when given."""
         if self.wanted is None and not self.joins and not self.renders:
             return columns.all
         found = columns.select(self._wanted(columns))
-        found += self._written(columns, columns.alias, params)
+        found += self._written(columns, columns.alias, params, shown)
         for n, join in enumerate(self.joins.get(columns.row, ())):
             found += ", " + join.target.select(self._wanted(join.target), f"j{n}")
-            found += self._written(join.target, f"j{n}", params)
+            found += self._written(join.target, f"j{n}", params, shown)
         return found
 
     def joined(self, columns: Columns[Any]) -> str:
@@ -338,9 +345,11 @@ class Projection:
                     if key not in known:
                         known[key] = make_joined(record[first:last])
                     for n, written in enumerate(texts):
-                        written[key] = record[last + n]
+                        if (text := record[last + n]) is not None:
+                            written[key] = text
             for n, written in enumerate(own.texts):
-                written[record[own.first]] = record[own.last + n]
+                if (text := record[own.last + n]) is not None:
+                    written[record[own.first]] = text
             return own.make(record[own.first : own.last])
 
         return read
@@ -358,11 +367,13 @@ class Projection:
                 known[key] = make_joined(latest[key][first:last])
             for n, written in enumerate(texts):
                 position = last + n
-                written.update([(key, record[position]) for key, record in latest.items()])
+                written.update(
+                    [(k, r[position]) for k, r in latest.items() if r[position] is not None]
+                )
         first = own.first  # (a row's id is its first column)
         for n, written in enumerate(own.texts):
             position = own.last + n
-            written.update([(record[first], record[position]) for record in records])
+            written.update([(r[first], r[position]) for r in records if r[position] is not None])
         make, last = own.make, own.last
         return [make(record[first:last]) for record in records]
 

@@ -36,6 +36,10 @@ query Nested($slug: String!, $n: Int!) {
   }
 }
 """
+# The same, but each issue asks Python (a permission of the viewer's): PostgreSQL writes
+# none of the projects or issues, so each list is read by a statement of its own.
+IN_PYTHON = NESTED.replace("number\n", "number viewerCanClose\n")
+assert IN_PYTHON != NESTED
 # organization, projects, issues, users (authors and assignees together), labels, comments,
 # comment authors: one statement per level.
 LEVELS = 7
@@ -123,11 +127,13 @@ async def test_total_counts_of_many_parents_are_one_statement(run: Run, make: An
     assert outcome.data["organization"]["projects"]["nodes"][0]["issues"]["totalCount"] == 5
 
 
+# (issues that ask Python, `viewerCanClose`, are read by statements of their own)
 LEAN = """query($slug: String!) { organization(slug: $slug) { projects(first: 2) { nodes {
-  issues(first: 2) { nodes { number author { login } comments(first: 2) { nodes { id } } } }
+  issues(first: 2) { nodes { number viewerCanClose author { login }
+    comments(first: 2) { nodes { id } } } }
 } } } }"""
 FULL = """query($slug: String!) { organization(slug: $slug) { projects(first: 2) { nodes {
-  issues(first: 2) { nodes { number title body author { login name createdAt }
+  issues(first: 2) { nodes { number viewerCanClose title body author { login name createdAt }
     comments(first: 2) { nodes { id body updatedAt } } } }
 } } } }"""
 
@@ -179,26 +185,34 @@ def as_sent(data: Any) -> Any:
 
 
 @pytest.mark.parametrize("size", [2, 20])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    # PostgreSQL writes the projects whole: the organization, then the projects with their
+    # issues, labels, comments and authors inside
+    [(NESTED, 2), (IN_PYTHON, 5)],
+    # the organization, then one statement per list: projects, issues (with authors and
+    # assignees), labels, comments (with authors)
+    ids=["written", "in-python"],
+)
 async def test_compiled_queries_cost_one_statement_per_list_level(
-    conn: asyncpg.Connection, run: Run, make: Any, size: int
+    conn: asyncpg.Connection, run: Run, make: Any, size: int, query: str, expected: int
 ) -> None:
     """Authors and assignees come in the statement of the issues and comments that point
-    to them: the organization, then one statement per list, whatever the sizes."""
+    to them, and lists inside an object PostgreSQL writes in its statement: the count of
+    statements does not depend on the sizes."""
     user = await make.user()
     slug = await make.tree(20, user)
     variables = {"slug": slug, "n": size}
 
-    data, statements = await compiled_statements(conn, NESTED, variables)
+    data, statements = await compiled_statements(conn, query, variables)
 
     projects = data["organization"]["projects"]["nodes"]
     assert len(projects) == size and all(len(p["issues"]["nodes"]) == size for p in projects)
     authors = [i["author"] for p in projects for i in p["issues"]["nodes"]]
     assert all(author and author["login"] for author in authors)
-    # organization, projects, issues (with authors and assignees), labels, comments (with
-    # authors)
-    assert len(statements) == 5
+    assert len(statements) == expected
     assert not any(sql.lstrip().startswith("SELECT u.") for sql in statements)
-    assert data == (await run(NESTED, variables)).data  # the standard executor's answer
+    assert data == (await run(query, variables)).data  # the standard executor's answer
 
 
 async def test_a_joined_row_is_the_row_its_loader_reads(

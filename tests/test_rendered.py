@@ -159,7 +159,10 @@ query($slug: String!, $after: String, $states: [IssueState!]) {
           }
           later: issues(first: 2, after: $after, filterBy: {states: $states}) {
             totalCount
-            nodes { number priority assignee { login } labels(last: 2) { totalCount nodes { name } } }
+            nodes {
+              number priority assignee { login }
+              labels(last: 2) { totalCount nodes { name } }
+            }
           }
           byPriority: issues(last: 3, orderBy: {field: PRIORITY, direction: DESC}) {
             pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
@@ -230,9 +233,7 @@ async def test_written_lists_keep_the_viewers_scope(
     assert signed_in.data["organization"]["projects"]["totalCount"] == 3
 
 
-async def test_a_list_whose_arguments_are_refused_reports_its_error(
-    run: Run, make: Any
-) -> None:
+async def test_a_list_whose_arguments_are_refused_reports_its_error(run: Run, make: Any) -> None:
     """A malformed cursor deep in a written subtree is the same BAD_USER_INPUT error, at
     the same path, as the standard executor reports, and the null it leaves propagates
     as there (to the organization: every field between is non-null)."""

@@ -93,7 +93,9 @@ async def test_a_request_costs_one_round_trip_per_statement_and_a_write_two_more
             await behind.close()
     print(f"\n[round trips, statements] {one=} {nested=} {signed_in=} {write=}")
     assert one == (1, 1)
-    assert nested == (4, 4)  # organization, projects, issues, comments; authors batched in
-    assert signed_in == (5, 5)  # and the viewer with their session, in one statement
+    # the organization, then its projects, written whole with their issues, comments and
+    # authors by PostgreSQL
+    assert nested == (2, 2)
+    assert signed_in == (3, 3)  # and the viewer with their session, in one statement
     trips, statements = write
     assert trips == statements + 2  # BEGIN and COMMIT
