@@ -29,7 +29,7 @@ from loaders import (
 )
 from loaders._base import CountLoader, PageLoader, RowLoader, by_id
 from loaders._keyset import BY_ID, PUBLIC, Order, Page, PageRequest, PageSpec, Scope
-from loaders.rendered import Entry, Rendering, Writer, json_sql, writable, write
+from loaders.rendered import Entry, Rendering, json_sql, writable, write_lists
 from loaders.rows import (
     COMMENTS,
     ISSUES,
@@ -422,7 +422,7 @@ class Loaders:
             pages[entry] = (loader.spec, request)
 
         def sql(alias: str, params: Any) -> str:
-            return write(rendering, alias, 0, Writer(params, self.scope, pages))
+            return write_lists(rendering, alias, params, self.scope, pages)
 
         return Rendered(sql, {}, paged=True)
 

@@ -28,7 +28,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from loaders._keyset import PageRequest, PageSpec, Params, Scope, keyset_sql
+from loaders._keyset import Order, PageRequest, PageSpec, Params, Scope, keyset_sql
 from loaders.rows import COLUMNS
 
 # (the rendering of a global id: url-safe base64 of "Type:id", padding stripped)
@@ -139,15 +139,48 @@ def writable(spec: PageSpec[Any], request: PageRequest, parent: type) -> bool:
     parent row (of type `parent`): its rows are its table's own (not made in Python), its
     order is one column (not in tiers), the cursor's value is one a cursor can hold, and
     its statement's aliases leave the parent's in sight."""
-    order = request.order
+    return _writable(spec, request.order, parent)
+
+
+@lru_cache(maxsize=256)
+def _writable(spec: PageSpec[Any], order: Order, parent: type) -> bool:
     if spec.make_row is not None or spec.placeholders or order.tier is not None:
         return False
     if order.attribute is not None and _json_kind(spec, order.attribute) is None:
         return False
     aliases = set(re.findall(r"[a-z_][a-z_0-9]*", spec.source))
     return COLUMNS[parent].alias not in aliases and not any(
-        re.fullmatch(r"[rjl]\d+", alias) for alias in aliases
+        re.fullmatch(r"[rj]\d+", alias) for alias in aliases
     )
+
+
+# The texts of renderings with lists, and the parameter values they add, by what makes
+# them differ: a page statement writes the same text for every request of a document.
+_WRITTEN: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}
+WRITTEN_SIZE = 256
+
+
+def write_lists(
+    rendering: Rendering,
+    alias: str,
+    params: Params,
+    scope: Scope,
+    pages: dict[Entry, tuple[PageSpec[Any], PageRequest]],
+) -> str:
+    """`write` of a rendering with lists (its parameters added to `params`), remembered:
+    the same rendering, alias, scope and page requests write the same text."""
+    requests = tuple(pages[entry][1] for entry, _parent in rendering.lists)
+    key = (rendering, alias, len(params.values), scope, requests)
+    found = _WRITTEN.get(key)
+    if found is not None:
+        params.values.extend(found[1])
+        return found[0]
+    start = len(params.values)
+    text = write(rendering, alias, 0, Writer(params, scope, pages))
+    if len(_WRITTEN) >= WRITTEN_SIZE:
+        _WRITTEN.clear()
+    _WRITTEN[key] = (text, tuple(params.values[start:]))
+    return text
 
 
 def _json_kind(spec: PageSpec[Any], attribute: str) -> str | None:
