@@ -14,8 +14,10 @@ optional columns of each table its fields read, and narrows the request's loader
 and which rows its rows point to (an issue's author), which the statements reading them
 then join: the fields that follow such a pointer find their rows loaded (loaders/rows.py,
 `Join`). And a plan knows which of its objects PostgreSQL can write whole (a comment with its
-author's login: execution/rendered.py); the statements reading their rows write each as the
-object's JSON text, which the response embeds as it is (an orjson `Fragment`).
+author's login, a project with a page of its issues and theirs of comments, cursors and
+pageInfo included: execution/rendered.py); the statements reading their rows write each as
+the object's JSON text, which the response embeds as it is (an orjson `Fragment`), and the
+lists inside cost no statement of their own.
 
 It follows graphql-core's semantics for what it covers: aliases, fragments, @skip/@include,
 __typename, abstract types, argument and variable coercion, errors with paths and
