@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncGenerator, AsyncIterable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -57,11 +58,12 @@ class Payload:
 
     def __init__(self, body: dict[str, Any]) -> None:
         self.body = body
-        self._json: str | None = None
+        self._json: bytes | None = None
 
-    def json(self) -> str:
+    def json(self) -> bytes:
+        """The body as JSON (UTF-8)."""
         if self._json is None:
-            self._json = encoding.dumps(self.body).decode()
+            self._json = encoding.dumps(self.body)
         return self._json
 
 
@@ -183,8 +185,22 @@ async def _payload(executor: GraphQLExecutor[Any], source: Any, sharing: Sharing
         found = results[key] = asyncio.ensure_future(_execute(executor, source))
     elif found.done():
         return found.result()
-    # shielded: a subscriber that leaves does not cancel the others' execution
-    return await asyncio.shield(found)
+    # a future of its own (as `asyncio.shield` would make, with less work): a subscriber
+    # that leaves cancels it, not the execution that the others wait for
+    waiter: asyncio.Future[Payload] = found.get_loop().create_future()
+    found.add_done_callback(functools.partial(_relay, waiter))
+    return await waiter
+
+
+def _relay(waiter: asyncio.Future[Payload], found: asyncio.Future[Payload]) -> None:
+    if waiter.cancelled():
+        return
+    if found.cancelled():
+        waiter.cancel()
+    elif (error := found.exception()) is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(found.result())
 
 
 async def _execute(executor: GraphQLExecutor[Any], source: Any) -> Payload:
