@@ -110,15 +110,19 @@ class _Frames:
             or protocol.transport.is_closing()
         ):
             return False
-        size = len(prefix) + len(payload) + 1
-        if size < 126:
-            header = bytes((0x81, size))
-        elif size < 65536:
-            header = b"\x81\x7e" + size.to_bytes(2, "big")
-        else:
-            header = b"\x81\x7f" + size.to_bytes(8, "big")
+        header = text_frame_header(len(prefix) + len(payload) + 1)
         protocol.transport.write(b"".join((header, prefix, payload, b"}")))
         return True
+
+
+def text_frame_header(size: int) -> bytes:
+    """The header of a server's unfragmented, unmasked text frame of `size` bytes
+    (RFC 6455, 5.2)."""
+    if size < 126:
+        return bytes((0x81, size))
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")
 
 
 def next_prefix(operation_id: str) -> bytes:
