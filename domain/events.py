@@ -417,28 +417,33 @@ class EventHub:
             return
         event, project, now = found
         shared = SharedReads(self._database)
-        # each subscriber's access as the database says now, decided once per user
-        decided: dict[int | None, Viewer | None] = {}
+        # each subscriber's access as the database says now, decided once per user; the
+        # subscribers of one user are handed the same Delivery (each hold is released by
+        # one `done`)
+        decided: dict[int | None, Delivery | None] = {}
         for inbox in inboxes:
             if inbox.issue_id is not None and inbox.issue_id != event.issue_id:
                 continue
             user = inbox.viewer.user
             user_id = user.id if user is not None else None
             if user_id in decided:
-                viewer = decided[user_id]
+                delivery = decided[user_id]
             else:
-                viewer = decided[user_id] = self._reader(inbox.viewer, now, project)
-            if viewer is None:
+                viewer = self._reader(inbox.viewer, now, project)
+                delivery = decided[user_id] = (
+                    None
+                    if viewer is None
+                    else Delivery(
+                        event,
+                        project.organization_id,
+                        viewer.roles.get(project.organization_id),
+                        shared,
+                    )
+                )
+            if delivery is None:
                 continue
             shared.hold()
-            inbox.offer(
-                Delivery(
-                    event,
-                    project.organization_id,
-                    viewer.roles.get(project.organization_id),
-                    shared,
-                )
-            )
+            inbox.offer(delivery)
 
     def _reader(
         self, viewer: Viewer, now: dict[int, tuple[UserRow, str | None]], project: ProjectRow
