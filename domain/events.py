@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -123,27 +123,40 @@ class Delivery:
 
 @dataclass(eq=False)
 class Inbox:
+    """A subscriber's deliveries, in order: a queue with one reader, lighter than
+    `asyncio.Queue` because an event is offered to every subscriber."""
+
     project_id: int
     viewer: Viewer
     issue_id: int | None = None
-    queue: asyncio.Queue[Delivery] = field(default_factory=lambda: asyncio.Queue(INBOX_LIMIT))
+    queue: deque[Delivery] = field(default_factory=deque)
+    _waiter: asyncio.Future[None] | None = None
+    _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
 
     def offer(self, delivery: Delivery) -> None:
-        if self.queue.full():  # a subscriber too slow to keep up resyncs instead
+        if len(self.queue) >= INBOX_LIMIT:  # a subscriber too slow to keep up resyncs instead
             self.drop()
             delivery.done()
             delivery = Delivery(None)
-        self.queue.put_nowait(delivery)
+        self.queue.append(delivery)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def drop(self) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait().done()
+        while self.queue:
+            self.queue.popleft().done()
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self
 
     async def __anext__(self) -> Delivery:
-        return await self.queue.get()
+        while not self.queue:
+            waiter = self._waiter = self._loop.create_future()
+            await waiter
+        return self.queue.popleft()
 
 
 class EventHub:
@@ -404,28 +417,33 @@ class EventHub:
             return
         event, project, now = found
         shared = SharedReads(self._database)
-        # each subscriber's access as the database says now, decided once per user
-        decided: dict[int | None, Viewer | None] = {}
+        # each subscriber's access as the database says now, decided once per user; the
+        # subscribers of one user are handed the same Delivery (each hold is released by
+        # one `done`)
+        decided: dict[int | None, Delivery | None] = {}
         for inbox in inboxes:
             if inbox.issue_id is not None and inbox.issue_id != event.issue_id:
                 continue
             user = inbox.viewer.user
             user_id = user.id if user is not None else None
             if user_id in decided:
-                viewer = decided[user_id]
+                delivery = decided[user_id]
             else:
-                viewer = decided[user_id] = self._reader(inbox.viewer, now, project)
-            if viewer is None:
+                viewer = self._reader(inbox.viewer, now, project)
+                delivery = decided[user_id] = (
+                    None
+                    if viewer is None
+                    else Delivery(
+                        event,
+                        project.organization_id,
+                        viewer.roles.get(project.organization_id),
+                        shared,
+                    )
+                )
+            if delivery is None:
                 continue
             shared.hold()
-            inbox.offer(
-                Delivery(
-                    event,
-                    project.organization_id,
-                    viewer.roles.get(project.organization_id),
-                    shared,
-                )
-            )
+            inbox.offer(delivery)
 
     def _reader(
         self, viewer: Viewer, now: dict[int, tuple[UserRow, str | None]], project: ProjectRow

@@ -57,11 +57,12 @@ class Payload:
 
     def __init__(self, body: dict[str, Any]) -> None:
         self.body = body
-        self._json: str | None = None
+        self._json: bytes | None = None
 
-    def json(self) -> str:
+    def json(self) -> bytes:
+        """The body as JSON (UTF-8)."""
         if self._json is None:
-            self._json = encoding.dumps(self.body).decode()
+            self._json = encoding.dumps(self.body)
         return self._json
 
 
@@ -173,18 +174,59 @@ async def payloads(
             yield await _payload(executor, source, sharing)
 
 
+class _Group:
+    """The payload of one event for one group: made (in a task of its own) for the first
+    of its subscribers to come; each waits for it on a future of its own, so that one who
+    leaves (its future cancelled) cancels nothing the others wait for."""
+
+    __slots__ = ("done", "error", "loop", "making", "payload", "waiters")
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.done = False
+        self.payload: Payload | None = None
+        self.error: BaseException | None = None
+        self.waiters: list[asyncio.Future[Payload]] = []
+        self.making: asyncio.Future[None] | None = None  # kept alive until made
+
+    async def make(self, executor: GraphQLExecutor[Any], source: Any) -> None:
+        try:
+            self.payload = await _execute(executor, source)
+        except BaseException as error:  # each waiter raises it
+            self.error = error
+        self.done = True
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if self.error is None:
+                waiter.set_result(self.payload)  # type: ignore[arg-type]
+            elif isinstance(self.error, asyncio.CancelledError):
+                waiter.cancel()
+            else:
+                waiter.set_exception(self.error)
+
+    def result(self) -> Payload:
+        if self.error is not None:
+            raise self.error
+        assert self.payload is not None
+        return self.payload
+
+
 async def _payload(executor: GraphQLExecutor[Any], source: Any, sharing: Sharing) -> Payload:
-    results: dict[Hashable, asyncio.Future[Payload]] | None = getattr(source, "shared", None)
+    results: dict[Hashable, _Group] | None = getattr(source, "shared", None)
     if results is None:
         return await _execute(executor, source)
     key = (source.shared_key, sharing.key(executor.context_value))
-    found = results.get(key)
-    if found is None:
-        found = results[key] = asyncio.ensure_future(_execute(executor, source))
-    elif found.done():
-        return found.result()
-    # shielded: a subscriber that leaves does not cancel the others' execution
-    return await asyncio.shield(found)
+    group = results.get(key)
+    if group is None:
+        group = results[key] = _Group()
+        group.making = asyncio.ensure_future(group.make(executor, source))
+    elif group.done:
+        return group.result()
+    waiter: asyncio.Future[Payload] = group.loop.create_future()
+    group.waiters.append(waiter)
+    return await waiter
 
 
 async def _execute(executor: GraphQLExecutor[Any], source: Any) -> Payload:

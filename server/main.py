@@ -56,7 +56,7 @@ from resolvers.schema import schema
 from server.graphiql import STATIC_DIR
 from server.http import GraphQLEndpoint
 from server.metrics import metrics_endpoint
-from server.websocket import GraphQLWebSocket
+from server.websocket import GraphQLWebSocket, KeepServerSend
 
 GC_THRESHOLDS = (50_000, 50, 100)
 SHUTDOWN_MARGIN = 1.0  # seconds of SHUTDOWN_TIMEOUT kept for closing connections
@@ -184,6 +184,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     if STATIC_DIR.is_dir():  # fetched at setup; without it the page falls back to a CDN
         routes.append(Mount("/static/graphiql", StaticFiles(directory=STATIC_DIR)))
     middleware = [  # the first is the outermost: the access line carries the request id
+        Middleware(KeepServerSend),  # for `next` messages straight to the socket
         Middleware(observability.RequestIdMiddleware),
         Middleware(logs.AccessLogMiddleware),
     ]

@@ -32,7 +32,10 @@ import time
 from typing import Any
 
 import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from core import encoding
 from core import observability as metrics
@@ -54,6 +57,77 @@ UNAUTHORIZED = 4401
 MAX_REASON_BYTES = 123
 TOKEN_EXPIRED = "Unauthorized: the access token has expired"
 SESSION_ENDED = "Unauthorized: the session has ended"
+
+
+SERVER_SEND = "server_send"  # the key of the server's own `send` in a WebSocket's state
+
+
+class KeepServerSend:
+    """ASGI middleware, the outermost: keeps the server's own `send` of a WebSocket in its
+    scope's state, so that `next` messages can be written to the socket without going
+    through the middleware above it (none of which acts on `websocket.send`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope.setdefault("state", {})[SERVER_SEND] = send
+        await self.app(scope, receive, send)
+
+
+class _Frames:
+    """Writes a `next` message to the socket as one text frame, made by one concatenation
+    of its header, the operation's prefix, the payload's JSON (shared by every subscriber
+    who gets it) and the closing brace: what uvicorn's websockets (sans-I/O) protocol would
+    write, without its per-message work. Only while the connection is open and writable
+    with nothing queued before it; otherwise (another server, a protocol in any other
+    state) `write_next` says False and the message goes the usual way, which raises or
+    waits as it should. A frame is never compressed: a message without RSV1 is plain also
+    where permessage-deflate was agreed (RFC 7692, 6)."""
+
+    __slots__ = ("protocol", "websocket")
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        send = websocket.scope.get("state", {}).get(SERVER_SEND)
+        protocol = getattr(send, "__self__", None)
+        self.protocol = protocol if isinstance(protocol, WebSocketsSansIOProtocol) else None
+
+    def write_next(self, prefix: bytes, payload: bytes) -> bool:
+        protocol = self.protocol
+        if protocol is None or self.websocket.application_state is not WebSocketState.CONNECTED:
+            return False
+        conn = protocol.conn
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or protocol.initial_response is not None
+            or not protocol.writable.is_set()
+            or conn.state is not State.OPEN
+            or conn.writes
+            or conn.expect_continuation_frame
+            or protocol.transport.is_closing()
+        ):
+            return False
+        header = text_frame_header(len(prefix) + len(payload) + 1)
+        protocol.transport.write(b"".join((header, prefix, payload, b"}")))
+        return True
+
+
+def text_frame_header(size: int) -> bytes:
+    """The header of a server's unfragmented, unmasked text frame of `size` bytes
+    (RFC 6455, 5.2)."""
+    if size < 126:
+        return bytes((0x81, size))
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")
+
+
+def next_prefix(operation_id: str) -> bytes:
+    """What a `next` message of the operation holds before its payload's JSON."""
+    return b'{"id":' + encoding.dumps(operation_id) + b',"type":"next","payload":'
 
 
 class Closing(Exception):
@@ -115,6 +189,7 @@ class _Connection:
         self._bound = contextlib.ExitStack()  # the session watch and the expiry timer
         self._closer: asyncio.Task[None] | None = None
         self.note = access_note(websocket.scope)  # for the connection's access line
+        self.frames = _Frames(websocket)
 
     async def run(self) -> None:
         try:
@@ -249,33 +324,37 @@ class _Connection:
         if isinstance(outcome, Refused):
             await self._send_errors(operation_id, outcome.errors)
         elif isinstance(outcome, Executed):
-            if await self._send_result(operation_id, Payload(outcome.body)):
+            prefix = next_prefix(operation_id)
+            if await self._send_result(operation_id, prefix, Payload(outcome.body)):
                 await self._send({"id": operation_id, "type": "complete"})
         elif await self._stream(operation_id, outcome):
             await self._send({"id": operation_id, "type": "complete"})
 
     async def _stream(self, operation_id: str, subscribed: Subscribed) -> bool:
         """Send each event; False when the stream ended with an error."""
+        prefix = next_prefix(operation_id)
         async with contextlib.aclosing(subscribed.events) as events:
             async for payload in events:
-                if not await self._send_result(operation_id, payload):
+                if not await self._send_result(operation_id, prefix, payload):
                     return False
         return True
 
-    async def _send_result(self, operation_id: str, payload: Payload) -> bool:
-        """A `next`, or an `error` when execution never started (the body has no `data`):
-        an `error` ends the operation, and no `complete` follows it. The payload's JSON is
-        made once for every subscriber it goes to: only the `id` around it is this one's."""
+    async def _send_result(self, operation_id: str, prefix: bytes, payload: Payload) -> bool:
+        """A `next` (starting with `prefix`, see next_prefix), or an `error` when
+        execution never started (the body has no `data`): an `error` ends the operation,
+        and no `complete` follows it. The payload's JSON is made once for every subscriber
+        it goes to: only the `id` around it is this one's."""
         body = payload.body
         if "data" not in body:
             await self._send_errors(operation_id, body.get("errors", []))
             return False
-        metrics.record_errors(e.get("extensions", {}).get("code") for e in body.get("errors", ()))
+        errors = body.get("errors")
+        if errors:
+            metrics.record_errors(e.get("extensions", {}).get("code") for e in errors)
         self._check_credentials()
-        operation = encoding.dumps(operation_id).decode()
-        await self.websocket.send_text(
-            f'{{"id":{operation},"type":"next","payload":{payload.json()}}}'
-        )
+        json = payload.json()
+        if not self.frames.write_next(prefix, json):
+            await self.websocket.send_text((prefix + json + b"}").decode())
         return True
 
     async def _send_errors(self, operation_id: str, errors: list[dict[str, Any]]) -> None:

@@ -15,9 +15,11 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from domain.auth import Tokens
 from execution.ids import encode_id
+from server.websocket import text_frame_header
 from tests.conftest import TEST_SETTINGS
 from tests.servers import server_processes
 from tests.sessions import access_token, tokens
@@ -589,3 +591,14 @@ async def test_subscribers_of_one_event_each_get_what_they_would_alone(
     assert after_removal["payload"]["data"]["issueEvents"]["issue"]["title"] == "Public again"
     for ws in [*everyone, owner]:
         await ws.close()
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65_535, 65_536, 70_000])
+def test_a_next_message_written_straight_to_the_socket_is_the_frame_websockets_writes(
+    size: int,
+) -> None:
+    """`next` messages skip the WebSocket library's framing (server/websocket.py): every
+    length a payload can have gets the header the library itself would write."""
+    data = b"x" * size
+    frame = Frame(Opcode.TEXT, data).serialize(mask=False, extensions=[])
+    assert text_frame_header(size) + data == frame
