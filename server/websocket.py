@@ -76,6 +76,11 @@ class KeepServerSend:
         await self.app(scope, receive, send)
 
 
+# What `_Frames.write_next` reads of uvicorn's protocol
+_PROTOCOL = ("conn", "close_sent", "disconnected", "initial_response", "writable", "transport")
+_CONNECTION = ("state", "writes", "expect_continuation_frame")  # of websockets' protocol
+
+
 class _Frames:
     """Writes a `next` message to the socket as one text frame, made by one concatenation
     of its header, the operation's prefix, the payload's JSON (shared by every subscriber
@@ -92,7 +97,12 @@ class _Frames:
         self.websocket = websocket
         send = websocket.scope.get("state", {}).get(SERVER_SEND)
         protocol = getattr(send, "__self__", None)
-        self.protocol = protocol if isinstance(protocol, WebSocketsSansIOProtocol) else None
+        known = (  # (another version of uvicorn's or websockets' goes the usual way)
+            isinstance(protocol, WebSocketsSansIOProtocol)
+            and all(hasattr(protocol, name) for name in _PROTOCOL)
+            and all(hasattr(protocol.conn, name) for name in _CONNECTION)
+        )
+        self.protocol = protocol if known else None
 
     def write_next(self, prefix: bytes, payload: bytes) -> bool:
         protocol = self.protocol
