@@ -196,6 +196,7 @@ class _Connection:
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.expires_at: float | None = None  # the access token's expiry (epoch seconds)
         self.ending: Closing | None = None  # set once the credentials ended: send nothing
+        self._ended_early: str | None = None  # an end heard before the viewer was known
         self._bound = contextlib.ExitStack()  # the session watch and the expiry timer
         self._closer: asyncio.Task[None] | None = None
         self.note = access_note(websocket.scope)  # for the connection's access line
@@ -238,6 +239,8 @@ class _Connection:
         except ServerError as error:  # the database, while loading the viewer
             raise Closing(INTERNAL_ERROR, error.public_message) from None
         await self._send({"type": "connection_ack"})
+        if self._ended_early is not None:  # (the end was heard while the viewer loaded)
+            self._end(self._ended_early)
 
     def _bind(self, claims: Claims) -> None:
         """Close the connection when the token expires or its session ends."""
@@ -253,7 +256,13 @@ class _Connection:
         self._bound.callback(timer.cancel)
 
     def _end(self, reason: str) -> None:
-        """The credentials ended: from now on nothing is sent; close the connection."""
+        """The credentials ended: from now on nothing is sent; close the connection. Heard
+        before the viewer is known, it waits for the check that loads them: a session that
+        had ended before the connection opened is refused there (4403), as a bad token is,
+        whenever the news of its end reaches this process."""
+        if self.viewer is None:
+            self._ended_early = reason
+            return
         if self.ending is not None:
             return
         self.ending = Closing(UNAUTHORIZED, reason)
