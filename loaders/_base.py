@@ -27,6 +27,7 @@ from loaders._keyset import (
     Page,
     PageRequest,
     PageSpec,
+    Params,
     Scope,
     load_counts,
     load_pages,
@@ -139,23 +140,24 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
 
     async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
         observability.record_batch(self._label, len(keys))
-        args = list(self._arguments(keys))
+        params = Params(*self._arguments(keys))
         if self._scope is not None:
-            args += self._scope.arguments()
+            params.values += self._scope.arguments()
         found: dict[K, R] = {}
         key_of = self._key_of
-        sql, make_row = self._statement()
-        for record in await self._session.fetch(sql, *args):
+        sql, make_row = self._statement(params)
+        for record in await self._session.fetch(sql, *params.values):
             row = make_row(record)
             found[key_of(row)] = row
         return [found.get(key) for key in keys]
 
-    def _statement(self) -> tuple[str, Callable[[Any], R]]:
-        """The statement as the request's projection has it, and what makes its rows."""
+    def _statement(self, params: Params) -> tuple[str, Callable[[Any], R]]:
+        """The statement as the request's projection has it (the objects it writes with
+        lists inside add their parameters to `params`), and what makes its rows."""
         if self.columns is None:
             return self._sql, self._make_row
         projection = self._projection
-        select = projection.select(self.columns)
+        select = projection.select(self.columns, params)
         joins = projection.joined(self.columns)
         found = self._statements.get(select + joins)
         if found is None:

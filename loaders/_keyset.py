@@ -229,7 +229,7 @@ class PageSpec(Generic[R]):
         maker of the record after its parent id, `make_row` or the table's)."""
         if self.make_row is not None:
             return None
-        return projection.reader(self.table, skip=1, paged=True)
+        return projection.reader(self.table, skip=1)
 
 
 def keyset_sql(spec: PageSpec[Any], request: PageRequest, params: Params) -> tuple[str, str]:
@@ -438,7 +438,7 @@ def split_pages(
         for record in records:
             grouped[record[0]].append(make_row(record[1:]))
     else:
-        rows = projection.read_all(spec.table, records, skip=1, paged=True)
+        rows = projection.read_all(spec.table, records, skip=1)
         for record, row in zip(records, rows, strict=True):
             grouped[record[0]].append(row)
     return {parent: _page(request, rows) for parent, rows in grouped.items()}

@@ -16,8 +16,7 @@ A list is written inside its parent's object too: the connection of a page of it
 nodes, edges with their cursors, pageInfo, totalCount) by a correlated subquery that pages
 the list as its page loader does, with the same conditions (the viewer's scope, the
 filters), keyset and order (loaders/_keyset.py). The statement's parameters then carry
-each list's page request, so a rendering with lists (`paged`) is written only by a
-statement that has a `Writer`: a page statement.
+each list's page request (a `Writer` adds them as it writes a rendering with lists).
 """
 
 from __future__ import annotations
@@ -109,7 +108,7 @@ class Rendering:
 
     @property
     def paged(self) -> bool:
-        """Whether it writes a list (then only a statement with a `Writer` writes it)."""
+        """Whether it writes a list (whose page request the statement's parameters hold)."""
         return bool(self.lists)
 
     def loaders(self) -> list[Any]:

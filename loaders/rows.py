@@ -238,9 +238,8 @@ class Join:
 @dataclass(frozen=True, slots=True, eq=False)
 class Rendered:
     """A rendering bound to a request: `sql(alias, params)` writes a row under that alias
-    (`params`, the statement's parameters, which a `paged` rendering's lists take: only a
-    statement that has them writes it), and `texts` keeps what the request's statements
-    wrote, by row id."""
+    (a `paged` rendering's lists add their values to `params`, the statement's parameters),
+    and `texts` keeps what the request's statements wrote, by row id."""
 
     sql: Callable[[str, Any], str]
     texts: dict[int, str]
@@ -272,18 +271,12 @@ class Projection:
     def _wanted(self, columns: Columns[Any]) -> frozenset[str] | None:
         return None if self.wanted is None else self.wanted.get(columns.row, frozenset())
 
-    def _renders(self, columns: Columns[Any], paged: bool) -> tuple[Rendered, ...]:
-        """The renderings a statement writes of `columns`'s rows: with `paged`, those
-        with lists too (the statement has parameters for them)."""
-        found = self.renders.get(columns.row, ())
-        return found if paged else tuple(r for r in found if not r.paged)
-
     def _written(self, columns: Columns[Any], alias: str, params: Any, shown: str | None) -> str:
         """The renderings' texts of a statement's rows; those with lists only where
         `shown` holds, when given (a page's rows but its extra one, which only tells that
         there is a next page: its subtree would be written for nothing)."""
         found = ""
-        for r in self._renders(columns, params is not None):
+        for r in self.renders.get(columns.row, ()):
             text = r.sql(alias, params)
             found += f", CASE WHEN {shown} THEN {text} END" if r.paged and shown else ", " + text
         return found
@@ -292,11 +285,10 @@ class Projection:
         """The select list of `columns`'s rows alone."""
         return columns.select(self._wanted(columns))
 
-    def select(self, columns: Columns[Any], params: Any = None, shown: str | None = None) -> str:
+    def select(self, columns: Columns[Any], params: Any, shown: str | None = None) -> str:
         """The select list of `columns`'s rows and their renderings, then of each row they
-        join and its renderings; those with lists only given the statement's `params`
-        (loaders/_keyset.py's `Params`), and only for the rows where `shown` holds (NULL
-        for the others), when given."""
+        join and its renderings (`params`: the statement's, loaders/_keyset.py's `Params`;
+        those with lists only for the rows where `shown` holds, when given)."""
         if self.wanted is None and not self.joins and not self.renders:
             return columns.all
         found = columns.select(self._wanted(columns))
@@ -313,28 +305,25 @@ class Projection:
             for n, join in enumerate(self.joins.get(columns.row, ()))
         )
 
-    def _parts(self, columns: Columns[Any], skip: int, paged: bool) -> list[_Part]:
-        """Where a record of `select(columns)` holds each of its rows (after `skip` values;
-        `paged`: the select list was given parameters)."""
+    def _parts(self, columns: Columns[Any], skip: int) -> list[_Part]:
+        """Where a record of `select(columns)` holds each of its rows (after `skip` values)."""
         parts: list[_Part] = []
         start = skip
         joins = self.joins.get(columns.row, ())
         targets = [(columns, {}), *((j.target, j.known) for j in joins)]
         for table, known in targets:
-            texts = tuple(r.texts for r in self._renders(table, paged))
+            texts = tuple(r.texts for r in self.renders.get(table.row, ()))
             last = start + len(table.names)
             parts.append(_Part(start, last, table.make, known, texts))
             start = last + len(texts)
         return parts
 
-    def reader(
-        self, columns: Columns[Any], skip: int = 0, paged: bool = False
-    ) -> Callable[[Any], Any] | None:
+    def reader(self, columns: Columns[Any], skip: int = 0) -> Callable[[Any], Any] | None:
         """What makes a row of a record whose first `skip` values are not the row's and
         hands the rows the record joins to their loaders, and the texts it holds to their
         renderings; None where it holds neither (`columns.make` of the record after
-        `skip` makes the row). `paged`: the select list was given parameters."""
-        own, *joined = self._parts(columns, skip, paged)
+        `skip` makes the row)."""
+        own, *joined = self._parts(columns, skip)
         if not joined and not own.texts:
             return None
 
@@ -354,12 +343,10 @@ class Projection:
 
         return read
 
-    def read_all(
-        self, columns: Columns[Any], records: Sequence[Any], skip: int = 0, paged: bool = False
-    ) -> list[Any]:
+    def read_all(self, columns: Columns[Any], records: Sequence[Any], skip: int = 0) -> list[Any]:
         """The rows of many records (as `reader` makes them, one by one): the rows they
         join and their texts handed over once per key, with no call per record."""
-        own, *joined = self._parts(columns, skip, paged)
+        own, *joined = self._parts(columns, skip)
         for first, last, make_joined, known, texts in joined:
             latest = {record[first]: record for record in records}  # one record per key
             latest.pop(None, None)

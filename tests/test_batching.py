@@ -187,9 +187,9 @@ def as_sent(data: Any) -> Any:
 @pytest.mark.parametrize("size", [2, 20])
 @pytest.mark.parametrize(
     ("query", "expected"),
-    # PostgreSQL writes the projects whole: the organization, then the projects with their
-    # issues, labels, comments and authors inside
-    [(NESTED, 2), (IN_PYTHON, 5)],
+    # PostgreSQL writes the organization whole, with its projects, their issues, labels,
+    # comments and authors inside
+    [(NESTED, 1), (IN_PYTHON, 5)],
     # the organization, then one statement per list: projects, issues (with authors and
     # assignees), labels, comments (with authors)
     ids=["written", "in-python"],

@@ -34,7 +34,7 @@ query($slug: String!) {
         issues(first: 5) {
           nodes {
             id number
-            # the project is written whole, lists and all
+            # the organization is written whole, lists and all
             author { __typename id login name isSiteAdmin createdAt }
             assignee { login }
             comments(first: 5) {
@@ -105,7 +105,7 @@ async def test_written_objects_read_as_the_objects_python_builds(
     assert comments[0]["createdAt"] == "2026-01-02T03:04:05Z"
     assert comments[0]["when"] == "2026-01-02T03:04:05.120000Z"
     assert comments[0]["author"]["name"] == "Ünïcode 名前"
-    # the one project, its issues, their authors, assignees and comments, its labels
+    # the organization, its project, its issues, their authors, assignees and comments
     assert await fragments(conn, ISSUE_PAGE, {"slug": "rendered-org"}) == 1
 
 
@@ -191,9 +191,9 @@ async def test_a_subtree_of_lists_is_written_by_one_statement(
     variables = {"after": after, "states": ["OPEN"]}
     counts = [await written(conn, SUBTREE, {"slug": s, **variables}) for s in (small, large)]
 
-    # (projects written, statements): the organization by its slug, then its projects and
-    # their count; every list inside the projects is in their texts
-    assert counts == [(2, 3), (4, 3)]
+    # (objects written, statements): the organization by its slug, every list inside it in
+    # its text
+    assert counts == [(1, 1), (1, 1)]
     outcome = await run(SUBTREE, {"slug": large, "after": after})
     projects = outcome.data["organization"]["projects"]
     assert projects["totalCount"] == 4 and len(projects["edges"]) == 4

@@ -93,9 +93,9 @@ async def test_a_request_costs_one_round_trip_per_statement_and_a_write_two_more
             await behind.close()
     print(f"\n[round trips, statements] {one=} {nested=} {signed_in=} {write=}")
     assert one == (1, 1)
-    # the organization, then its projects, written whole with their issues, comments and
+    # the organization, written whole with its projects, their issues, comments and
     # authors by PostgreSQL
-    assert nested == (2, 2)
-    assert signed_in == (3, 3)  # and the viewer with their session, in one statement
+    assert nested == (1, 1)
+    assert signed_in == (2, 2)  # and the viewer with their session, in one statement
     trips, statements = write
     assert trips == statements + 2  # BEGIN and COMMIT
