@@ -38,7 +38,7 @@ from bench import report
 from bench.database import bench_database, server_description
 from bench.load import client
 from bench.queries import WORKLOADS
-from bench.server import SERVERS, running_server
+from bench.server import API_ENV, HOST, SERVERS, running_server
 
 log = logging.getLogger("bench")
 
@@ -47,6 +47,7 @@ EXECUTORS = ("standard", "compiled")
 # allocations, and over 5 requests one collection more or less moved a small read's count
 # by a tenth.
 WARMUP, LOW, HIGH = 3, 3, 23
+CHILD_PORT = 8390  # the in-process server of --http
 READS = [w for w in WORKLOADS if not w.signed_in and w.deterministic]
 
 
@@ -70,6 +71,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=EXECUTORS,
         help="count only this executor; repeat for several (default both)",
     )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="through the whole server: uvicorn, the middleware, the pipeline (its limits, "
+        "budget and deadline), the response written to a socket",
+    )
     parser.add_argument("--port", type=int, default=8100, help="set-up server port (8100)")
     parser.add_argument(
         "--out",
@@ -89,7 +96,7 @@ async def bodies(url: str, port: int, names: list[str]) -> dict[str, bytes]:
             return {w.name: await w.body(http) for w in chosen}
 
 
-def count(url: str, executor: str, body: Path, requests: int) -> int:
+def count(url: str, executor: str, body: Path, requests: int, http: bool = False) -> int:
     """Instructions of a whole child process that runs `requests` requests."""
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / "callgrind.out"
@@ -100,7 +107,7 @@ def count(url: str, executor: str, body: Path, requests: int) -> int:
             sys.executable,
             "-m",
             "bench.instructions",
-            "--child",
+            "--child-http" if http else "--child",
             url,
             executor,
             str(body),
@@ -115,8 +122,9 @@ def count(url: str, executor: str, body: Path, requests: int) -> int:
     return int(found.group(1))
 
 
-def per_request(url: str, executor: str, body: Path) -> float:
-    return (count(url, executor, body, HIGH) - count(url, executor, body, LOW)) / (HIGH - LOW)
+def per_request(url: str, executor: str, body: Path, http: bool = False) -> float:
+    high, low = count(url, executor, body, HIGH, http), count(url, executor, body, LOW, http)
+    return (high - low) / (HIGH - LOW)
 
 
 async def child(url: str, executor_name: str, payload: dict[str, Any], requests: int) -> None:
@@ -154,6 +162,54 @@ async def child(url: str, executor_name: str, payload: dict[str, Any], requests:
         await database.close()
 
 
+async def http_child(url: str, executor: str, body: bytes, requests: int) -> None:
+    """Serve the app with uvicorn in this process, as `python -m server run` does, and send
+    it one request `WARMUP + requests` times on one keep-alive connection (a client of raw
+    bytes: the same few instructions whatever the server does)."""
+    import uvicorn
+
+    os.environ.update(
+        {**API_ENV, "DATABASE_URL": url, "EXECUTOR": executor, "SERVER_TIMING": "true"}
+    )
+    os.environ.update({"LOG_LEVEL": "warning", "JWT_SECRET": secrets.token_urlsafe(32)})
+    from core.settings import get_settings
+    from server.main import create_app
+
+    get_settings.cache_clear()
+    config = uvicorn.Config(
+        create_app(),
+        host=HOST,
+        port=CHILD_PORT,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    reader, writer = await asyncio.open_connection(HOST, CHILD_PORT)
+    request = (
+        b"POST /graphql HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+        b"Accept: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (HOST.encode(), CHILD_PORT, len(body), body)
+    )
+    try:
+        for _ in range(WARMUP + requests):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: (\d+)", head)
+            assert length is not None, head
+            answer = await reader.readexactly(int(length.group(1)))
+            if not head.startswith(b"HTTP/1.1 200") or answer.startswith(b'{"errors"'):
+                raise RuntimeError(f"the request failed: {head!r} {answer[:300]!r}")
+    finally:
+        writer.close()
+        server.should_exit = True
+        await serving
+
+
 def table(scale: float, figures: dict[tuple[str, str], float]) -> str:
     lines = [
         "| scale | query | executor | instructions/request | standard/compiled |",
@@ -167,6 +223,12 @@ def table(scale: float, figures: dict[tuple[str, str], float]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child-http"]:
+        url, executor, body, requests = argv[1:5]
+        import uvloop  # as uvicorn picks it
+
+        uvloop.run(http_child(url, executor, Path(body).read_bytes(), int(requests)))
+        return 0
     if argv[:1] == ["--child"]:
         url, executor, body, requests = argv[1:5]
         payload = orjson.loads(Path(body).read_bytes())
@@ -188,7 +250,7 @@ def main(argv: list[str]) -> int:
             path.write_bytes(body)
             for executor in executors:
                 log.info("counting %s on %s (two runs under callgrind)", name, executor)
-                figures[name, executor] = per_request(url, executor, path)
+                figures[name, executor] = per_request(url, executor, path, args.http)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -200,7 +262,13 @@ def main(argv: list[str]) -> int:
             f"- commit: {commit or 'unknown'}",
             f"- python: {sys.version.split()[0]}; database: {server_description()}",
             f"- method: callgrind, ({HIGH} - {LOW} requests) after {WARMUP} warm-up, in-process "
-            "(executor, loaders, pooled connection, JSON encoding; no HTTP, no PostgreSQL)",
+            + (
+                "(the whole server: uvicorn, middleware, pipeline, executor, loaders, pooled "
+                "connection, JSON encoding, socket writes; no PostgreSQL)"
+                if args.http
+                else "(executor, loaders, pooled connection, JSON encoding; no HTTP, "
+                "no PostgreSQL)"
+            ),
             f"- machine: {os.cpu_count()} CPUs; the counts do not depend on its load",
             "",
             table(args.scale, figures),
