@@ -167,6 +167,33 @@ def analyze(
     )
 
 
+_MISSING: Final = ("missing",)
+
+
+def analysis_key(
+    operation: OperationDefinitionNode, variables: Mapping[str, Any] | None
+) -> tuple[Any, ...]:
+    """What the figures of `operation` depend on in `variables`: two requests of one
+    operation with equal keys have the same analysis, so it can be kept by this key.
+
+    The walk reads a variable's value in four ways only: as a page size (`_integer`), as
+    a count of ids (`_count`), and as `@skip`/`@include`'s condition (`is True`, `is
+    False`); a variable inside a list or object literal changes none of the literal's
+    readings. So a value stands for what those four make of it, and the cursors, ids and
+    filters that differ from request to request share one key. A variable not given stands
+    apart (its default applies), and a validated operation uses each variable it defines.
+    """
+    given = variables or {}
+    return tuple(
+        _reading(given[name]) if name in given else _MISSING
+        for name in (d.variable.name.value for d in operation.variable_definitions or ())
+    )
+
+
+def _reading(value: Any) -> tuple[Any, ...]:
+    return (_integer(value), _count(value), value is True, value is False)
+
+
 def _variables(
     operation: OperationDefinitionNode, given: Mapping[str, Any] | None
 ) -> dict[str, Any]:
