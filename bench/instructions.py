@@ -1,6 +1,7 @@
 """CPU instructions per request, counted by valgrind (callgrind): a figure that does not move.
 
     python -m bench.instructions [--scale 1] [--query dashboard ...] [--server compiled ...]
+                                 [--http]
     python -m bench --instructions …            (the same)
 
 Requests per second and CPU milliseconds swing by a fifth from run to run on a shared
@@ -11,7 +12,13 @@ real server computed them, through the executor, the loaders, a pooled connectio
 the server's settings, and the response's JSON encoding), under callgrind, twice: with
 LOW and with HIGH requests after the same warm-up. The difference, divided by HIGH - LOW,
 is the cost of one request, start-up and imports cancelled out. It leaves out the HTTP
-layer (about a tenth of a request's CPU in `make bench`) and PostgreSQL.
+layer and PostgreSQL.
+
+With `--http` the child is the whole server instead: the app `python -m server run` serves,
+on uvicorn and its event loop, with the bench's settings (Server-Timing on, budgets too large
+to spend), sent the request on one keep-alive connection by a client of raw bytes. Its
+figure adds what a request costs outside the executor: the HTTP parsing, the middleware,
+the pipeline's steps (limits, budget, deadline, error shaping), metrics and the writes.
 
 The table goes to stdout and to `--out` (default bench/results/instructions.md).
 """
@@ -47,6 +54,11 @@ EXECUTORS = ("standard", "compiled")
 # allocations, and over 5 requests one collection more or less moved a small read's count
 # by a tenth.
 WARMUP, LOW, HIGH = 3, 3, 23
+WHOLE_SERVER = (
+    "(the whole server: uvicorn, middleware, pipeline, executor, loaders, pooled connection, "
+    "JSON encoding, socket writes; no PostgreSQL)"
+)
+EXECUTOR_ONLY = "(executor, loaders, pooled connection, JSON encoding; no HTTP, no PostgreSQL)"
 CHILD_PORT = 8390  # the in-process server of --http
 READS = [w for w in WORKLOADS if not w.signed_in and w.deterministic]
 
@@ -187,7 +199,10 @@ async def http_child(url: str, executor: str, body: bytes, requests: int) -> Non
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # uvicorn's Server has a flag, no event
+        if serving.done():
+            serving.result()  # it could not start: say why
+            raise RuntimeError("the server stopped before it started")
         await asyncio.sleep(0.01)
     reader, writer = await asyncio.open_connection(HOST, CHILD_PORT)
     request = (
@@ -262,13 +277,7 @@ def main(argv: list[str]) -> int:
             f"- commit: {commit or 'unknown'}",
             f"- python: {sys.version.split()[0]}; database: {server_description()}",
             f"- method: callgrind, ({HIGH} - {LOW} requests) after {WARMUP} warm-up, in-process "
-            + (
-                "(the whole server: uvicorn, middleware, pipeline, executor, loaders, pooled "
-                "connection, JSON encoding, socket writes; no PostgreSQL)"
-                if args.http
-                else "(executor, loaders, pooled connection, JSON encoding; no HTTP, "
-                "no PostgreSQL)"
-            ),
+            + (WHOLE_SERVER if args.http else EXECUTOR_ONLY),
             f"- machine: {os.cpu_count()} CPUs; the counts do not depend on its load",
             "",
             table(args.scale, figures),
