@@ -59,7 +59,6 @@ WHOLE_SERVER = (
     "JSON encoding, socket writes; no PostgreSQL)"
 )
 EXECUTOR_ONLY = "(executor, loaders, pooled connection, JSON encoding; no HTTP, no PostgreSQL)"
-CHILD_PORT = 8390  # the in-process server of --http
 READS = [w for w in WORKLOADS if not w.signed_in and w.deterministic]
 
 
@@ -191,7 +190,7 @@ async def http_child(url: str, executor: str, body: bytes, requests: int) -> Non
     config = uvicorn.Config(
         create_app(),
         host=HOST,
-        port=CHILD_PORT,
+        port=0,  # any free port: several counts may run at once
         log_level="warning",
         log_config=None,
         access_log=False,
@@ -204,11 +203,12 @@ async def http_child(url: str, executor: str, body: bytes, requests: int) -> Non
             serving.result()  # it could not start: say why
             raise RuntimeError("the server stopped before it started")
         await asyncio.sleep(0.01)
-    reader, writer = await asyncio.open_connection(HOST, CHILD_PORT)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection(HOST, port)
     request = (
         b"POST /graphql HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
         b"Accept: application/json\r\nContent-Length: %d\r\n\r\n%s"
-        % (HOST.encode(), CHILD_PORT, len(body), body)
+        % (HOST.encode(), port, len(body), body)
     )
     try:
         for _ in range(WARMUP + requests):
@@ -266,6 +266,7 @@ def main(argv: list[str]) -> int:
             for executor in executors:
                 log.info("counting %s on %s (two runs under callgrind)", name, executor)
                 figures[name, executor] = per_request(url, executor, path, args.http)
+                log.info("%s on %s: %.2f M", name, executor, figures[name, executor] / 1e6)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
