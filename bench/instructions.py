@@ -20,7 +20,8 @@ to spend), sent the request on one keep-alive connection by a client of raw byte
 figure adds what a request costs outside the executor: the HTTP parsing, the middleware,
 the pipeline's steps (limits, budget, deadline, error shaping), metrics and the writes.
 
-The table goes to stdout and to `--out` (default bench/results/instructions.md).
+The table goes to stdout and to `--out` (default bench/results/instructions.md, with
+`--http` bench/results/instructions-http.md).
 """
 
 from __future__ import annotations
@@ -92,10 +93,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("bench/results/instructions.md"),
-        help="where to write the table (default bench/results/instructions.md)",
+        help="where to write the table (default bench/results/instructions.md, with --http "
+        "bench/results/instructions-http.md)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = Path(
+            "bench/results/instructions-http.md" if args.http else "bench/results/instructions.md"
+        )
+    return args
 
 
 async def bodies(url: str, port: int, names: list[str]) -> dict[str, bytes]:
