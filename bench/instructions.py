@@ -19,6 +19,9 @@ on uvicorn and its event loop, with the bench's settings (Server-Timing on, budg
 to spend), sent the request on one keep-alive connection by a client of raw bytes. Its
 figure adds what a request costs outside the executor: the HTTP parsing, the middleware,
 the pipeline's steps (limits, budget, deadline, error shaping), metrics and the writes.
+The server's work by the clock (uvicorn's tick, the app's background tasks) comes with it,
+and under callgrind a request takes a few tens of milliseconds: a small query's figure
+moves by up to ~0.3 M from run to run (less with more requests).
 
 The table goes to stdout and to `--out` (default bench/results/instructions.md, with
 `--http` bench/results/instructions-http.md).
@@ -58,6 +61,10 @@ WARMUP, LOW, HIGH = 3, 3, 23
 WHOLE_SERVER = (
     "(the whole server: uvicorn, middleware, pipeline, executor, loaders, pooled connection, "
     "JSON encoding, socket writes; no PostgreSQL)"
+)
+HTTP_NOISE = (
+    ", but for the server's work by the clock (uvicorn's tick every 0.1 s, the app's "
+    "background tasks), which moves a small query's figure by up to ~0.3 M from run to run"
 )
 EXECUTOR_ONLY = "(executor, loaders, pooled connection, JSON encoding; no HTTP, no PostgreSQL)"
 READS = [w for w in WORKLOADS if not w.signed_in and w.deterministic]
@@ -285,7 +292,8 @@ def main(argv: list[str]) -> int:
             f"- python: {sys.version.split()[0]}; database: {server_description()}",
             f"- method: callgrind, ({HIGH} - {LOW} requests) after {WARMUP} warm-up, in-process "
             + (WHOLE_SERVER if args.http else EXECUTOR_ONLY),
-            f"- machine: {os.cpu_count()} CPUs; the counts do not depend on its load",
+            f"- machine: {os.cpu_count()} CPUs; the counts do not depend on its load"
+            + (HTTP_NOISE if args.http else ""),
             "",
             table(args.scale, figures),
             "",
