@@ -1,6 +1,7 @@
 """CPU instructions per request, counted by valgrind (callgrind): a figure that does not move.
 
     python -m bench.instructions [--scale 1] [--query dashboard ...] [--server compiled ...]
+                                 [--http]
     python -m bench --instructions …            (the same)
 
 Requests per second and CPU milliseconds swing by a fifth from run to run on a shared
@@ -11,9 +12,19 @@ real server computed them, through the executor, the loaders, a pooled connectio
 the server's settings, and the response's JSON encoding), under callgrind, twice: with
 LOW and with HIGH requests after the same warm-up. The difference, divided by HIGH - LOW,
 is the cost of one request, start-up and imports cancelled out. It leaves out the HTTP
-layer (about a tenth of a request's CPU in `make bench`) and PostgreSQL.
+layer and PostgreSQL.
 
-The table goes to stdout and to `--out` (default bench/results/instructions.md).
+With `--http` the child is the whole server instead: the app `python -m server run` serves,
+on uvicorn and its event loop, with the bench's settings (Server-Timing on, budgets too large
+to spend), sent the request on one keep-alive connection by a client of raw bytes. Its
+figure adds what a request costs outside the executor: the HTTP parsing, the middleware,
+the pipeline's steps (limits, budget, deadline, error shaping), metrics and the writes.
+The server's work by the clock (uvicorn's tick, the app's background tasks) comes with it,
+and under callgrind a request takes a few tens of milliseconds: a small query's figure
+moves by up to ~0.3 M from run to run (less with more requests).
+
+The table goes to stdout and to `--out` (default bench/results/instructions.md, with
+`--http` bench/results/instructions-http.md).
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from bench import report
 from bench.database import bench_database, server_description
 from bench.load import client
 from bench.queries import WORKLOADS
-from bench.server import SERVERS, running_server
+from bench.server import API_ENV, HOST, SERVERS, running_server
 
 log = logging.getLogger("bench")
 
@@ -47,6 +58,15 @@ EXECUTORS = ("standard", "compiled")
 # allocations, and over 5 requests one collection more or less moved a small read's count
 # by a tenth.
 WARMUP, LOW, HIGH = 3, 3, 23
+WHOLE_SERVER = (
+    "(the whole server: uvicorn, middleware, pipeline, executor, loaders, pooled connection, "
+    "JSON encoding, socket writes; no PostgreSQL)"
+)
+HTTP_NOISE = (
+    ", but for the server's work by the clock (uvicorn's tick every 0.1 s, the app's "
+    "background tasks), which moves a small query's figure by up to ~0.3 M from run to run"
+)
+EXECUTOR_ONLY = "(executor, loaders, pooled connection, JSON encoding; no HTTP, no PostgreSQL)"
 READS = [w for w in WORKLOADS if not w.signed_in and w.deterministic]
 
 
@@ -70,14 +90,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=EXECUTORS,
         help="count only this executor; repeat for several (default both)",
     )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="through the whole server: uvicorn, the middleware, the pipeline (its limits, "
+        "budget and deadline), the response written to a socket",
+    )
     parser.add_argument("--port", type=int, default=8100, help="set-up server port (8100)")
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("bench/results/instructions.md"),
-        help="where to write the table (default bench/results/instructions.md)",
+        help="where to write the table (default bench/results/instructions.md, with --http "
+        "bench/results/instructions-http.md)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = Path(
+            "bench/results/instructions-http.md" if args.http else "bench/results/instructions.md"
+        )
+    return args
 
 
 async def bodies(url: str, port: int, names: list[str]) -> dict[str, bytes]:
@@ -89,7 +120,7 @@ async def bodies(url: str, port: int, names: list[str]) -> dict[str, bytes]:
             return {w.name: await w.body(http) for w in chosen}
 
 
-def count(url: str, executor: str, body: Path, requests: int) -> int:
+def count(url: str, executor: str, body: Path, requests: int, http: bool = False) -> int:
     """Instructions of a whole child process that runs `requests` requests."""
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / "callgrind.out"
@@ -100,7 +131,7 @@ def count(url: str, executor: str, body: Path, requests: int) -> int:
             sys.executable,
             "-m",
             "bench.instructions",
-            "--child",
+            "--child-http" if http else "--child",
             url,
             executor,
             str(body),
@@ -115,8 +146,9 @@ def count(url: str, executor: str, body: Path, requests: int) -> int:
     return int(found.group(1))
 
 
-def per_request(url: str, executor: str, body: Path) -> float:
-    return (count(url, executor, body, HIGH) - count(url, executor, body, LOW)) / (HIGH - LOW)
+def per_request(url: str, executor: str, body: Path, http: bool = False) -> float:
+    high, low = count(url, executor, body, HIGH, http), count(url, executor, body, LOW, http)
+    return (high - low) / (HIGH - LOW)
 
 
 async def child(url: str, executor_name: str, payload: dict[str, Any], requests: int) -> None:
@@ -154,6 +186,58 @@ async def child(url: str, executor_name: str, payload: dict[str, Any], requests:
         await database.close()
 
 
+async def http_child(url: str, executor: str, body: bytes, requests: int) -> None:
+    """Serve the app with uvicorn in this process, as `python -m server run` does, and send
+    it one request `WARMUP + requests` times on one keep-alive connection (a client of raw
+    bytes: the same few instructions whatever the server does)."""
+    import uvicorn
+
+    os.environ.update(
+        {**API_ENV, "DATABASE_URL": url, "EXECUTOR": executor, "SERVER_TIMING": "true"}
+    )
+    os.environ.update({"LOG_LEVEL": "warning", "JWT_SECRET": secrets.token_urlsafe(32)})
+    from core.settings import get_settings
+    from server.main import create_app
+
+    get_settings.cache_clear()
+    config = uvicorn.Config(
+        create_app(),
+        host=HOST,
+        port=0,  # any free port: several counts may run at once
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # uvicorn's Server has a flag, no event
+        if serving.done():
+            serving.result()  # it could not start: say why
+            raise RuntimeError("the server stopped before it started")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection(HOST, port)
+    request = (
+        b"POST /graphql HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+        b"Accept: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (HOST.encode(), port, len(body), body)
+    )
+    try:
+        for _ in range(WARMUP + requests):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: (\d+)", head)
+            assert length is not None, head
+            answer = await reader.readexactly(int(length.group(1)))
+            if not head.startswith(b"HTTP/1.1 200") or answer.startswith(b'{"errors"'):
+                raise RuntimeError(f"the request failed: {head!r} {answer[:300]!r}")
+    finally:
+        writer.close()
+        server.should_exit = True
+        await serving
+
+
 def table(scale: float, figures: dict[tuple[str, str], float]) -> str:
     lines = [
         "| scale | query | executor | instructions/request | standard/compiled |",
@@ -167,6 +251,12 @@ def table(scale: float, figures: dict[tuple[str, str], float]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child-http"]:
+        url, executor, body, requests = argv[1:5]
+        import uvloop  # as uvicorn picks it
+
+        uvloop.run(http_child(url, executor, Path(body).read_bytes(), int(requests)))
+        return 0
     if argv[:1] == ["--child"]:
         url, executor, body, requests = argv[1:5]
         payload = orjson.loads(Path(body).read_bytes())
@@ -188,7 +278,8 @@ def main(argv: list[str]) -> int:
             path.write_bytes(body)
             for executor in executors:
                 log.info("counting %s on %s (two runs under callgrind)", name, executor)
-                figures[name, executor] = per_request(url, executor, path)
+                figures[name, executor] = per_request(url, executor, path, args.http)
+                log.info("%s on %s: %.2f M", name, executor, figures[name, executor] / 1e6)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -200,8 +291,9 @@ def main(argv: list[str]) -> int:
             f"- commit: {commit or 'unknown'}",
             f"- python: {sys.version.split()[0]}; database: {server_description()}",
             f"- method: callgrind, ({HIGH} - {LOW} requests) after {WARMUP} warm-up, in-process "
-            "(executor, loaders, pooled connection, JSON encoding; no HTTP, no PostgreSQL)",
-            f"- machine: {os.cpu_count()} CPUs; the counts do not depend on its load",
+            + (WHOLE_SERVER if args.http else EXECUTOR_ONLY),
+            f"- machine: {os.cpu_count()} CPUs; the counts do not depend on its load"
+            + (HTTP_NOISE if args.http else ""),
             "",
             table(args.scale, figures),
             "",

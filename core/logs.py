@@ -236,15 +236,16 @@ class AccessLogMiddleware:
         finally:
             path = scope.get("path", "")
             level = logging.DEBUG if path in PROBES else _level(status)
-            log.log(
-                level,
-                "request",
-                method=scope.get("method"),
-                path=path,
-                status=status,
-                duration_ms=_milliseconds(started),
-                **note.fields(),
-            )
+            if log.isEnabledFor(level):  # else not even the line's fields are gathered
+                log.log(
+                    level,
+                    "request",
+                    method=scope.get("method"),
+                    path=path,
+                    status=status,
+                    duration_ms=_milliseconds(started),
+                    **note.fields(),
+                )
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         note = scope.setdefault("state", {})[NOTE] = AccessNote()

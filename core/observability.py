@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import sys
-import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from importlib.metadata import entry_points
+from typing import Any, Final
 
 import structlog
 from opentelemetry import trace
@@ -177,11 +178,34 @@ _error_code_label = BoundedLabels(50, empty="UNKNOWN")
 _loader_label = BoundedLabels(100, empty="unnamed")
 
 
+class _Children:
+    """A labelled metric's children, each looked up in prometheus_client once (its `labels`
+    checks and locks on every call). Label values are bounded (`BoundedLabels`, fixed
+    sets), and so is this."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
+_request_counts = _Children(_requests)
+_request_latencies = _Children(_latency)
+_error_counts = _Children(_errors)
+_batch_sizes = _Children(_batches)
+_execution_counts = _Children(_executions)
+
+
 def record_request(operation: str | None, status: int | str, seconds: float) -> None:
     """Count one GraphQL request; `operation` is its operation name, None if anonymous."""
     labels = (operation_label(operation), str(status))
-    _requests.labels(*labels).inc()
-    _latency.labels(*labels).observe(seconds)
+    _request_counts(*labels).inc()
+    _request_latencies(*labels).observe(seconds)
     if _MULTIPROCESS:
         _pool.publish()  # no callbacks at scrape time across processes: refresh as we go
 
@@ -189,7 +213,7 @@ def record_request(operation: str | None, status: int | str, seconds: float) -> 
 def record_errors(codes: Iterable[str | None]) -> None:
     """Count the errors of one response by their `extensions.code`."""
     for code in codes:
-        _errors.labels(_error_code_label(code)).inc()
+        _error_counts(_error_code_label(code)).inc()
 
 
 def record_sql(count: int) -> None:
@@ -199,7 +223,7 @@ def record_sql(count: int) -> None:
 
 def record_batch(loader: str, size: int) -> None:
     """Observe the number of keys in one DataLoader batch."""
-    _batches.labels(_loader_label(loader)).observe(size)
+    _batch_sizes(_loader_label(loader)).observe(size)
 
 
 def record_cost(cost: float) -> None:
@@ -220,7 +244,7 @@ def record_sign_in(outcome: str) -> None:
 def record_execution(executor: str, operation_type: str) -> None:
     """Count one operation run by `executor` ("compiled" or "standard"); `operation_type` is
     "query", "mutation" or "subscription"."""
-    _executions.labels(executor, operation_type).inc()
+    _execution_counts(executor, operation_type).inc()
 
 
 def record_webhook_attempt(outcome: str, seconds: float) -> None:
@@ -331,7 +355,7 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope["headers"]) or uuid.uuid4().hex
+        request_id = _incoming_id(scope["headers"]) or _new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (_HEADER, request_id.encode("ascii"))
 
@@ -341,14 +365,23 @@ class RequestIdMiddleware:
                 message["headers"] = [*kept, header]
             await send(message)
 
-        # Restore the whole log context afterwards: the app may bind more (the operation).
-        outer = structlog.contextvars.get_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            structlog.contextvars.clear_contextvars()
-            structlog.contextvars.bind_contextvars(**outer)
+            structlog.contextvars.reset_contextvars(**bound)
+
+
+def _new_id() -> str:
+    """A random version 4 UUID as 32 hex digits, as `uuid.uuid4().hex` writes it, drawn
+    from `random` rather than the system: a request id must be unique, not secret, and
+    `uuid4` costs a system call per request."""
+    return f"{_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
+
+
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
+_UUID4_SET = (4 << 76) | (0x8000 << 48)  # version 4, RFC 4122 variant
+_getrandbits = random.getrandbits
 
 
 def _incoming_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -421,40 +454,39 @@ def _exporter(name: str) -> SpanExporter | None:
 
 
 def _recording() -> bool:
-    """Whether spans go anywhere: until a provider is set, the API's proxy drops them."""
+    """Whether spans go anywhere: until a provider is set, the API's proxy drops them.
+    (Types compared, not `isinstance`: both are ABCs, whose checks cost more, per statement.)"""
     return not (
-        isinstance(tracer, trace.ProxyTracer)
-        and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        type(tracer) is trace.ProxyTracer
+        and type(trace.get_tracer_provider()) is trace.ProxyTracerProvider
     )
 
 
-@contextmanager
-def operation_span(name: str, **attributes: AttributeValue) -> Iterator[trace.Span]:
+# What a span is while nothing records: one shared context manager, no generator a call.
+_NO_SPAN: Final = nullcontext(trace.INVALID_SPAN)
+
+
+def operation_span(name: str, **attributes: AttributeValue) -> AbstractContextManager[trace.Span]:
     """A span around one GraphQL operation; exceptions are recorded on it and re-raised."""
     if not _recording():
-        yield trace.INVALID_SPAN
-        return
-    with tracer.start_as_current_span(name, attributes=attributes) as span:
-        yield span
+        return _NO_SPAN
+    return tracer.start_as_current_span(name, attributes=attributes)
 
 
-@contextmanager
-def sql_span(statement_name: str, rows: int | None = None) -> Iterator[trace.Span]:
+def sql_span(statement_name: str, rows: int | None = None) -> AbstractContextManager[trace.Span]:
     """A client span around one SQL statement, named by its constant (SELECT_ISSUES_BY_ID).
 
     Set the row count afterwards with `span.set_attribute(ROWS_ATTRIBUTE, n)` if it is not
     known up front.
     """
     if not _recording():
-        yield trace.INVALID_SPAN
-        return
+        return _NO_SPAN
     attributes: dict[str, AttributeValue] = {
         "db.system.name": "postgresql",
         "db.query.summary": statement_name,
     }
     if rows is not None:
         attributes[ROWS_ATTRIBUTE] = rows
-    with tracer.start_as_current_span(
+    return tracer.start_as_current_span(
         statement_name, kind=trace.SpanKind.CLIENT, attributes=attributes
-    ) as span:
-        yield span
+    )

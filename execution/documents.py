@@ -55,9 +55,9 @@ class Prepared:
 
     document: DocumentNode | None
     error: DocumentError | None = None
-    # Cost analyses of its operations run without variables, by operation name: they
-    # depend on nothing else, so each is made once.
-    analyses: dict[str | None, Any] = field(default_factory=dict, compare=False)
+    # Cost analyses of its operations, by operation name and what the variables make of
+    # the figures (execution/limits.py `analysis_key`): each made once.
+    analyses: dict[tuple[str | None, Any], Any] = field(default_factory=dict, compare=False)
 
 
 # What a parsed and validated document holds per token of its text (its nodes, and the

@@ -79,10 +79,11 @@ from graphql import (
     value_from_ast_untyped,
 )
 from limits import RateLimitItem, RateLimitItemPerHour
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
+from limits.util import WindowStats
 from redis.asyncio import Redis
 
 from core.encoding import rfc3339
@@ -165,6 +166,33 @@ def analyze(
         cost=max(1, figures.cost),
         directives=figures.directives + len(operation.directives or ()),
     )
+
+
+_MISSING: Final = ("missing",)
+
+
+def analysis_key(
+    operation: OperationDefinitionNode, variables: Mapping[str, Any] | None
+) -> tuple[Any, ...]:
+    """What the figures of `operation` depend on in `variables`: two requests of one
+    operation with equal keys have the same analysis, so it can be kept by this key.
+
+    The walk reads a variable's value in four ways only: as a page size (`_integer`), as
+    a count of ids (`_count`), and as `@skip`/`@include`'s condition (`is True`, `is
+    False`); a variable inside a list or object literal changes none of the literal's
+    readings. So a value stands for what those four make of it, and the cursors, ids and
+    filters that differ from request to request share one key. A variable not given stands
+    apart (its default applies), and a validated operation uses each variable it defines.
+    """
+    given = variables or {}
+    return tuple(
+        _reading(given[name]) if name in given else _MISSING
+        for name in (d.variable.name.value for d in operation.variable_definitions or ())
+    )
+
+
+def _reading(value: Any) -> tuple[Any, ...]:
+    return (_integer(value), _count(value), value is True, value is False)
 
 
 def _variables(
@@ -419,12 +447,12 @@ class Budget:
         # Redis when a URL is given; this process's memory without one, and while Redis
         # is down or slow (`health`): budgets are then counted per process, not refused
         self._shared = _storage(redis_url, key_prefix, timeout) if redis_url else None
-        self._local = MemoryStorage()
-        self._limiters = {
-            id(storage): FixedWindowRateLimiter(storage)
-            for storage in (self._shared, self._local)
-            if storage is not None
+        self._local = Counters()
+        self._limiters: dict[int, FixedWindowRateLimiter | Counters] = {
+            id(self._local): self._local
         }
+        if self._shared is not None:
+            self._limiters[id(self._shared)] = FixedWindowRateLimiter(self._shared)
         self._health = health or RedisHealth()
         self._owed: dict[str, tuple[int, float]] = {}  # counter key: points, window end
         self._items: dict[bool, RateLimitItem] = {
@@ -458,7 +486,9 @@ class Budget:
                 assert isinstance(client, Redis)
                 await client.aclose()
 
-    async def _guarded(self, call: Callable[[Storage], Awaitable[BudgetState]]) -> BudgetState:
+    async def _guarded(
+        self, call: Callable[[Storage | Counters], Awaitable[BudgetState]]
+    ) -> BudgetState:
         """`call` on Redis while it answers, else on this process's memory."""
         shared = self._shared
         if shared is None or not self._health.usable:
@@ -491,7 +521,7 @@ class Budget:
         log.info("budgets spent while redis was away added to it")
 
     async def _spend(
-        self, storage: Storage, item: RateLimitItem, key: str, points: int
+        self, storage: Storage | Counters, item: RateLimitItem, key: str, points: int
     ) -> BudgetState:
         if points > item.amount:
             raise _refusal(await self._state(storage, item, key), points)
@@ -508,7 +538,9 @@ class Budget:
             self._owed[counter] = (was + points, state.reset_at.timestamp())
         return state
 
-    async def _state(self, storage: Storage, item: RateLimitItem, key: str) -> BudgetState:
+    async def _state(
+        self, storage: Storage | Counters, item: RateLimitItem, key: str
+    ) -> BudgetState:
         stats = await self._limiters[id(storage)].get_window_stats(item, key)
         now = time.time()
         if stats.reset_time <= now:  # no window open yet
@@ -518,6 +550,56 @@ class Budget:
         return BudgetState(
             item.amount, stats.remaining, datetime.fromtimestamp(math.ceil(reset), UTC)
         )
+
+
+class Counters:
+    """Fixed-window counters in this process's memory, for `Budget` without Redis: what
+    limits' MemoryStorage and FixedWindowRateLimiter do together, counted the same way (a
+    window opens when its counter leaves 0, and ends `item.get_expiry()` seconds later),
+    without what that pair costs every call: a task that walks every key, a lock, and
+    wrappers. Ended windows are dropped when next read, and all at once every SWEEP
+    seconds, so that a key seen once does not stay."""
+
+    SWEEP = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._counts: dict[str, int] = {}
+        self._ends: dict[str, float] = {}
+        self._swept = clock()
+
+    def __len__(self) -> int:
+        """How many windows are kept (some may have ended since the last sweep)."""
+        return len(self._ends)
+
+    async def hit(self, item: RateLimitItem, key: str, cost: int = 1) -> bool:
+        return await self.incr(item.key_for(key), item.get_expiry(), cost) <= item.amount
+
+    async def get_window_stats(self, item: RateLimitItem, key: str) -> WindowStats:
+        counter, now = item.key_for(key), self._clock()
+        remaining = max(0, item.amount - self._count(counter, now))
+        return WindowStats(self._ends.get(counter, now), remaining)
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = self._clock()
+        count = self._counts[key] = self._count(key, now) + amount
+        if count == amount:
+            self._ends[key] = now + expiry
+        if now - self._swept > self.SWEEP:
+            self._sweep(now)
+        return count
+
+    def _count(self, key: str, now: float) -> int:
+        if self._ends.get(key, 0) <= now:
+            self._counts.pop(key, None)
+            self._ends.pop(key, None)
+        return self._counts.get(key, 0)
+
+    def _sweep(self, now: float) -> None:
+        self._swept = now
+        for key in [key for key, ends in self._ends.items() if ends <= now]:
+            self._counts.pop(key, None)
+            del self._ends[key]
 
 
 def _storage(redis_url: str, key_prefix: str, timeout: float) -> Storage:

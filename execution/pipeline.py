@@ -37,6 +37,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import Any
 
 import stamina
@@ -64,7 +65,7 @@ from domain.context import Context, Services, build_context
 from domain.policy import ANONYMOUS, Viewer
 from execution.documents import Executor, Prepared, error_entries, response_body
 from execution.fanout import Payload, payloads, sharing
-from execution.limits import Analysis, Budget, BudgetState, analyze, check
+from execution.limits import Analysis, Budget, BudgetState, analysis_key, analyze, check
 from execution.persisted import PersistedQueries
 from execution.selections import pick_operation
 from loaders.accounts import session_ended
@@ -76,6 +77,10 @@ ATTEMPTS = 3
 QUERIES = frozenset({OperationType.QUERY})
 QUERIES_AND_MUTATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 EVERY_OPERATION = frozenset(OperationType)
+# Analyses kept per document, one per operation and what its variables make of the figures
+# (execution/limits.py `analysis_key`): a few each, so that a client varying page sizes
+# cannot grow a cached document without bound.
+ANALYSES_PER_DOCUMENT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,18 +156,74 @@ class Drain:
             if not scope.expired() and (when is None or when > self.until):
                 scope.reschedule(self.until)
 
-    @contextlib.asynccontextmanager
-    async def bounded(self, seconds: float) -> AsyncIterator[None]:
-        """A deadline `seconds` from now, or the drain's if that comes first."""
-        when = asyncio.get_running_loop().time() + seconds
-        if self.until is not None:
-            when = min(when, self.until)
-        async with asyncio.timeout_at(when) as scope:
-            self._scopes.add(scope)
-            try:
-                yield
-            finally:
-                self._scopes.discard(scope)
+    def bounded(self, seconds: float) -> Bounded:
+        """A deadline `seconds` from now, or the drain's if that comes first (`async with`)."""
+        return Bounded(self, seconds)
+
+
+class Bounded:
+    """`Drain.bounded`'s deadline: asyncio's, known to the drain while it is entered.
+    (A class rather than a generator: it is entered by every request.)"""
+
+    __slots__ = ("_drain", "_scope", "_seconds")
+
+    def __init__(self, drain: Drain, seconds: float) -> None:
+        self._drain = drain
+        self._seconds = seconds
+
+    async def __aenter__(self) -> None:
+        drain = self._drain
+        when = asyncio.get_running_loop().time() + self._seconds
+        if drain.until is not None:
+            when = min(when, drain.until)
+        self._scope = scope = asyncio.Timeout(when)
+        await scope.__aenter__()
+        drain._scopes.add(scope)
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._drain._scopes.discard(self._scope)
+        await self._scope.__aexit__(kind, error, traceback)
+
+
+class Deadline:
+    """REQUEST_TIMEOUT (or the drain's deadline) over a request's database work, as
+    `async with`: past it, its sessions' connections are ended and the request answered
+    now (RequestTimeout; ShuttingDown past the drain's), not when the database does."""
+
+    __slots__ = ("_bounded", "_drain", "_sessions", "_timeout")
+
+    def __init__(self, drain: Drain, timeout: float, sessions: list[Session]) -> None:
+        self._drain = drain
+        self._timeout = timeout
+        self._sessions = sessions
+        self._bounded = drain.bounded(timeout)
+
+    async def __aenter__(self) -> None:
+        await self._bounded.__aenter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self._bounded.__aexit__(kind, error, traceback)
+        except TimeoutError:
+            pass
+        else:
+            if kind is None or not issubclass(kind, TimeoutError):
+                return
+        for session in self._sessions:
+            await session.abort()
+        if self._drain.started:
+            raise ShuttingDown("stopped by the shutdown's drain deadline") from None
+        raise RequestTimeout(f"past the {self._timeout:g} s deadline") from None
 
 
 class Pipeline:
@@ -250,7 +311,7 @@ class Pipeline:
         if prepared.error is not None:
             return Refused(prepared.error, error_entries(prepared.error))
         operation = _operation(prepared, request.operation_name, caller.operations)
-        analysis = self._limits(query, prepared, request)
+        analysis = self._limits(query, prepared, operation, request)
         name = request.operation_name or _name(operation)
         note = caller.note
         if note is not None:
@@ -260,7 +321,7 @@ class Pipeline:
         handed_over = False  # to a subscription's stream, which closes it
         try:
             with metrics.operation_span("graphql " + (name or "anonymous")):
-                async with self._deadline(sessions):
+                async with Deadline(self.drain, self.settings.request_timeout, sessions):
                     viewer = await self._viewer(caller, sessions)
                     user = viewer.user
                     if note is not None and user is not None:
@@ -282,31 +343,21 @@ class Pipeline:
                 for session in sessions:
                     await session.close()
 
-    @contextlib.asynccontextmanager
-    async def _deadline(self, sessions: list[Session]) -> AsyncIterator[None]:
-        """REQUEST_TIMEOUT (or the drain's deadline) over the request's database work: past
-        it, answer now, not when the database does."""
-        timeout = self.settings.request_timeout
-        try:
-            async with self.drain.bounded(timeout):
-                yield
-        except TimeoutError:
-            for session in sessions:
-                await session.abort()
-            if self.drain.started:
-                raise ShuttingDown("stopped by the shutdown's drain deadline") from None
-            raise RequestTimeout(f"past the {timeout:g} s deadline") from None
-
-    def _limits(self, query: str, prepared: Prepared, request: GraphQLRequest) -> Analysis:
+    def _limits(
+        self,
+        query: str,
+        prepared: Prepared,
+        operation: OperationDefinitionNode,
+        request: GraphQLRequest,
+    ) -> Analysis:
         assert prepared.document is not None
-        name = request.operation_name
-        analysis = None if request.variables else prepared.analyses.get(name)
+        name, variables = request.operation_name, request.variables
+        key = (name, analysis_key(operation, variables))
+        analysis = prepared.analyses.get(key)
         if analysis is None:
-            analysis = analyze(
-                self.executor.graphql_schema, prepared.document, name, request.variables
-            )
-            if not request.variables:
-                prepared.analyses[name] = analysis
+            analysis = analyze(self.executor.graphql_schema, prepared.document, name, variables)
+            if len(prepared.analyses) < ANALYSES_PER_DOCUMENT:
+                prepared.analyses[key] = analysis
         metrics.record_cost(analysis.cost)
         try:
             check(analysis, self.executor.limits)
@@ -347,19 +398,10 @@ class Pipeline:
         sessions: list[Session],
     ) -> Executed:
         retryable = _retryable(operation)
-        async for attempt in stamina.retry_context(
-            on=TransientError,
-            attempts=ATTEMPTS,
-            wait_initial=0.05,
-            wait_max=0.5,
-            timeout=self.settings.request_timeout,
-        ):
-            with attempt:
-                if attempt.num > 1:
-                    sessions.append(self.database.session())
-                    context = _renewed(context, sessions[-1])
-                last = attempt.num == ATTEMPTS
-                result = await self._attempt(prepared, request, context, retryable, last)
+        try:
+            result = await self._attempt(prepared, request, context, retryable, ATTEMPTS == 1)
+        except TransientError as failed:
+            result = await self._retry(failed, prepared, request, context, retryable, sessions)
         statements = sum(s.statements for s in sessions)
         metrics.record_sql(statements)
         failure = _database_failure(result)
@@ -368,6 +410,34 @@ class Pipeline:
         body = response_body(result)
         body["extensions"] = {"cost": _cost(context.rate_limit, context.cost)}
         return Executed(body, name, statements, context.rate_limit)
+
+    async def _retry(
+        self,
+        failed: TransientError,
+        prepared: Prepared,
+        request: GraphQLRequest,
+        context: Context,
+        retryable: Callable[[TransientError], bool],
+        sessions: list[Session],
+    ) -> ExecutionResult:
+        """The attempts after a first that `failed`, with stamina's backoff, which sees the
+        first failure as its own first attempt's. (The first runs outside: stamina's
+        machinery costs every request a few per cent of its CPU, and most need no retry.)"""
+        async for attempt in stamina.retry_context(
+            on=TransientError,
+            attempts=ATTEMPTS,
+            wait_initial=0.05,
+            wait_max=0.5,
+            timeout=self.settings.request_timeout,
+        ):
+            with attempt:
+                if attempt.num == 1:
+                    raise failed
+                sessions.append(self.database.session())
+                context = _renewed(context, sessions[-1])
+                last = attempt.num == ATTEMPTS
+                result = await self._attempt(prepared, request, context, retryable, last)
+        return result
 
     async def _attempt(
         self,

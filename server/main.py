@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from core import logs, observability
@@ -153,8 +154,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             finally:
                 stop_pool()
 
-    async def graphql(request: Request) -> Response:
-        return await state["endpoint"](request)  # type: ignore[no-any-return]
+    graphql = _GraphQLApp(state)
 
     async def graphql_ws(websocket: WebSocket) -> None:
         await state["websocket"](websocket)
@@ -189,6 +189,21 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         Middleware(logs.AccessLogMiddleware),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+
+
+class _GraphQLApp:
+    """The GraphQL routes' ASGI app: the endpoint the lifespan made, on a Request of its own.
+    An object, not a function, so that Starlette calls it as it is rather than through its
+    per-request wrapping of function endpoints (a Request, an exception handler around the
+    call, a wrapped `send`), which the endpoint, catching everything itself, does not need.
+    """
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._state["endpoint"](Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 def _on_shutdown_signals(

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 import redis.asyncio
 from graphql import GraphQLSyntaxError, get_introspection_query, parse, validate
+from limits import RateLimitItemPerHour
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import FixedWindowRateLimiter
 
 from core.errors import QueryTooComplex, RateLimited
 from execution.limits import (
@@ -25,6 +28,7 @@ from execution.limits import (
     Analysis,
     Budget,
     BudgetState,
+    Counters,
     Limits,
     analyze,
     check,
@@ -502,6 +506,47 @@ async def test_an_in_memory_budget_is_not_shared() -> None:
         await one.spend("User:9", 45_000, signed_in=True)
         assert not other.shared
         assert (await other.peek("User:9", signed_in=True)).remaining == 50_000
+
+
+async def test_in_memory_counters_count_as_limits_memory_storage_does() -> None:
+    """The same spends, refunds and readings on `Counters` and on limits' MemoryStorage with
+    its FixedWindowRateLimiter (whose pair `Counters` replaces) give the same figures."""
+    item = RateLimitItemPerHour(10, namespace="anonymous")
+    ours = Counters()
+    storage = MemoryStorage()
+    theirs = FixedWindowRateLimiter(storage)
+    figures: list[list[Any]] = [[], []]
+    for cost in (4, 6, 1, -1, 3, -3, 0):
+        for (window, refund), seen in zip(
+            ((ours, ours.incr), (theirs, storage.incr)), figures, strict=True
+        ):
+            if cost < 0:  # a refused spend given back, as Budget does
+                await refund(item.key_for("k"), item.get_expiry(), amount=cost)
+                continue
+            hit = await window.hit(item, "k", cost=cost)
+            stats = await window.get_window_stats(item, "k")
+            seen.append((hit, stats.remaining, round(stats.reset_time)))
+    assert figures[0] == figures[1]
+    assert [hit for hit, _, _ in figures[0]] == [True, True, False, False, True]
+
+
+async def test_an_in_memory_window_ends_an_hour_after_it_opened_and_is_forgotten() -> None:
+    now = [1_000.0]
+    counters = Counters(clock=lambda: now[0])
+    item = RateLimitItemPerHour(10, namespace="anonymous")
+    assert await counters.hit(item, "a", cost=4)
+    now[0] += 1_800
+    assert await counters.hit(item, "a", cost=6)  # the window that opened at 1,000
+    assert not await counters.hit(item, "a", cost=1)
+    assert await counters.get_window_stats(item, "a") == (4_600.0, 0)
+    now[0] = 4_600.0  # its end: the whole budget is back, in a window opening now
+    assert await counters.get_window_stats(item, "a") == (4_600.0, 10)
+    assert await counters.hit(item, "a", cost=1)
+    assert await counters.get_window_stats(item, "a") == (8_200.0, 9)
+    await counters.hit(item, "b", cost=1)  # "b" is seen once, then never again
+    now[0] += Counters.SWEEP + 3_600
+    await counters.hit(item, "c", cost=1)  # the sweep: "a" and "b" have ended
+    assert len(counters) == 1
 
 
 def test_budget_state_reports_like_github() -> None:

@@ -67,6 +67,33 @@ async def test_every_response_reports_its_cost_and_the_budget(client: Any) -> No
     }
 
 
+async def test_one_documents_cost_follows_each_requests_variables(client: Any) -> None:
+    """A document's analysis is kept between requests, yet each request is charged for
+    what its own variables ask: page sizes, skipped parts, defaults, and nothing for the
+    values (a cursor, a slug) that change no figure."""
+    query = """query Q($n: Int = 10, $m: Int!, $skip: Boolean!, $slug: String!) {
+      organization(slug: $slug) { projects(first: $n) { nodes {
+        issues(first: $m) @skip(if: $skip) { nodes { comments(first: 2) { totalCount } } }
+      } } } }"""
+
+    async def cost(**variables: Any) -> int:
+        body = {"query": query, "variables": variables}
+        response = (await client.post("/graphql", json=body)).json()
+        assert "errors" not in response, response
+        requested: int = response["extensions"]["cost"]["requested"]
+        return requested
+
+    # 1 projects page, one issues page per project, one comments page per issue
+    given = {"m": 5, "skip": False, "slug": "acme"}
+    assert await cost(**given) == 1 + 10 + 10 * 5  # $n's default
+    assert await cost(**{**given, "slug": "globex"}) == 61  # the slug changes no figure
+    assert await cost(**{**given, "n": 3}) == 1 + 3 + 3 * 5
+    assert await cost(**{**given, "n": 3, "skip": True}) == 1
+    assert await cost(**{**given, "n": None}) == 1 + 20 + 20 * 5  # null: the default size
+    assert await cost(**{**given, "m": 7}) == 1 + 10 + 10 * 7
+    assert await cost(**given) == 61
+
+
 async def test_over_budget_is_429_with_retry_after(database: Database) -> None:
     async with app_client(database, rate_limit_anonymous=15) as http:
         query = "{ organizations(first: 10) { nodes { projects(first: 1) { totalCount } } } }"
