@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         services = await build_services(settings, db)
         assert services.hub is not None
         await services.hub.start()
+        app.state.hub = services.hub  # (whether it listens yet: `hub.connected`)
         redis = (
             Redis.from_url(
                 settings.redis_url,

@@ -309,6 +309,7 @@ class RunningApp:
     http: Any
     asgi: Any
     address: str
+    state: Any = None  # the app's state (its event hub: `state.hub`)
 
     def websocket(self, headers: Sequence[tuple[str, str]] = ()) -> AppSocket:
         return AppSocket(self.asgi, client=(self.address, 40001), headers=headers)
@@ -330,7 +331,7 @@ async def running_app(database: Database, **overrides: Any) -> AsyncIterator[Run
         # each test its own client address, so budgets and sign-in throttling stay per test
         transport = httpx.ASGITransport(app=manager.app, client=(address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield RunningApp(http, manager.app, address)
+            yield RunningApp(http, manager.app, address, app.state)
 
 
 @contextlib.asynccontextmanager
