@@ -97,9 +97,7 @@ def _single(plan: FieldPlan) -> Shape | None:
     return child
 
 
-# A connection's members, by their declarations' `rendered`, and what an edge's and a
-# pageInfo's fields are written as (by the attribute each reads)
-_EDGE = {"cursor": "cursor", "node": "node"}
+# The fields of a pageInfo PostgreSQL writes, each an entry of its attribute's name
 _PAGE_INFO = ("has_next_page", "has_previous_page", "start_cursor", "end_cursor")
 
 
@@ -154,12 +152,11 @@ def _part(plan: FieldPlan, type_name: str, within: str) -> Entry | None:
         if need.name not in _PAGE_INFO:
             return None
         return Entry(plan.key, need.name, value=version if "cursor" in need.name else None)
-    kind = _EDGE.get(need.name)
-    if kind == "cursor":
-        return Entry(plan.key, kind, value=version)
+    if need.name == "cursor":
+        return Entry(plan.key, "cursor", value=version)
     child = _single(plan)
-    if kind == "node" and child is not None and child.render is not None:
-        return Entry(plan.key, kind, target=child.render)
+    if need.name == "node" and child is not None and child.render is not None:
+        return Entry(plan.key, "node", target=child.render)
     return None
 
 

@@ -407,7 +407,7 @@ class Loaders:
     def _render(self, rendering: Rendering, asked: Mapping[Entry, PageRequest]) -> Rendered | None:
         """`rendering` bound to this request, if its rows inside and its lists can be
         written (see loaders/rendered.py)."""
-        if any(self._joinable(prop) is None for prop in rendering.loaders()):
+        if any(self._joinable(prop) is None for prop in rendering.inside):
             return None
         if not rendering.paged:
             return Rendered(lambda alias, params: json_sql(rendering, alias), {})
@@ -417,7 +417,7 @@ class Loaders:
             loader = using(entry.loader, self)
             if request is None or not isinstance(loader, PageLoader):
                 return None
-            if not writable(loader.spec, request, parent):
+            if not writable(loader.spec, request.order, parent):
                 return None
             pages[entry] = (loader.spec, request)
 

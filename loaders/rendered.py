@@ -87,8 +87,8 @@ class Rendering:
 
     row: type
     entries: tuple[Entry, ...]
-    # the by-id loaders of the rows it writes inside, and its lists with their parents'
-    # row types, however deep
+    # the by-id loaders (`Loaders` properties) of the rows it writes inside, and its lists
+    # with their parents' row types, however deep
     inside: tuple[Any, ...] = field(init=False)
     lists: tuple[tuple[Entry, type], ...] = field(init=False)
 
@@ -111,10 +111,6 @@ class Rendering:
         """Whether it writes a list (whose page request the statement's parameters hold)."""
         return bool(self.lists)
 
-    def loaders(self) -> list[Any]:
-        """The by-id loaders (`Loaders` properties) of the rows it writes inside."""
-        return list(self.inside)
-
 
 def _targets(entry: Entry) -> list[Rendering]:
     found = [] if entry.target is None else [entry.target]
@@ -133,16 +129,12 @@ class Writer:
     pages: dict[Entry, tuple[PageSpec[Any], PageRequest]]
 
 
-def writable(spec: PageSpec[Any], request: PageRequest, parent: type) -> bool:
-    """Whether a list read by `spec` for `request` can be written inside the object of its
+@lru_cache(maxsize=256)
+def writable(spec: PageSpec[Any], order: Order, parent: type) -> bool:
+    """Whether a list read by `spec` in `order` can be written inside the object of its
     parent row (of type `parent`): its rows are its table's own (not made in Python), its
     order is one column (not in tiers), the cursor's value is one a cursor can hold, and
     its statement's aliases leave the parent's in sight."""
-    return _writable(spec, request.order, parent)
-
-
-@lru_cache(maxsize=256)
-def _writable(spec: PageSpec[Any], order: Order, parent: type) -> bool:
     if spec.make_row is not None or spec.placeholders or order.tier is not None:
         return False
     if order.attribute is not None and _json_kind(spec, order.attribute) is None:
