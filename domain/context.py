@@ -42,6 +42,7 @@ class Context:
     request: Any = None
     rate_limit: Any = None  # the request's BudgetState, for Query.rateLimit
     cost: int = 0  # the request's computed cost
+    live: Any = None  # a subscription's delivery without its task (execution/fanout.Live)
 
     @property
     def client_address(self) -> str | None:
@@ -59,16 +60,26 @@ class Context:
         the subscriber's current role, and read through the event's shared loaders (one
         statement per loader for every subscriber with the same scope)."""
         await self.session.close()
+        fresh = self.for_event(delivery)
+        self.session, self.policy, self.loaders = fresh.session, fresh.policy, fresh.loaders
+
+    def for_event(self, delivery: Delivery) -> Context:
+        """A context of the subscriber's own for resolving one event, as `renew_for_event`
+        makes it, on a database session of its own (idle until a read needs it)."""
+        viewer = self.viewer
         if delivery.organization_id is not None:
-            self.viewer.set_role(delivery.organization_id, delivery.role)
-        assert self.services.database is not None
-        self.session = self.services.database.session()  # the subscription's own, idle
-        self.policy = Policy(self.viewer, self.services.access)
+            viewer.set_role(delivery.organization_id, delivery.role)
+        services = self.services
+        assert services.database is not None
+        session = services.database.session()
         shared = delivery.shared
-        if shared is None:
-            self.loaders = Loaders(self.session, self.policy.scope())
-        else:
-            self.loaders = shared.loaders(shared.scope_of(self.policy))
+        policy = Policy(viewer, services.access)
+        loaders = (
+            Loaders(session, policy.scope())
+            if shared is None
+            else shared.loaders(shared.scope_of(viewer, services.access))
+        )
+        return Context(session, viewer, policy, loaders, services, self.request, live=self.live)
 
 
 def build_context(

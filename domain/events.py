@@ -4,7 +4,7 @@ A mutation writes its event to the `events` table and NOTIFYs in its own transac
 the announcement goes out exactly when the change commits, to every process LISTENing on
 the database. Each process runs one `EventHub`: a dedicated LISTEN connection feeds a queue
 that one worker drains in order; for an event of a project that someone here subscribes
-to, it loads the event, the project and the subscribers' current roles (three statements,
+to, it loads the event, the project and the subscribers' current roles (one statement,
 whatever the number of subscribers) and gives the event to each subscriber the access
 rules still let read it: a member removed from an organization stops receiving its
 private events at once. When the LISTEN connection is lost the hub reconnects by itself
@@ -78,11 +78,10 @@ class SharedReads:
             found = self._loaders[scope] = Loaders(self._session, scope, shared=True)
         return found
 
-    def scope_of(self, policy: Policy) -> Scope:
-        """The policy's scope, worked out once for all the subscribers of the event who
+    def scope_of(self, viewer: Viewer, access: Access) -> Scope:
+        """The viewer's scope, worked out once for all the subscribers of the event who
         are alike as far as it goes: the same user (or anonymous), site admin or not, and
         the same roles."""
-        viewer = policy.viewer
         user = viewer.user
         key = (
             user.id if user is not None else None,
@@ -91,7 +90,7 @@ class SharedReads:
         )
         found = self._scopes.get(key)
         if found is None:
-            found = self._scopes[key] = policy.scope()
+            found = self._scopes[key] = Policy(viewer, access).scope()
         return found
 
     def release(self) -> None:
@@ -124,26 +123,46 @@ class Delivery:
 @dataclass(eq=False)
 class Inbox:
     """A subscriber's deliveries, in order: a queue with one reader, lighter than
-    `asyncio.Queue` because an event is offered to every subscriber."""
+    `asyncio.Queue` because an event is offered to every subscriber.
+
+    Only events of `kinds` (all when None) after event `seen` are kept. A subscriber with a
+    `sink` is handed its deliveries there, without waking its reader, whenever the reader
+    waits with nothing queued: everything it took before has been sent by then, so the
+    sink's deliveries come after it (the sink keeps its own in order)."""
 
     project_id: int
     viewer: Viewer
     issue_id: int | None = None
+    kinds: frozenset[str] | None = None
+    sink: Callable[[Delivery], None] | None = None
+    seen: int = 0
     queue: deque[Delivery] = field(default_factory=deque)
     _waiter: asyncio.Future[None] | None = None
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
 
     def offer(self, delivery: Delivery) -> None:
+        if not self._wanted(delivery):
+            delivery.done()
+            return
+        waiter = self._waiter
+        if waiter is not None and self.sink is not None and not waiter.done():
+            self.sink(delivery)
+            return
         if len(self.queue) >= INBOX_LIMIT:  # a subscriber too slow to keep up resyncs instead
             self.drop()
             delivery.done()
             delivery = Delivery(None)
         self.queue.append(delivery)
-        waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _wanted(self, delivery: Delivery) -> bool:
+        event = delivery.event
+        return event is None or (
+            event.id > self.seen and (self.kinds is None or event.kind in self.kinds)
+        )
 
     def drop(self) -> None:
         while self.queue:
@@ -153,10 +172,17 @@ class Inbox:
         return self
 
     async def __anext__(self) -> Delivery:
-        while not self.queue:
-            waiter = self._waiter = self._loop.create_future()
-            await waiter
-        return self.queue.popleft()
+        while True:
+            while not self.queue:
+                waiter = self._waiter = self._loop.create_future()
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+            delivery = self.queue.popleft()
+            if self._wanted(delivery):  # (`seen` may have moved since it was queued)
+                return delivery
+            delivery.done()
 
 
 class EventHub:
@@ -187,9 +213,17 @@ class EventHub:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, project_id: int, viewer: Viewer, issue_id: int | None = None
+        self,
+        project_id: int,
+        viewer: Viewer,
+        issue_id: int | None = None,
+        kinds: Sequence[str] | None = None,
+        sink: Callable[[Delivery], None] | None = None,
     ) -> AsyncIterator[Inbox]:
-        inbox = Inbox(project_id, viewer, issue_id)
+        """The project's (or one issue's) live events of `kinds` (all when None); with a
+        `sink`, handed there while the reader waits (see Inbox)."""
+        chosen = frozenset(kinds) if kinds is not None else None
+        inbox = Inbox(project_id, viewer, issue_id, chosen, sink)
         self._inboxes[project_id].add(inbox)
         try:
             yield inbox
@@ -207,18 +241,19 @@ class EventHub:
         after: int,
         kinds: Sequence[str],
         issue_id: int | None = None,
+        sink: Callable[[Delivery], None] | None = None,
     ) -> AsyncIterator[AsyncIterator[Delivery]]:
         """The events of the project (or of one issue) after event `after` of the kinds
         given, from the log, then live: see the module docstring."""
-        async with self.subscribe(project_id, viewer, issue_id) as inbox:
+        async with self.subscribe(project_id, viewer, issue_id, kinds, sink) as inbox:
             yield self._resumed(inbox, after, kinds)
 
     async def _resumed(
         self, inbox: Inbox, after: int, kinds: Sequence[str]
     ) -> AsyncIterator[Delivery]:
-        last = after
+        inbox.seen = after
         while True:
-            found = await self._replay(inbox, last, kinds)
+            found = await self._replay(inbox, inbox.seen, kinds)
             if found is None:
                 break
             pending = list(reversed(found))
@@ -226,7 +261,7 @@ class EventHub:
                 while pending:
                     delivery = pending.pop()
                     assert delivery.event is not None
-                    last = delivery.event.id
+                    inbox.seen = delivery.event.id  # the inbox skips what the replay gave
                     yield delivery
             finally:  # a subscriber that leaves mid-batch releases the rest
                 for delivery in pending:
@@ -234,9 +269,6 @@ class EventHub:
             if len(found) < REPLAY_BATCH:
                 break
         async for delivery in inbox:
-            if delivery.event is not None and delivery.event.id <= last:
-                delivery.done()  # the replay gave it already
-                continue
             yield delivery
 
     async def _replay(

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable, Hashable
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +47,13 @@ from graphql import (
 from graphql.execution import Executor as GraphQLExecutor
 
 from core import encoding
-from execution.documents import response_body
+from core.errors import ClientError, ServerError
+from domain.events import INBOX_LIMIT, Delivery
+from domain.policy import Viewer
+from execution.documents import error_entries, response_body
 from execution.fields import by_viewer, need_of
+
+log = logging.getLogger(__name__)
 
 
 class Payload:
@@ -75,12 +82,11 @@ class Sharing:
     selection: Hashable
     by_viewer: bool
 
-    def key(self, context: Any) -> Hashable:
-        """The group of the subscriber whose context this is, for the event now."""
-        scope = context.loaders.scope
+    def key(self, scope: Hashable, viewer: Viewer) -> Hashable:
+        """The group of a subscriber who reads through loaders of `scope`, for the event
+        now."""
         if not self.by_viewer:
             return (self.selection, scope)
-        viewer = context.viewer
         user_id = viewer.user.id if viewer.user is not None else None
         roles = tuple(sorted(viewer.roles.items()))
         return (self.selection, scope, user_id, viewer.session_id, roles)
@@ -174,12 +180,21 @@ async def payloads(
             yield await _payload(executor, source, sharing)
 
 
+def failed(error: Exception) -> Payload:
+    """The last payload of a stream that failed: its errors, without `data`."""
+    if not isinstance(error, ClientError | ServerError):  # raised by the resolver: a hidden project
+        log.error("subscription failed", exc_info=error)
+        error = ServerError(str(error))
+    return Payload({"errors": error_entries(error)})
+
+
 class _Group:
     """The payload of one event for one group: made (in a task of its own) for the first
-    of its subscribers to come; each waits for it on a future of its own, so that one who
-    leaves (its future cancelled) cancels nothing the others wait for."""
+    of its subscribers to come. A subscriber's task waits for it on a future of its own,
+    so that one who leaves (its future cancelled) cancels nothing the others wait for;
+    a subscriber delivered without its task (`Live`) is handed it when it is made."""
 
-    __slots__ = ("done", "error", "loop", "making", "payload", "waiters")
+    __slots__ = ("done", "error", "loop", "making", "members", "payload", "waiters")
 
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -187,11 +202,15 @@ class _Group:
         self.payload: Payload | None = None
         self.error: BaseException | None = None
         self.waiters: list[asyncio.Future[Payload]] = []
+        self.members: list[Live] = []
         self.making: asyncio.Future[None] | None = None  # kept alive until made
 
-    async def make(self, executor: GraphQLExecutor[Any], source: Any) -> None:
+    def start(self, making: Coroutine[Any, Any, Payload]) -> None:
+        self.making = asyncio.ensure_future(self._make(making))
+
+    async def _make(self, making: Coroutine[Any, Any, Payload]) -> None:
         try:
-            self.payload = await _execute(executor, source)
+            self.payload = await making
         except BaseException as error:  # each waiter raises it
             self.error = error
         self.done = True
@@ -205,6 +224,9 @@ class _Group:
                 waiter.cancel()
             else:
                 waiter.set_exception(self.error)
+        members, self.members = self.members, []
+        for member in members:
+            member.flush()
 
     def result(self) -> Payload:
         if self.error is not None:
@@ -217,11 +239,12 @@ async def _payload(executor: GraphQLExecutor[Any], source: Any, sharing: Sharing
     results: dict[Hashable, _Group] | None = getattr(source, "shared", None)
     if results is None:
         return await _execute(executor, source)
-    key = (source.shared_key, sharing.key(executor.context_value))
+    context = executor.context_value
+    key = (source.shared_key, sharing.key(context.loaders.scope, context.viewer))
     group = results.get(key)
     if group is None:
         group = results[key] = _Group()
-        group.making = asyncio.ensure_future(group.make(executor, source))
+        group.start(_execute(executor, source))
     elif group.done:
         return group.result()
     waiter: asyncio.Future[Payload] = group.loop.create_future()
@@ -235,3 +258,148 @@ async def _execute(executor: GraphQLExecutor[Any], source: Any) -> Payload:
         result = await result
     assert isinstance(result, ExecutionResult)
     return Payload(response_body(result))
+
+
+class Live:
+    """A subscription whose events are written without waking its task.
+
+    Its transport `attach`es how to write a payload now (`write`: False when it cannot,
+    say the socket is backed up), how to send one later (`send`: False when the stream
+    ends there) and how to `end` the subscription. The hub then hands each event to the
+    subscriber's `sink` (domain/events.py, Inbox): the event joins the group of
+    subscribers who get the same payload (made once, by the first of them, with a
+    context of its own), and is written when made, in the order the events came: each
+    waits in `pending` for the events before it. What cannot be written at once waits in
+    a backlog sent in order by a task of its own; a backlog of INBOX_LIMIT payloads is
+    dropped for a RESYNC, as a slow subscriber's inbox is."""
+
+    __slots__ = (
+        "_backlog",
+        "_draining",
+        "_end",
+        "_send",
+        "_source_of",
+        "_write",
+        "closed",
+        "context",
+        "executor",
+        "pending",
+        "sharing",
+    )
+
+    def __init__(self, executor: GraphQLExecutor[Any], sharing: Sharing, context: Any) -> None:
+        self.executor = executor
+        self.sharing = sharing
+        self.context = context
+        self.pending: deque[tuple[_Group, Delivery]] = deque()
+        self.closed = False
+        self._backlog: deque[Payload] = deque()
+        self._draining: asyncio.Task[None] | None = None
+        self._write: Callable[[Payload], bool] | None = None
+        self._send: Callable[[Payload], Awaitable[bool]] | None = None
+        self._end: Callable[[], None] | None = None
+        self._source_of: Callable[[Delivery], Any] | None = None
+
+    def attach(
+        self,
+        write: Callable[[Payload], bool],
+        send: Callable[[Payload], Awaitable[bool]],
+        end: Callable[[], None],
+    ) -> None:
+        self._write, self._send, self._end = write, send, end
+
+    def sink(self, source_of: Callable[[Delivery], Any]) -> Callable[[Delivery], None] | None:
+        """Where the hub may hand the subscription's deliveries, `source_of` making the
+        source event the subscription's selection is executed on; None when no transport
+        attached a way to write."""
+        if self._write is None:
+            return None
+        self._source_of = source_of
+        return self.offer
+
+    def offer(self, delivery: Delivery) -> None:
+        if self.closed:
+            delivery.done()
+            return
+        shared = delivery.shared
+        event = delivery.event
+        if event is None or shared is None:  # RESYNC: made for this subscriber alone
+            group = _Group()
+            group.start(self._execute(delivery))
+        else:
+            viewer = self.context.viewer
+            if delivery.organization_id is not None:
+                viewer.set_role(delivery.organization_id, delivery.role)
+            scope = shared.scope_of(viewer, self.context.services.access)
+            key = (event.id, self.sharing.key(scope, viewer))
+            found: _Group | None = shared.results.get(key)
+            if found is None:
+                found = shared.results[key] = _Group()
+                found.start(self._execute(delivery))
+            group = found
+        self.pending.append((group, delivery))
+        if group.done:
+            self.flush()
+        else:
+            group.members.append(self)
+
+    async def _execute(self, delivery: Delivery) -> Payload:
+        assert self._source_of is not None
+        context = self.context.for_event(delivery)
+        try:
+            executor = self.executor.build_per_event_executor(self._source_of(delivery))
+            executor.context_value = context
+            result: Any = execute_subscription_event(executor)
+            if executor.is_awaitable(result):
+                result = await result
+            assert isinstance(result, ExecutionResult)
+            return Payload(response_body(result))
+        finally:
+            await context.session.close()
+
+    def flush(self) -> None:
+        """Write the payloads made, in order, up to the first still in the making."""
+        pending = self.pending
+        while pending and pending[0][0].done:
+            group, delivery = pending.popleft()
+            delivery.done()
+            if self.closed:
+                continue
+            try:
+                payload = group.result()
+            except asyncio.CancelledError:  # (the server is stopping)
+                continue
+            except Exception as error:
+                payload = failed(error)
+            self._put(payload)
+
+    def _put(self, payload: Payload) -> None:
+        assert self._write is not None
+        if not self._backlog and self._write(payload):
+            return
+        if len(self._backlog) >= INBOX_LIMIT:  # too slow to keep up: resync instead
+            self._backlog.clear()
+            self.offer(Delivery(None))
+            return
+        self._backlog.append(payload)
+        if self._draining is None:
+            self._draining = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        assert self._send is not None and self._end is not None
+        try:
+            while self._backlog and not self.closed:
+                if not await self._send(self._backlog.popleft()):
+                    self._end()
+                    return
+        finally:
+            self._draining = None
+
+    def close(self) -> None:
+        """The subscription ended: nothing more is written."""
+        self.closed = True
+        while self.pending:
+            self.pending.popleft()[1].done()
+        self._backlog.clear()
+        if self._draining is not None:
+            self._draining.cancel()

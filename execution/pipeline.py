@@ -64,7 +64,7 @@ from domain.auth import Claims
 from domain.context import Context, Services, build_context
 from domain.policy import ANONYMOUS, Viewer
 from execution.documents import Executor, Prepared, error_entries, response_body
-from execution.fanout import Payload, payloads, sharing
+from execution.fanout import Live, Payload, failed, payloads, sharing
 from execution.limits import Analysis, Budget, BudgetState, analysis_key, analyze, check
 from execution.persisted import PersistedQueries
 from execution.selections import pick_operation
@@ -131,6 +131,7 @@ class Subscribed:
     events: EventStream
     operation: str | None
     budget: BudgetState | None
+    live: Live  # how a transport writes its events without waking its task
 
 
 Outcome = Refused | Executed | Subscribed
@@ -484,7 +485,9 @@ class Pipeline:
         shares = sharing(
             self.executor.graphql_schema, prepared.document, operation, request.variables
         )
-        return Subscribed(EventStream(payloads(executor, sources, shares), context), name, state)
+        live = context.live = Live(executor, shares, context)
+        events = EventStream(payloads(executor, sources, shares), context)
+        return Subscribed(events, name, state, live)
 
 
 class EventStream:
@@ -508,18 +511,16 @@ class EventStream:
         except StopAsyncIteration:
             await self.aclose()
             raise
-        except (ClientError, ServerError) as error:  # raised by the resolver: a hidden project
+        except Exception as error:
             await self.aclose()
-            return Payload({"errors": error_entries(error)})
-        except Exception as unexpected:
-            log.exception("subscription failed")
-            await self.aclose()
-            return Payload({"errors": error_entries(ServerError(str(unexpected)))})
+            return failed(error)
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._context.live is not None:
+            self._context.live.close()
         aclose = getattr(self._stream, "aclose", None)
         try:
             if aclose is not None:

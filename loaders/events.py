@@ -1,5 +1,5 @@
 """The event log as the live hub reads it: an event, its project and the subscribers'
-current roles, three statements whatever the number of subscribers; a notification with
+current roles, one statement whatever the number of subscribers; a notification with
 its project and its user's current role, one statement."""
 
 from __future__ import annotations
@@ -19,9 +19,16 @@ from loaders.rows import (
     UserRow,
 )
 
-SELECT_EVENT = """
-SELECT id, kind, project_id, issue_id, actor_id, comment_id, label_ids, created_at
-FROM events WHERE id = $1
+# An event with its project, once per subscriber listed (with their role in its
+# organization now), or once with nulls there when none of them exists any more.
+SELECT_EVENT = f"""
+SELECT e.id, e.kind, e.project_id, e.issue_id, e.actor_id, e.comment_id, e.label_ids,
+       e.created_at, {PROJECT_COLUMNS}, {USER_COLUMNS}, m.role
+FROM events e
+JOIN projects p ON p.id = $2
+LEFT JOIN users u ON u.id = ANY($3::bigint[])
+LEFT JOIN memberships m ON m.user_id = u.id AND m.organization_id = p.organization_id
+WHERE e.id = $1
 """
 SELECT_PROJECT = f"SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1"
 SELECT_SUBSCRIBERS = f"""
@@ -82,19 +89,25 @@ class EventRow:
     created_at: datetime
 
 
+_EVENT_SPANS = (len(EventRow.__dataclass_fields__), len(ProjectRow._fields), len(UserRow._fields))
+
+
 async def read_event(
     session: Session, event_id: int, project_id: int, users: list[int]
 ) -> tuple[EventRow, ProjectRow, dict[int, tuple[UserRow, str | None]]] | None:
     """The event, its project, and each listed user with their role in its organization;
     None when the event or the project is gone."""
-    event_record = await session.fetchrow(SELECT_EVENT, event_id)
-    project_record = await session.fetchrow(SELECT_PROJECT, project_id)
-    if event_record is None or project_record is None:
+    rows = await session.fetch(SELECT_EVENT, event_id, project_id, users)
+    if not rows:
         return None
-    project = ProjectRow(*project_record)
-    rows = await session.fetch(SELECT_SUBSCRIBERS, users, project.organization_id)
-    now = {row[0]: (UserRow(*tuple(row)[:7]), row[7]) for row in rows}
-    return EventRow(*event_record), project, now
+    first = tuple(rows[0])
+    e, p, u = _EVENT_SPANS
+    now = {}
+    for row in rows:
+        values = tuple(row)
+        if values[e + p] is not None:
+            now[values[e + p]] = (UserRow(*values[e + p : e + p + u]), values[-1])
+    return EventRow(*first[:e]), ProjectRow(*first[e : e + p]), now
 
 
 async def read_notification(

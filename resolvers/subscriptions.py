@@ -156,38 +156,42 @@ class NotificationSource:
         self.shared_key = found.id if found is not None else None
 
 
+def _source(delivery: Delivery) -> EventSource:
+    return EventSource(delivery.event, delivery.shared)
+
+
 async def _stream(
     info: Ctx,
     project_id: int,
     issue_id: int | None,
     kinds: Sequence[str] | None,
     after: str | None,
+    *,
+    live: bool,
 ) -> AsyncGenerator[EventSource, None]:
+    """The events; `live` when the subscriber's later events may be written without this
+    generator (execution/fanout.py, Live), as an open-ended stream's may."""
     context = info.context
     hub = context.services.hub
     assert hub is not None, "subscriptions need the event hub"
     position = decode_event_cursor(after) if after is not None else None
     kept_since = datetime.now(UTC) - timedelta(seconds=context.services.settings.event_retention)
+    sink = context.live.sink(_source) if live and context.live is not None else None
     stream: Any
     if position is not None and position[1] >= kept_since:
-        stream = hub.resume(
-            project_id, context.viewer, position[0], kinds or REPLAYED_KINDS, issue_id
-        )
+        replayed = kinds or REPLAYED_KINDS
+        stream = hub.resume(project_id, context.viewer, position[0], replayed, issue_id, sink)
     else:
-        stream = hub.subscribe(project_id, context.viewer, issue_id)
+        stream = hub.subscribe(project_id, context.viewer, issue_id, kinds, sink)
     async with stream as deliveries:
         await context.session.close()  # hold no connection while waiting
         if position is not None and position[1] < kept_since:
             yield EventSource(None)  # the log no longer reaches back there
         delivery: Delivery
         async for delivery in deliveries:
-            event = delivery.event
-            if event is not None and kinds is not None and event.kind not in kinds:
-                delivery.done()
-                continue
             try:
                 await context.renew_for_event(delivery)
-                yield EventSource(event, delivery.shared)
+                yield _source(delivery)
             finally:  # resumed once the event is resolved and sent (or cancelled)
                 delivery.done()
 
@@ -207,7 +211,7 @@ class Subscription:
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
     ) -> AsyncGenerator[EventSource, None]:
         project = await find(info.context, project_id, ProjectRow)
-        async for event in _stream(info, project.id, None, None, after):
+        async for event in _stream(info, project.id, None, None, after, live=True):
             yield event
 
     @strawberry.subscription(
@@ -225,7 +229,8 @@ class Subscription:
         issue = await find(info.context, issue_id, IssueRow)
         project = await permissions.project_of(info.context, issue.project_id)
         last = (IssueEventKind.DELETED.value, IssueEventKind.TRANSFERRED.value)
-        async for event in _stream(info, project.id, issue.id, ("COMMENTED", *last), after):
+        kinds = ("COMMENTED", *last)
+        async for event in _stream(info, project.id, issue.id, kinds, after, live=False):
             yield event
             if event.kind in last:
                 return

@@ -350,13 +350,49 @@ class _Connection:
             await self._send({"id": operation_id, "type": "complete"})
 
     async def _stream(self, operation_id: str, subscribed: Subscribed) -> bool:
-        """Send each event; False when the stream ended with an error."""
+        """Send each event; False when the stream ended with an error. Where the socket
+        can be written directly, the subscription's events are written as they are made,
+        without this task (execution/fanout.py, Live)."""
         prefix = next_prefix(operation_id)
+        if self.frames.protocol is not None:
+            subscribed.live.attach(
+                lambda payload: self._write_now(operation_id, prefix, payload),
+                lambda payload: self._send_later(operation_id, prefix, payload),
+                lambda: self._stop(operation_id),
+            )
         async with contextlib.aclosing(subscribed.events) as events:
             async for payload in events:
                 if not await self._send_result(operation_id, prefix, payload):
                     return False
         return True
+
+    def _write_now(self, operation_id: str, prefix: bytes, payload: Payload) -> bool:
+        """Write a `next` at once if the socket takes it as it is; True also when the
+        operation or the connection has ended (nothing more is sent on it); False when
+        it must go `_send_later` (an error, expired credentials, a backed-up socket)."""
+        if self.ending is not None or operation_id not in self.operations:
+            return True
+        body = payload.body
+        if "data" not in body or "errors" in body:
+            return False
+        if self.expires_at is not None and time.time() >= self.expires_at:
+            return False
+        return self.frames.write_next(prefix, payload.json())
+
+    async def _send_later(self, operation_id: str, prefix: bytes, payload: Payload) -> bool:
+        """Send a payload `_write_now` could not; False when the operation ends there."""
+        if operation_id not in self.operations:
+            return False
+        try:
+            return await self._send_result(operation_id, prefix, payload)
+        except (Closing, WebSocketDisconnect, RuntimeError, OSError):
+            return False
+
+    def _stop(self, operation_id: str) -> None:
+        """End an operation without a `complete` (it ended with an error, or the socket)."""
+        task = self.operations.pop(operation_id, None)
+        if task is not None:
+            task.cancel()
 
     async def _send_result(self, operation_id: str, prefix: bytes, payload: Payload) -> bool:
         """A `next` (starting with `prefix`, see next_prefix), or an `error` when
