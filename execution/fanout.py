@@ -321,6 +321,14 @@ class Live:
         if self.closed:
             delivery.done()
             return
+        try:
+            self._join(delivery)
+        except Exception:  # this subscriber's failure must not spare it the others' events
+            log.exception("could not hand an event to a subscriber")
+            delivery.done()
+            self._fail()
+
+    def _join(self, delivery: Delivery) -> None:
         shared = delivery.shared
         event = delivery.event
         if event is None or shared is None:  # RESYNC: made for this subscriber alone
@@ -371,11 +379,20 @@ class Live:
                 continue
             except Exception as error:
                 payload = failed(error)
-            self._put(payload)
+            try:
+                self._put(payload)
+            except Exception:  # (as in `offer`)
+                log.exception("could not write an event to a subscriber")
+                self._fail()
+
+    def _fail(self) -> None:
+        assert self._end is not None
+        self.close()
+        self._end()
 
     def _put(self, payload: Payload) -> None:
         assert self._write is not None
-        if not self._backlog and self._write(payload):
+        if self._draining is None and self._write(payload):  # (none waits before it)
             return
         if len(self._backlog) >= INBOX_LIMIT:  # too slow to keep up: resync instead
             self._backlog.clear()

@@ -43,7 +43,7 @@ from execution.selections import fragments_of, pick_operation
 from loaders.users import load_viewer
 from resolvers.schema import schema
 from server.__main__ import prepare_database
-from tests.servers import AppSocket
+from tests.servers import AppSocket, ServedSocket, served_app
 
 TEST_SCALE = 0.05
 _addresses = itertools.count(1)
@@ -304,21 +304,30 @@ def make(conn: asyncpg.Connection) -> Any:
 @dataclass
 class RunningApp:
     """The real ASGI app on the test database: an HTTP client to it, and WebSockets to it
-    (`websocket()`), both from the same client address."""
+    (`websocket()`), both from the same client address; with `served`, WebSockets over a
+    real socket to uvicorn serving the app in this process (`served_websocket()`)."""
 
     http: Any
     asgi: Any
     address: str
     state: Any = None  # the app's state (its event hub: `state.hub`)
+    served_at: str | None = None  # host:port, when served by uvicorn
 
     def websocket(self, headers: Sequence[tuple[str, str]] = ()) -> AppSocket:
         return AppSocket(self.asgi, client=(self.address, 40001), headers=headers)
 
+    def served_websocket(self, headers: Sequence[tuple[str, str]] = ()) -> ServedSocket:
+        """A WebSocket over a real socket to uvicorn (`running_app(..., served=True)`)."""
+        assert self.served_at is not None, "the app is not served"
+        return ServedSocket(f"ws://{self.served_at}/graphql", headers)
+
 
 @contextlib.asynccontextmanager
-async def running_app(database: Database, **overrides: Any) -> AsyncIterator[RunningApp]:
+async def running_app(
+    database: Database, *, served: bool = False, **overrides: Any
+) -> AsyncIterator[RunningApp]:
     """The real ASGI app (lifespan included) on `database`, with settings overridden as
-    given."""
+    given; `served`: also by uvicorn on a port of this machine's loopback."""
     import httpx
     from asgi_lifespan import LifespanManager
 
@@ -327,11 +336,12 @@ async def running_app(database: Database, **overrides: Any) -> AsyncIterator[Run
     app = create_app(TEST_SETTINGS.model_copy(update=overrides), database=database)
     n = next(_addresses)
     address = f"127.{n // 250}.{n % 250}.1"
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app) as manager, contextlib.AsyncExitStack() as stack:
+        served_at = await stack.enter_async_context(served_app(manager.app)) if served else None
         # each test its own client address, so budgets and sign-in throttling stay per test
         transport = httpx.ASGITransport(app=manager.app, client=(address, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield RunningApp(http, manager.app, address, app.state)
+            yield RunningApp(http, manager.app, address, app.state, served_at)
 
 
 @contextlib.asynccontextmanager

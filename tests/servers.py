@@ -5,16 +5,17 @@ processes (`server_processes`), and a WebSocket client to an app in this process
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -228,6 +229,83 @@ class AppSocket:
             self._task.result()  # raises what the app raised
             raise SocketClosed(1006)  # the app returned without closing
         raise TimeoutError(f"the app sent nothing within {timeout} s")
+
+
+class Socket(Protocol):
+    """What tests do with a WebSocket, in-process (AppSocket) or served (ServedSocket)."""
+
+    async def send_json(self, message: Any) -> None: ...
+
+    async def receive_json(self, timeout: float = 10) -> Any: ...
+
+
+class ServedSocket:
+    """A WebSocket client to an app served by uvicorn in this process (`served_app`), with
+    AppSocket's methods: what crosses a real socket, uvicorn's own protocol included."""
+
+    def __init__(self, url: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        self._url = url
+        self._headers = list(headers)
+        self._connection: Any = None
+
+    async def __aenter__(self) -> ServedSocket:
+        from websockets.asyncio.client import connect
+        from websockets.typing import Subprotocol
+
+        self._connection = await connect(
+            self._url,
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            additional_headers=self._headers,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._connection.close()
+
+    async def send_json(self, message: Any) -> None:
+        await self._connection.send(json.dumps(message))
+
+    async def receive_json(self, timeout: float = 10) -> Any:
+        """The next message the server sent; SocketClosed when it closed the socket."""
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            text = await asyncio.wait_for(self._connection.recv(), timeout)
+        except ConnectionClosed as closed:
+            raise SocketClosed(closed.rcvd.code if closed.rcvd else 1006) from None
+        except TimeoutError:
+            raise TimeoutError(f"the server sent nothing within {timeout} s") from None
+        return json.loads(text)
+
+
+@asynccontextmanager
+async def served_app(app: ASGIApp) -> AsyncIterator[str]:
+    """`app` (its lifespan already started) served by uvicorn in this event loop, with the
+    WebSocket protocol the server runs with; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        ws="websockets-sansio",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    # pytest keeps its own signal handlers
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
 
 
 @contextmanager

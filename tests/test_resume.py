@@ -4,6 +4,7 @@ log, then goes live, with no gap and no duplicate at the seam; RESYNC past the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from loaders import Loaders
 from loaders.events import events_after, purge_events
 from resolvers.subscriptions import REPLAYED_KINDS
 from tests.conftest import running_app
-from tests.servers import AppSocket
+from tests.servers import Socket
 from tests.sessions import access_token
 from tests.test_sessions import CREATE, gql, open_socket
 
@@ -31,13 +32,13 @@ COMMENT = """mutation($i: ID!, $b: String!) { addComment(input: {issueId: $i, bo
 WAIT = 20  # seconds: a bound against hanging, not a measurement
 
 
-async def _subscribe(socket: AppSocket, query: str, variables: dict[str, Any]) -> None:
+async def _subscribe(socket: Socket, query: str, variables: dict[str, Any]) -> None:
     await socket.send_json(
         {"id": "r", "type": "subscribe", "payload": {"query": query, "variables": variables}}
     )
 
 
-async def _next(socket: AppSocket, field: str = "issueEvents") -> Any:
+async def _next(socket: Socket, field: str = "issueEvents") -> Any:
     message = await socket.receive_json(timeout=WAIT)
     assert message["type"] == "next", message
     return message["payload"]["data"][field]
@@ -51,14 +52,16 @@ async def _fetch(database: Database, sql: str, *args: Any) -> list[Any]:
         await database.release(connection)
 
 
+@pytest.mark.parametrize("served", [False, True], ids=["in-process", "served"])
 async def test_a_resumed_subscription_loses_nothing_and_repeats_nothing_at_the_seam(
-    database: Database, committed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    database: Database, committed: dict[str, Any], monkeypatch: pytest.MonkeyPatch, served: bool
 ) -> None:
     """A backlog of 250 events in the log (three replay statements); five events commit
     while the replay is under way (it is held before its second statement until they
     have), five more once it is live: every event after the cursor arrives once, in
     order. The events committed during the replay reach the subscriber both ways, from
-    the log and live."""
+    the log and live. Served by uvicorn, the live events are written without the
+    subscriber's task (execution/fanout.py, Live)."""
     project = committed["project_id"]
     (issue,) = await _fetch(
         database,
@@ -95,7 +98,11 @@ async def test_a_resumed_subscription_loses_nothing_and_repeats_nothing_at_the_s
         created = await gql(app.http, CREATE, {"p": committed["project"], "t": title}, token=token)
         assert created.json().get("errors") is None, created.json()
 
-    async with running_app(database) as app, app.websocket() as socket:
+    async with contextlib.AsyncExitStack() as stack:
+        app = await stack.enter_async_context(running_app(database, served=served))
+        socket: Socket = await stack.enter_async_context(
+            app.served_websocket() if served else app.websocket()
+        )
         await open_socket(socket, token)
         await _subscribe(
             socket, RESUME, {"p": committed["project"], "after": encode_event_cursor(*start)}

@@ -15,7 +15,7 @@ import pytest
 
 from core.db import Database
 from tests.conftest import running_app
-from tests.servers import AppSocket, SocketClosed
+from tests.servers import AppSocket, Socket, SocketClosed
 from tests.sessions import access_token, tokens
 
 SIGN_UP = """mutation($i: SignUpInput!) { signUp(input: $i) {
@@ -316,7 +316,7 @@ async def test_a_signed_in_request_costs_the_statements_it_did_before_sessions(
 # -- WebSockets -----------------------------------------------------------------------------
 
 
-async def open_socket(socket: AppSocket, token: str) -> None:
+async def open_socket(socket: Socket, token: str) -> None:
     await socket.send_json(
         {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
     )
