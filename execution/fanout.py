@@ -14,8 +14,18 @@ The source a subscription resolver yields offers the sharing: `shared`, a mappin
 the event's delivery (SharedReads.results), and `shared_key`, the event's identity within
 it. A source whose `shared` is None (RESYNC) is executed for its subscriber alone.
 
+An event reaches a subscriber one of two ways, the same groups either way:
+- through its task: the hub's delivery wakes the subscription's resolver, whose source
+  event `payloads` turns into the group's payload, which the transport sends;
+- without it (`Live`), once the subscriber waits for its next event with nothing queued
+  and its transport can write a frame at once (server/websocket.py): the hub hands the
+  delivery to the subscriber's group, and the group writes its payload to each of its
+  subscribers when made. An event to two hundred subscribers then wakes no task of
+  theirs; each costs a dictionary lookup and a frame written to its socket.
+
     sharing(schema, document, operation, variables)   what a subscriber shares with others
     payloads(executor, sources, sharing)               its stream of Payloads
+    Live(executor, sharing, context)                   its events written without its task
 """
 
 from __future__ import annotations
