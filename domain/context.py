@@ -2,7 +2,9 @@
 
 A query or mutation uses one context from start to end. A subscription lives longer: its
 context is renewed for every event (`renew_for_event`), so that each event is resolved
-with fresh loaders on a fresh database session, released again while it waits.
+with fresh loaders on a fresh database session, released again while it waits; an event
+made without the subscriber's task (execution/fanout.py, Live) is resolved in a context
+of its own (`for_event`).
 """
 
 from __future__ import annotations
