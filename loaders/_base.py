@@ -6,9 +6,12 @@ request's event loop, spares each loader aiodataloader's own lookup of it (on CP
 a getpid() system call each).
 
 Loaders may be `shared` by several tasks (the subscribers an event goes to, see
-domain/events.py): then each caller awaits its own shield of the loader's future, since a
-task cancelled while awaiting a future cancels that future, which would fail every other
-task waiting on it (a subscriber that disconnects mid-event would end the others').
+domain/events.py; the fields graphql-core resolves, see execution/documents.py): then each
+caller awaits its own shield of the loader's future, since a task cancelled while awaiting a
+future cancels that future, which would fail every other task waiting on it (a subscriber
+that disconnects mid-event would end the others'; a field graphql-core gives up on would
+fail every other field awaiting the same row with a CancelledError, and every later load of
+it, the cancelled future staying cached).
 """
 
 from __future__ import annotations
