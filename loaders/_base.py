@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-from aiodataloader import DataLoader
+from aiodataloader import DataLoader, failed_dispatch
 
 from core import observability
 from core.db import Session
@@ -108,40 +108,88 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
     async def load_all(self, keys: Collection[K]) -> list[R | None]:
         """Rows for many keys with one future per call rather than per key: the keys of
         every call in the same event-loop tick are fetched together, in one statement (as
-        `load` does, key by key), and kept in `known` for the rest of the request."""
+        `load` does, key by key, and with the keys `load` is asked meanwhile), and kept in
+        `known` for the rest of the request."""
         known = self.known
         missing = [k for k in keys if k not in known and k not in self._absent]
         if missing:
             if self._pending is None:
                 self._pending = (set(), self.loop.create_future())
-                self.loop.call_soon(self._dispatch_pending)
+                self.loop.call_soon(self._dispatch_soon)
             wanted, done = self._pending
             wanted.update(missing)
             await (asyncio.shield(done) if self.shared else done)
         return [known.get(k) for k in keys]
 
+    # `load` (aiodataloader's queue) and `load_all` (`_pending`) batch apart, over the same
+    # ticks, but whichever reads first also reads the keys the other waits for: the same rows
+    # asked both ways (a field's to-one rows by `load_all`, a permission's by `load` in tasks
+    # of its own, a tick later) cost one statement, as they do when only `load` asks.
+
+    def _dispatch_soon(self) -> None:
+        """A tick later, as aiodataloader's dispatch (its call_soon, then its task)."""
+        self.loop.call_soon(self._dispatch_pending)
+
     def _dispatch_pending(self) -> None:
-        assert self._pending is not None
-        wanted, done = self._pending
-        self._pending = None
-        task = self.loop.create_task(self._fetch_pending(list(wanted), done))
+        pending, self._pending = self._pending, None
+        if pending is None:  # `load`'s batch read its keys (batch_load_fn)
+            return
+        queue, self._queue = self._queue, []  # aiodataloader's dispatch finds it empty
+        task = self.loop.create_task(self._fetch_pending(pending, queue))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fetch_pending(self, keys: list[K], done: asyncio.Future[None]) -> None:
+    async def _fetch_pending(
+        self, pending: tuple[set[K], asyncio.Future[None]], queue: list[Any]
+    ) -> None:
+        wanted, done = pending
         try:
-            rows = await self.batch_load_fn(keys)
+            found = await self._read(
+                list(dict.fromkeys([*wanted, *(entry.key for entry in queue)]))
+                if queue
+                else list(wanted)
+            )
         except Exception as error:
-            done.set_exception(error)
+            if not done.done():
+                done.set_exception(error)
+            failed_dispatch(self, queue, error)
             return
-        for key, row in zip(keys, rows, strict=True):
+        self._keep(pending, found)
+        for entry in queue:
+            if not entry.future.done():
+                entry.future.set_result(found.get(entry.key))
+
+    async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
+        """`load`'s batch (aiodataloader's), with the keys `load_all` waits for."""
+        pending, self._pending = self._pending, None
+        if pending is None and not keys:  # `load_all`'s batch read the queue's keys
+            return []
+        try:
+            found = await self._read(
+                list(dict.fromkeys([*keys, *pending[0]])) if pending is not None else keys
+            )
+        except Exception as error:
+            if pending is not None and not pending[1].done():
+                pending[1].set_exception(error)
+            raise
+        if pending is not None:
+            self._keep(pending, found)
+        return [found.get(key) for key in keys]
+
+    def _keep(self, pending: tuple[set[K], asyncio.Future[None]], found: dict[K, R]) -> None:
+        """Keep the rows `load_all` waits for, and let it go on."""
+        wanted, done = pending
+        for key in wanted:
+            row = found.get(key)
             if row is None:
                 self._absent.add(key)
             else:
                 self.known[key] = row
-        done.set_result(None)
+        if not done.done():
+            done.set_result(None)
 
-    async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
+    async def _read(self, keys: Sequence[K]) -> dict[K, R]:
+        """The rows of these keys (each once), by key: one statement."""
         observability.record_batch(self._label, len(keys))
         params = Params(*self._arguments(keys))
         if self._scope is not None:
@@ -152,7 +200,7 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         for record in await self._session.fetch(sql, *params.values):
             row = make_row(record)
             found[key_of(row)] = row
-        return [found.get(key) for key in keys]
+        return found
 
     def _statement(self, params: Params) -> tuple[str, Callable[[Any], R]]:
         """The statement as the request's projection has it (the objects it writes with
