@@ -7,17 +7,18 @@ a getpid() system call each).
 
 Loaders may be `shared` by several tasks (the subscribers an event goes to, see
 domain/events.py; the fields graphql-core resolves, see execution/documents.py): then each
-caller awaits its own shield of the loader's future, since a task cancelled while awaiting a
-future cancels that future, which would fail every other task waiting on it (a subscriber
-that disconnects mid-event would end the others'; a field graphql-core gives up on would
-fail every other field awaiting the same row with a CancelledError, and every later load of
-it, the cancelled future staying cached).
+caller awaits a future of its own (`own`: a shield of the loader's), since a task cancelled
+while awaiting a future cancels that future, which would fail every other task waiting on
+it (a subscriber that disconnects mid-event would end the others'; a field graphql-core
+gives up on would fail every other field awaiting the same row with a CancelledError, and
+every later load of it, the cancelled future staying cached).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from functools import partial
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
@@ -44,14 +45,40 @@ R = TypeVar("R")
 by_id = attrgetter("id")  # the key of a row by id
 
 
+def own(loop: asyncio.AbstractEventLoop, found: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """A future of the caller's own that settles as `found` does: the caller's task
+    cancelled, it is cancelled, and `found` goes on for the others. (`asyncio.shield`, with
+    one callback where it adds two, and none for a future already done.)"""
+    if found.done():
+        return found
+    mine = loop.create_future()
+    found.add_done_callback(partial(_settle, mine))
+    return mine
+
+
+def _settle(mine: asyncio.Future[Any], found: asyncio.Future[Any]) -> None:
+    if found.cancelled():
+        if not mine.done():
+            mine.cancel()
+        return
+    error = found.exception()  # (retrieved even for a cancelled caller: no warning)
+    if mine.done():
+        return
+    if error is not None:
+        mine.set_exception(error)
+    else:
+        mine.set_result(found.result())
+
+
 class _Shareable:
     """`load` for loaders that several tasks may share (see the module docstring)."""
 
     shared = False
+    loop: asyncio.AbstractEventLoop  # DataLoader's
 
     def load(self, key: Any) -> Any:
         found = super().load(key)  # type: ignore[misc]  # DataLoader's, in the subclasses
-        return asyncio.shield(found) if self.shared else found
+        return own(self.loop, found) if self.shared else found
 
 
 class RowLoader(DataLoader[K, R | None], Generic[K, R]):
@@ -95,7 +122,7 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         row = self.known.get(key)
         if row is None:
             found = super().load(key)
-            return asyncio.shield(found) if self.shared else found
+            return own(self.loop, found) if self.shared else found
         future = self.loop.create_future()
         future.set_result(row)
         return future
@@ -118,7 +145,7 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
                 self.loop.call_soon(self._dispatch_soon)
             wanted, done = self._pending
             wanted.update(missing)
-            await (asyncio.shield(done) if self.shared else done)
+            await (own(self.loop, done) if self.shared else done)
         return [known.get(k) for k in keys]
 
     # `load` (aiodataloader's queue) and `load_all` (`_pending`) batch apart, over the same
