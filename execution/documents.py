@@ -220,6 +220,10 @@ class Executor:
                 return fast  # type: ignore[no-any-return]
         _count_standard(prepared.document, operation_name)
         context.loaders.project(None)  # resolvers may read any column
+        # When a field fails, graphql-core cancels the fields of its object (or list) still
+        # running (`gather_with_cancel`): a load they await must stay whole for the other
+        # fields awaiting it.
+        context.loaders.share()
         result = execute(
             self.graphql_schema,
             prepared.document,

@@ -86,6 +86,14 @@ class Loaders:
         except RuntimeError:  # made outside the event loop: each loader finds it
             self._loop = None
 
+    def share(self) -> None:
+        """Let several tasks await the same loads from now on, those already made included:
+        each caller then awaits its own shield of a load (see loaders/_base.py)."""
+        self.shared = True
+        for loader in vars(self).values():
+            if isinstance(loader, DataLoader):
+                loader.shared = True  # type: ignore[attr-defined]  # each of ours has it
+
     # Each loader is made when first used: a request uses a few of them.
 
     def _rows(self, sql: str, rows: Any, key_of: Any, **options: Any) -> RowLoader[Any, Any]:

@@ -6,19 +6,23 @@ request's event loop, spares each loader aiodataloader's own lookup of it (on CP
 a getpid() system call each).
 
 Loaders may be `shared` by several tasks (the subscribers an event goes to, see
-domain/events.py): then each caller awaits its own shield of the loader's future, since a
-task cancelled while awaiting a future cancels that future, which would fail every other
-task waiting on it (a subscriber that disconnects mid-event would end the others').
+domain/events.py; the fields graphql-core resolves, see execution/documents.py): then each
+caller awaits a future of its own (`own`: a shield of the loader's), since a task cancelled
+while awaiting a future cancels that future, which would fail every other task waiting on
+it (a subscriber that disconnects mid-event would end the others'; a field graphql-core
+gives up on would fail every other field awaiting the same row with a CancelledError, and
+every later load of it, the cancelled future staying cached).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from functools import partial
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-from aiodataloader import DataLoader
+from aiodataloader import DataLoader, failed_dispatch
 
 from core import observability
 from core.db import Session
@@ -41,14 +45,40 @@ R = TypeVar("R")
 by_id = attrgetter("id")  # the key of a row by id
 
 
+def own(loop: asyncio.AbstractEventLoop, found: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """A future of the caller's own that settles as `found` does: the caller's task
+    cancelled, it is cancelled, and `found` goes on for the others. (`asyncio.shield`, with
+    one callback where it adds two, and none for a future already done.)"""
+    if found.done():
+        return found
+    mine = loop.create_future()
+    found.add_done_callback(partial(_settle, mine))
+    return mine
+
+
+def _settle(mine: asyncio.Future[Any], found: asyncio.Future[Any]) -> None:
+    if found.cancelled():
+        if not mine.done():
+            mine.cancel()
+        return
+    error = found.exception()  # (retrieved even for a cancelled caller: no warning)
+    if mine.done():
+        return
+    if error is not None:
+        mine.set_exception(error)
+    else:
+        mine.set_result(found.result())
+
+
 class _Shareable:
     """`load` for loaders that several tasks may share (see the module docstring)."""
 
     shared = False
+    loop: asyncio.AbstractEventLoop  # DataLoader's
 
     def load(self, key: Any) -> Any:
         found = super().load(key)  # type: ignore[misc]  # DataLoader's, in the subclasses
-        return asyncio.shield(found) if self.shared else found
+        return own(self.loop, found) if self.shared else found
 
 
 class RowLoader(DataLoader[K, R | None], Generic[K, R]):
@@ -92,7 +122,7 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         row = self.known.get(key)
         if row is None:
             found = super().load(key)
-            return asyncio.shield(found) if self.shared else found
+            return own(self.loop, found) if self.shared else found
         future = self.loop.create_future()
         future.set_result(row)
         return future
@@ -105,40 +135,88 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
     async def load_all(self, keys: Collection[K]) -> list[R | None]:
         """Rows for many keys with one future per call rather than per key: the keys of
         every call in the same event-loop tick are fetched together, in one statement (as
-        `load` does, key by key), and kept in `known` for the rest of the request."""
+        `load` does, key by key, and with the keys `load` is asked meanwhile), and kept in
+        `known` for the rest of the request."""
         known = self.known
         missing = [k for k in keys if k not in known and k not in self._absent]
         if missing:
             if self._pending is None:
                 self._pending = (set(), self.loop.create_future())
-                self.loop.call_soon(self._dispatch_pending)
+                self.loop.call_soon(self._dispatch_soon)
             wanted, done = self._pending
             wanted.update(missing)
-            await (asyncio.shield(done) if self.shared else done)
+            await (own(self.loop, done) if self.shared else done)
         return [known.get(k) for k in keys]
 
+    # `load` (aiodataloader's queue) and `load_all` (`_pending`) batch apart, over the same
+    # ticks, but whichever reads first also reads the keys the other waits for: the same rows
+    # asked both ways (a field's to-one rows by `load_all`, a permission's by `load` in tasks
+    # of its own, a tick later) cost one statement, as they do when only `load` asks.
+
+    def _dispatch_soon(self) -> None:
+        """A tick later, as aiodataloader's dispatch (its call_soon, then its task)."""
+        self.loop.call_soon(self._dispatch_pending)
+
     def _dispatch_pending(self) -> None:
-        assert self._pending is not None
-        wanted, done = self._pending
-        self._pending = None
-        task = self.loop.create_task(self._fetch_pending(list(wanted), done))
+        pending, self._pending = self._pending, None
+        if pending is None:  # `load`'s batch read its keys (batch_load_fn)
+            return
+        queue, self._queue = self._queue, []  # aiodataloader's dispatch finds it empty
+        task = self.loop.create_task(self._fetch_pending(pending, queue))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fetch_pending(self, keys: list[K], done: asyncio.Future[None]) -> None:
+    async def _fetch_pending(
+        self, pending: tuple[set[K], asyncio.Future[None]], queue: list[Any]
+    ) -> None:
+        wanted, done = pending
         try:
-            rows = await self.batch_load_fn(keys)
+            found = await self._read(
+                list(dict.fromkeys([*wanted, *(entry.key for entry in queue)]))
+                if queue
+                else list(wanted)
+            )
         except Exception as error:
-            done.set_exception(error)
+            if not done.done():
+                done.set_exception(error)
+            failed_dispatch(self, queue, error)
             return
-        for key, row in zip(keys, rows, strict=True):
+        self._keep(pending, found)
+        for entry in queue:
+            if not entry.future.done():
+                entry.future.set_result(found.get(entry.key))
+
+    async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
+        """`load`'s batch (aiodataloader's), with the keys `load_all` waits for."""
+        pending, self._pending = self._pending, None
+        if pending is None and not keys:  # `load_all`'s batch read the queue's keys
+            return []
+        try:
+            found = await self._read(
+                list(dict.fromkeys([*keys, *pending[0]])) if pending is not None else keys
+            )
+        except Exception as error:
+            if pending is not None and not pending[1].done():
+                pending[1].set_exception(error)
+            raise
+        if pending is not None:
+            self._keep(pending, found)
+        return [found.get(key) for key in keys]
+
+    def _keep(self, pending: tuple[set[K], asyncio.Future[None]], found: dict[K, R]) -> None:
+        """Keep the rows `load_all` waits for, and let it go on."""
+        wanted, done = pending
+        for key in wanted:
+            row = found.get(key)
             if row is None:
                 self._absent.add(key)
             else:
                 self.known[key] = row
-        done.set_result(None)
+        if not done.done():
+            done.set_result(None)
 
-    async def batch_load_fn(self, keys: Sequence[K]) -> list[R | None]:
+    async def _read(self, keys: Sequence[K]) -> dict[K, R]:
+        """The rows of these keys (each once), by key: one statement."""
         observability.record_batch(self._label, len(keys))
         params = Params(*self._arguments(keys))
         if self._scope is not None:
@@ -149,7 +227,7 @@ class RowLoader(DataLoader[K, R | None], Generic[K, R]):
         for record in await self._session.fetch(sql, *params.values):
             row = make_row(record)
             found[key_of(row)] = row
-        return [found.get(key) for key in keys]
+        return found
 
     def _statement(self, params: Params) -> tuple[str, Callable[[Any], R]]:
         """The statement as the request's projection has it (the objects it writes with
