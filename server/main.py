@@ -10,8 +10,9 @@ uvicorn stops accepting, closes WebSockets with 1012 (service restart: reconnect
 for the requests in flight; the app, told by the same signal, brings every request's
 deadline forward to SHUTDOWN_MARGIN seconds before the bound. A request still running then is
 answered 503 `UNAVAILABLE` and its database connection ended (a transaction not committed
-rolls back). The last second closes the pool, the event hub and Redis, and ends any
-connection that does not close in time.
+rolls back). Webhook attempts under way get their answers meanwhile (within the bound, but
+half a second), and their outcomes are logged. The last second closes the pool, the event
+hub and Redis, and ends any connection that does not close in time.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 async with asyncio.timeout_at(until):
                     await state["websocket"].close_all()
                     await services.hub.stop()
-                    await webhooks.stop()
+                    # attempts under way finish, with what is left of the bound but a margin
+                    await webhooks.stop(grace=until - SHUTDOWN_MARGIN / 2 - loop.time())
                     await budget.aclose()
                     if redis is not None:
                         await redis.aclose()

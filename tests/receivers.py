@@ -42,12 +42,14 @@ class Receiver:
         secret: str,
         fail_first: int = 0,
         hold_first: bool = False,
+        answer_held: bool = False,  # a held request is answered once released, not dropped
         redirect_to: str | None = None,
         tls: tuple[str, str] | None = None,  # certificate and key files: https on localhost
     ) -> None:
         self.secret = secret
         self.fail_first = fail_first
         self.hold_first = hold_first
+        self.answer_held = answer_held
         self.redirect_to = redirect_to
         self.release = threading.Event()  # lets a held request answer
         self.held = threading.Event()  # set once a request is being held
@@ -93,7 +95,8 @@ class Receiver:
                 self.held.set()
         if first and self.hold_first:
             self.release.wait(WAIT)
-            return  # no answer: the connection is dropped
+            if not self.answer_held:
+                return  # no answer: the connection is dropped
         status = 500 if count < self.fail_first or not signed else 200
         if self.redirect_to is not None:
             status = 302

@@ -8,6 +8,7 @@ that checks the guard), and a backoff of a fraction of a second."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -446,6 +447,31 @@ async def test_a_server_killed_mid_delivery_delivers_it_after_restart(
     assert logged["statuses"] == [None, 200]
     assert logged["errors"] == [INTERRUPTED, None] and logged["durations"][0] is None
     assert got.delivered()[0].delivery == logged["guid"]
+
+
+async def test_an_attempt_under_way_when_the_server_stops_finishes_and_is_logged(
+    database: Database, database_url: str, admin: dict[str, Any]
+) -> None:
+    """The server stops while the receiver holds the request: the attempt gets its answer
+    within the shutdown bound and is logged DELIVERED, rather than cancelled and left to its
+    lease (to be sent again once the lease ends)."""
+    token = admin["token"]
+    with receiver(SECRET, hold_first=True, answer_held=True) as got:
+        running = running_app(database, **FAST)
+        app = await running.__aenter__()
+        try:
+            hook = await _hook(app.http, token, admin["project"], got.url)
+            await _graphql(app.http, token, OPEN_ISSUE, p=admin["project"], t="Stopping")
+            await got.until(got.held.is_set)  # the request is on the wire ...
+        finally:
+            stopping = asyncio.create_task(running.__aexit__(None, None, None))
+        hub = app.state.hub
+        await got.until(lambda: not hub.connected.is_set())  # ... when the server stops
+        got.release.set()
+        await asyncio.wait_for(stopping, WAIT)
+        (logged,) = await _deliveries(database_url, hook)
+    assert logged["state"] == "DELIVERED" and logged["attempts"] == 1
+    assert logged["statuses"] == [200] and len(got.delivered()) == 1
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -13,8 +13,10 @@ answer, and is logged with its status, duration and error. A failure is retried 
 exponential backoff with jitter, until it is WEBHOOK_FAILURE_WINDOW (a day) old; a hook
 that has delivered nothing for that long is then turned off, with the reason.
 
-A process that stops mid-attempt leaves the delivery leased: it is claimed again when the
-lease ends (twice WEBHOOK_TIMEOUT, plus a second), by whichever process is running then.
+A process that stops lets the attempts under way finish within its shutdown bound; one
+that dies (or runs out of that bound) mid-attempt leaves the delivery leased: it is claimed
+again when the lease ends (twice WEBHOOK_TIMEOUT, plus a second), by whichever process is
+running then.
 """
 
 from __future__ import annotations
@@ -86,12 +88,23 @@ class Deliverer:
             asyncio.create_task(self._deliver_forever(wait)),
         ]
 
-    async def stop(self) -> None:
-        """Stop at once: attempts under way are left to their lease."""
-        tasks = [*self._tasks, *self._running]
-        for task in tasks:
+    async def stop(self, grace: float = 0.0) -> None:
+        """Claim nothing more; let the attempts under way finish (and record their
+        outcome) for up to `grace` seconds, then cancel the rest, which are left to their
+        lease. (An attempt cancelled in its TLS handshake also leaves its socket to the
+        garbage collector: httpcore closes it on errors, not on cancellation.)"""
+        loops = self._tasks
+        for task in loops:
             task.cancel()
-        for task in tasks:
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._running and grace > 0:
+            await asyncio.wait(set(self._running), timeout=grace)
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        for task in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._client is not None:
