@@ -262,9 +262,14 @@ async def _payload(executor: GraphQLExecutor[Any], source: Any, sharing: Sharing
     return await waiter
 
 
-async def _execute(executor: GraphQLExecutor[Any], source: Any) -> Payload:
-    result: Any = execute_subscription_event(executor.build_per_event_executor(source))
-    if executor.is_awaitable(result):
+async def _execute(executor: GraphQLExecutor[Any], source: Any, context: Any = None) -> Payload:
+    """The subscription's selection executed on `source`, in `context` when given (else
+    the subscription's own)."""
+    per_event = executor.build_per_event_executor(source)
+    if context is not None:
+        per_event.context_value = context
+    result: Any = execute_subscription_event(per_event)
+    if per_event.is_awaitable(result):
         result = await result
     assert isinstance(result, ExecutionResult)
     return Payload(response_body(result))
@@ -365,13 +370,7 @@ class Live:
         assert self._source_of is not None
         context = self.context.for_event(delivery)
         try:
-            executor = self.executor.build_per_event_executor(self._source_of(delivery))
-            executor.context_value = context
-            result: Any = execute_subscription_event(executor)
-            if executor.is_awaitable(result):
-                result = await result
-            assert isinstance(result, ExecutionResult)
-            return Payload(response_body(result))
+            return await _execute(self.executor, self._source_of(delivery), context)
         finally:
             await context.session.close()
 
